@@ -1,0 +1,210 @@
+"""The arena configuration: pydantic models of the YAML file, and its loading with one clear error per problem.
+
+Relative paths in a config file are resolved against the directory that holds the file, so a config can be run
+from anywhere. API keys never appear in a config: a model names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SIMULATOR = "simulator"
+"""The `api_base` value that routes a model to the built-in simulator started for the run."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteConfig(_Strict):
+    """One prompt suite to run."""
+
+    path: Path = Field(description="Suite file (JSONL), relative to the config file.")
+    format: Literal["auto", "judge-arena", "arena-hard", "mt-bench"] = Field(
+        default="auto", description="File layout; 'auto' detects it from the first record."
+    )
+    name: str | None = Field(default=None, description="Suite name shown in reports; defaults to the file stem.")
+    limit: int | None = Field(default=None, gt=0, description="Use only the first N prompts (quick runs).")
+
+
+class ModelConfig(_Strict):
+    """A model reached through litellm: a candidate or a judge."""
+
+    name: str = Field(min_length=1, description="Short unique name used in tables and the cache.")
+    model: str = Field(min_length=1, description="litellm model string, e.g. 'openai/gpt-4o' or 'anthropic/...'.")
+    api_base: str | None = Field(
+        default=None,
+        description="Endpoint URL (for local OpenAI-compatible servers), or 'simulator' for the built-in simulator.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the API key; the key itself never goes in a file.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Sampling parameters passed to the model (temperature, max_tokens, …)."
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _no_secrets_or_routing_in_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        reserved = {"api_key", "api_base", "base_url", "model", "messages"} & params.keys()
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} cannot be set in params; use the model's own fields")
+        return params
+
+
+class JudgeConfig(ModelConfig):
+    """A judge model and its pairwise prompt template."""
+
+    template: Path = Field(
+        default=Path("../prompts/judge_pairwise.yaml"),
+        description="Judge prompt template (YAML with 'system' and 'user'), relative to the config file.",
+    )
+
+
+class PairingConfig(_Strict):
+    """Which candidate pairs are judged."""
+
+    mode: Literal["all-pairs", "vs-baseline"] = Field(
+        default="all-pairs", description="'all-pairs' judges every pair; 'vs-baseline' judges each vs the baseline."
+    )
+    baseline: str | None = Field(
+        default=None, description="Candidate name used as baseline (required for 'vs-baseline')."
+    )
+
+
+class RatingConfig(_Strict):
+    """Bradley–Terry fitting and bootstrap options."""
+
+    bootstrap_rounds: int = Field(default=100, ge=100, description="Bootstrap rounds for the intervals (≥ 100).")
+    seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
+    bootstrap_unit: Literal["prompt", "battle"] = Field(
+        default="prompt",
+        description="Resample whole prompts (both orders together: honest intervals) or single battles.",
+    )
+    anchor: str | None = Field(
+        default=None, description="Model pinned at anchor_rating; default: the baseline, else the mean."
+    )
+    anchor_rating: float = Field(default=1000.0, description="Rating given to the anchor.")
+    strong_weight: float = Field(
+        default=3.0, gt=0, description="Battles a strong verdict (A>>B) counts as; Arena-Hard-Auto uses 3."
+    )
+
+
+class RunnerConfig(_Strict):
+    """How calls are made and where results go."""
+
+    cache_dir: Path = Field(default=Path("../cache"), description="SQLite cache folder, relative to the config.")
+    output_dir: Path = Field(default=Path("../runs"), description="Run reports folder, relative to the config.")
+    concurrency: int = Field(default=16, gt=0, description="Concurrent requests per endpoint.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one request, in seconds.")
+    max_attempts: int = Field(default=4, ge=1, description="Attempts per call, first one included.")
+    max_wait_s: float = Field(default=60.0, gt=0, description="Longest wait between two attempts, in seconds.")
+
+
+class ArenaConfig(_Strict):
+    """The whole arena: suites, candidates, judges, normalizations, pairing, rating and runner options."""
+
+    name: str = Field(default="arena", description="Run name, used in report folder names.")
+    suites: list[SuiteConfig] = Field(min_length=1, description="Prompt suites to run.")
+    candidates: list[ModelConfig] = Field(min_length=2, description="Models that answer the prompts.")
+    judges: list[JudgeConfig] = Field(min_length=1, description="Models that compare pairs of answers.")
+    normalizations: list[str] = Field(
+        default_factory=lambda: ["raw", "plain"],
+        min_length=1,
+        description="Views judged: 'raw' (as written) and 'plain' (markdown stripped).",
+    )
+    pairing: PairingConfig = Field(default_factory=PairingConfig, description="Which pairs are judged.")
+    rating: RatingConfig = Field(default_factory=RatingConfig, description="Rating options.")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Call and output options.")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> ArenaConfig:
+        from judge_arena.style import NORMALIZATIONS
+
+        for field, models in (("candidates", self.candidates), ("judges", self.judges)):
+            names = [m.name for m in models]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{field}: duplicate names {duplicates}")
+        unknown = [n for n in self.normalizations if n not in NORMALIZATIONS]
+        if unknown:
+            raise ValueError(f"normalizations: unknown {unknown}; known: {sorted(NORMALIZATIONS)}")
+        candidate_names = {c.name for c in self.candidates}
+        if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
+            raise ValueError("pairing.baseline: required when pairing.mode is 'vs-baseline'")
+        for field, value in (("pairing.baseline", self.pairing.baseline), ("rating.anchor", self.rating.anchor)):
+            if value is not None and value not in candidate_names:
+                raise ValueError(f"{field}: '{value}' is not a candidate name")
+        return self
+
+    @property
+    def uses_simulator(self) -> bool:
+        """Whether any model is routed to the built-in simulator."""
+        return any(m.api_base == SIMULATOR for m in [*self.candidates, *self.judges])
+
+
+def load_config(path: Path) -> ArenaConfig:
+    """Read, validate and resolve a config file; raise ConfigError naming the file and field on any problem.
+
+    Relative paths become absolute (against the file's folder), suite and template files must exist, and every
+    `api_key_env` must be set in the environment, so that a run never starts on a config it cannot finish.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        config = ArenaConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: field '{field}': {first['msg']}") from None
+    return _resolve(config, path)
+
+
+def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
+    base = path.resolve().parent
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    suites = []
+    for i, suite in enumerate(config.suites):
+        resolved = absolute(suite.path)
+        if not resolved.is_file():
+            raise ConfigError(f"{path}: field 'suites.{i}.path': file not found: {resolved}")
+        suites.append(suite.model_copy(update={"path": resolved}))
+    judges = []
+    for i, judge in enumerate(config.judges):
+        resolved = absolute(judge.template)
+        if not resolved.is_file():
+            raise ConfigError(f"{path}: field 'judges.{i}.template': file not found: {resolved}")
+        judges.append(judge.model_copy(update={"template": resolved}))
+    for field, models in (("candidates", config.candidates), ("judges", config.judges)):
+        for i, model in enumerate(models):
+            if model.api_key_env is not None and not os.environ.get(model.api_key_env):
+                raise ConfigError(
+                    f"{path}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
+                )
+    runner = config.runner.model_copy(
+        update={"cache_dir": absolute(config.runner.cache_dir), "output_dir": absolute(config.runner.output_dir)}
+    )
+    return config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})

@@ -1,0 +1,169 @@
+"""Pairwise judging: the prompt template, rendering a game for the judge, and parsing the verdict label.
+
+Each pair is judged in both orders (position bias cancels out in the ratings). A reply without exactly one
+verdict label is re-asked once in the same conversation, then recorded as unparsed: never a default winner,
+never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from judge_arena.records import Answer, Battle, Message, Prompt, Winner
+from judge_arena.style import normalize
+
+LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+"""The five verdicts, strongest for A first."""
+
+_PLACEHOLDERS = frozenset({"question", "answer_a", "answer_b"})
+_LABEL = re.compile(r"\[\[\s*([AB])\s*(>>|>|=)\s*([AB])\s*\]\]")
+_FENCED_CODE = re.compile(r"^ {0,3}(```|~~~).*?(^ {0,3}\1|\Z)", re.MULTILINE | re.DOTALL)
+
+REASK = (
+    "Your reply did not end with exactly one final verdict label. Reply with only one of these labels: "
+    "[[A>>B]], [[A>B]], [[A=B]], [[B>A]], [[B>>A]]."
+)
+"""The follow-up sent once when a judge's reply has no usable label."""
+
+Complete = Callable[[tuple[Message, ...]], Awaitable[str]]
+"""Sends a conversation to the judge model and returns its reply (cached and retried by the caller)."""
+
+
+class TemplateError(ValueError):
+    """A judge template that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """A pairwise judge prompt: a system message and a user message with {question}, {answer_a}, {answer_b}."""
+
+    system: str
+    user: str
+
+    @classmethod
+    def load(cls, path: Path) -> JudgeTemplate:
+        """Read a YAML template with 'system' and 'user' strings; every placeholder must be known and present."""
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise TemplateError(f"{path}: cannot read template: {exc}") from None
+        if not isinstance(data, dict) or set(data) != {"system", "user"}:
+            raise TemplateError(f"{path}: expected exactly the fields 'system' and 'user'")
+        for field in ("system", "user"):
+            if not isinstance(data[field], str) or not data[field].strip():
+                raise TemplateError(f"{path}: field '{field}': must be a non-empty string")
+        try:
+            found = {name for _, name, _, _ in string.Formatter().parse(data["user"]) if name is not None}
+        except ValueError as exc:
+            raise TemplateError(f"{path}: field 'user': {exc} (write literal braces as {{{{ and }}}})") from None
+        if found != _PLACEHOLDERS:
+            unknown, missing = sorted(found - _PLACEHOLDERS), sorted(_PLACEHOLDERS - found)
+            raise TemplateError(f"{path}: field 'user': unknown placeholders {unknown}, missing {missing}")
+        if "{" in data["system"].replace("{{", "").replace("}}", ""):
+            raise TemplateError(f"{path}: field 'system': placeholders belong in 'user'")
+        return cls(system=data["system"].replace("{{", "{").replace("}}", "}"), user=data["user"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the template's content, shown in reports."""
+        return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()[:12]
+
+
+def _conversation(texts: tuple[str, ...], speaker: str) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    return "\n\n".join(f"[{speaker} turn {i}]\n{text}" for i, text in enumerate(texts, start=1))
+
+
+def render_game(
+    template: JudgeTemplate, prompt: Prompt, answer_a: tuple[str, ...], answer_b: tuple[str, ...]
+) -> tuple[Message, ...]:
+    """The judge's messages for one game, each text fenced by delimiters carrying a nonce.
+
+    The nonce is a hash of the three texts, so the same game always renders the same (the cache hits), yet an
+    answer cannot contain its own closing delimiter: it would have to contain a hash of itself.
+    """
+    question = _conversation(prompt.turns, "User")
+    text_a = _conversation(answer_a, "Assistant")
+    text_b = _conversation(answer_b, "Assistant")
+    nonce = hashlib.sha256("\0".join((question, text_a, text_b)).encode()).hexdigest()[:16]
+
+    def block(title: str, text: str) -> str:
+        return f"<<<{title} {nonce}>>>\n{text}\n<<<END {title} {nonce}>>>"
+
+    user = template.user.format(
+        question=block("QUESTION", question),
+        answer_a=block("ANSWER A", text_a),
+        answer_b=block("ANSWER B", text_b),
+    )
+    return (Message("system", template.system), Message("user", user))
+
+
+def parse_verdict(reply: str) -> str | None:
+    """The verdict label in a judge's reply ('A>B', …), or None when it has none or conflicting ones.
+
+    Labels inside fenced code blocks are ignored: a judge quoting code is not giving its verdict. The same label
+    repeated counts once.
+    """
+    outside_code = _FENCED_CODE.sub("", reply)
+    found = {"A=B" if op == "=" else f"{a}{op}{b}" for a, op, b in _LABEL.findall(outside_code) if a != b}
+    return found.pop() if len(found) == 1 else None
+
+
+def outcome(label: str, strong_weight: float) -> tuple[Winner, float]:
+    """Winner side and battle weight of a label: a strong verdict counts as `strong_weight` battles."""
+    weight = strong_weight if ">>" in label else 1.0
+    if label == "A=B":
+        return "tie", 1.0
+    return ("model_a" if label.startswith("A") else "model_b"), weight
+
+
+@dataclass(frozen=True)
+class Game:
+    """One judge call to make: a prompt and two candidates' answers in a given order, in one normalization."""
+
+    prompt: Prompt
+    answer_a: Answer
+    answer_b: Answer
+    normalization: str
+
+
+def games(prompt: Prompt, first: Answer, second: Answer, normalization: str) -> tuple[Game, Game]:
+    """The pair in both orders."""
+    return Game(prompt, first, second, normalization), Game(prompt, second, first, normalization)
+
+
+async def judge_game(
+    game: Game, *, judge: str, template: JudgeTemplate, complete: Complete, strong_weight: float
+) -> Battle:
+    """Ask the judge for a verdict (re-asking once if it gives none) and return the battle it decides."""
+    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns)
+    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns)
+    messages = render_game(template, game.prompt, normalized_a, normalized_b)
+    reply = await complete(messages)
+    label = parse_verdict(reply)
+    flags: tuple[str, ...] = ()
+    if label is None:
+        reply = await complete((*messages, Message("assistant", reply), Message("user", REASK)))
+        label = parse_verdict(reply)
+        flags = ("reasked",) if label is not None else ("reasked", "unparsed")
+    winner, weight = outcome(label, strong_weight) if label is not None else (None, 0.0)
+    return Battle(
+        prompt_id=game.prompt.id,
+        category=game.prompt.category,
+        judge=judge,
+        normalization=game.normalization,
+        model_a=game.answer_a.model,
+        model_b=game.answer_b.model,
+        label=label,
+        winner=winner,
+        weight=weight,
+        flags=flags,
+    )

@@ -1,0 +1,1 @@
+"""Reports of a run: the terminal tables and the files under the run's output folder."""

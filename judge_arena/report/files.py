@@ -1,0 +1,96 @@
+"""The run's output folder: leaderboards (CSV and JSON), battles, answers, failures and a summary.
+
+The folder is written under a temporary name and renamed when complete, so a report is never half there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from judge_arena.arena import ArenaRun
+from judge_arena.views import View, battles_frame
+
+
+def leaderboard_frame(views: list[View]) -> pd.DataFrame:
+    """All views' leaderboards in one long table: one row per (judge, normalization, model)."""
+    frames = []
+    for view in views:
+        if view.board is None:
+            continue
+        frame = view.board.to_frame()
+        frame.insert(0, "normalization", view.normalization)
+        frame.insert(0, "judge", view.judge)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
+    """The run's counts, call statistics and per-view notes, as written to summary.json."""
+    config = run.inputs.config
+    stats = run.stats
+    return {
+        "name": config.name,
+        "prompts": len(run.inputs.prompts),
+        "candidates": [c.name for c in config.candidates],
+        "judges": {j.name: run.inputs.templates[j.name].fingerprint for j in config.judges},
+        "normalizations": config.normalizations,
+        "pairing": config.pairing.model_dump(),
+        "rating": config.rating.model_dump(),
+        "answers": len(run.answers),
+        "battles": len(run.battles),
+        "calls": {
+            "made": stats.made,
+            "cached": stats.cached,
+            "failed": stats.failed,
+            "retries": dict(stats.retries),
+        },
+        "failures": len(run.failures),
+        "views": [
+            {
+                "judge": v.judge,
+                "normalization": v.normalization,
+                "games": v.games,
+                "unparsed": v.unparsed,
+                "note": v.note,
+            }
+            for v in views
+        ],
+        "elapsed_s": round(run.elapsed_s, 3),
+    }
+
+
+def write_report(run: ArenaRun, views: list[View]) -> Path:
+    """Write the run's report folder and return its path."""
+    config = run.inputs.config
+    root = config.runner.output_dir
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = root / f"{config.name}-{stamp}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = root / f"{config.name}-{stamp}-{suffix}"
+    staging = root / f".{folder.name}.partial"
+    staging.mkdir()
+
+    boards = leaderboard_frame(views)
+    boards.to_csv(staging / "leaderboard.csv", index=False)
+    (staging / "leaderboard.json").write_text(json.dumps(boards.to_dict(orient="records"), indent=2))
+    battles = battles_frame(run.battles)
+    battles["flags"] = [";".join(b.flags) for b in run.battles]
+    battles.to_csv(staging / "battles.csv", index=False)
+    with (staging / "answers.jsonl").open("w", encoding="utf-8") as out:
+        for answer in run.answers:
+            out.write(json.dumps(asdict(answer), ensure_ascii=False) + "\n")
+    pd.DataFrame([asdict(f) for f in run.failures], columns=["stage", "item", "reason"]).to_csv(
+        staging / "failures.csv", index=False
+    )
+    (staging / "summary.json").write_text(json.dumps(summary(run, views), indent=2))
+    staging.rename(folder)
+    return folder

@@ -1,0 +1,128 @@
+"""What a run shows in the terminal: live progress, then the leaderboards side by side and a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from judge_arena.arena import ArenaRun
+from judge_arena.rating import LeaderboardRow, rank_changes
+from judge_arena.runner import CallStats
+from judge_arena.views import View
+
+
+def _calls_text(stats: CallStats) -> str:
+    retries = f", {stats.total_retries} retries" if stats.total_retries else ""
+    return f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{retries}"
+
+
+class LiveProgress:
+    """A rich progress display for the arena's stages and call counters (implements arena.Progress)."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[calls]}"),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> LiveProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def start(self, stage: str, total: int) -> None:
+        """A stage begins with `total` items."""
+        self._tasks[stage] = self._progress.add_task(stage, total=total, calls="")
+
+    def advance(self, stage: str) -> None:
+        """One item of the stage is done."""
+        self._progress.advance(self._tasks[stage])
+
+    def calls(self, stats: CallStats) -> None:
+        """The call counters changed."""
+        if "verdicts" in self._tasks:
+            self._progress.update(self._tasks["verdicts"], calls=_calls_text(stats))
+
+
+def _cell(row: LeaderboardRow | None) -> str:
+    if row is None:
+        return "–"
+    return f"{row.rating:7.1f} [{row.lower:.0f}, {row.upper:.0f}]"
+
+
+def _move(change: int) -> str:
+    if change == 0:
+        return "="
+    # rank_changes gives later-view position minus first-view position: negative is a climb.
+    return f"[green]↑{-change}[/green]" if change < 0 else f"[red]↓{change}[/red]"
+
+
+def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
+    """One judge's views side by side: rating with 95 % interval and position per view, and the moves."""
+    rated = [v for v in views if v.board is not None]
+    table = Table(title=f"judge: {judge}", title_justify="left")
+    table.add_column("model")
+    for view in rated:
+        table.add_column(f"{view.normalization}\nrating [95% CI]", justify="right")
+        table.add_column("#", justify="right")
+    first = rated[0] if rated else None
+    for view in rated[1:]:
+        table.add_column(f"{first.normalization if first else ''}→{view.normalization}", justify="center")
+    rows = {v.normalization: {r.model: r for r in v.board.rows} for v in rated if v.board is not None}
+    order = [r.model for r in first.board.rows] if first and first.board else candidates
+    moves = {
+        v.normalization: rank_changes(v.board, first.board)
+        for v in rated[1:]
+        if v.board is not None and first is not None and first.board is not None
+    }
+    for model in order:
+        cells = [model]
+        for view in rated:
+            row = rows[view.normalization].get(model)
+            cells += [_cell(row), str(row.position) if row else "–"]
+        cells += [_move(moves[v.normalization].get(model, 0)) for v in rated[1:]]
+        table.add_row(*cells)
+    return table
+
+
+def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
+    """Print every judge's leaderboards side by side, the notes, the call summary and the report folder."""
+    config = run.inputs.config
+    candidates = [c.name for c in config.candidates]
+    for judge in config.judges:
+        judge_views = [v for v in views if v.judge == judge.name]
+        console.print(views_table(judge.name, judge_views, candidates))
+        for view in judge_views:
+            if view.unparsed:
+                console.print(f"  {view.normalization}: {view.unparsed} of {view.games} verdicts unparsed (left out)")
+            if view.note:
+                console.print(f"  {view.normalization}: not rated: {escape(view.note)}")
+    stats = run.stats
+    console.print(
+        f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
+        f"{_calls_text(stats)}; {run.elapsed_s:.1f} s"
+    )
+    if stats.made == 0 and stats.failed == 0:
+        console.print("[green]Everything came from the cache: no model call was made.[/green]")
+    if stats.retries:
+        console.print("retries: " + ", ".join(f"{kind} {n}" for kind, n in stats.retries.most_common()))
+    if run.failures:
+        console.print(f"[red]{len(run.failures)} failures[/red] (listed in failures.csv); first ones:")
+        for failure in run.failures[:5]:
+            console.print(f"  {failure.stage} {escape(failure.item)}: {escape(failure.reason)}")
+    console.print(f"report: {folder}")

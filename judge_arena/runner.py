@@ -1,0 +1,100 @@
+"""Cache-first execution of model calls: look up the store, else call the model once and commit the result.
+
+Identical requests in flight at the same moment share one call (raw and plain views of an unformatted answer
+render the same judge prompt, for instance), so nothing is paid twice within a run either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from judge_arena.client import CallFailed, Client, Endpoint
+from judge_arena.config import ModelConfig
+from judge_arena.records import Message
+from judge_arena.store import CallKey, Completion, Store
+
+
+@dataclass
+class CallStats:
+    """What the run's calls did: served from cache, made and paid, failed, retried."""
+
+    cached: int = 0
+    made: int = 0
+    failed: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    """Retries by fault kind (http_429, timeout, …)."""
+
+    @property
+    def total_retries(self) -> int:
+        """All retries of the run."""
+        return sum(self.retries.values())
+
+
+class CallRunner:
+    """Serves model calls from the store, or makes them through the client and stores the result."""
+
+    def __init__(
+        self,
+        store: Store,
+        client_factory: Callable[[Callable[[str], None]], Client],
+        simulator_url: str | None,
+        on_change: Callable[[CallStats], None] | None = None,
+    ) -> None:
+        self.stats = CallStats()
+        self._store = store
+        self._client = client_factory(self._count_retry)
+        self._simulator_url = simulator_url
+        self._on_change = on_change
+        self._in_flight: dict[str, asyncio.Future[Completion]] = {}
+
+    def _count_retry(self, kind: str) -> None:
+        self.stats.retries[kind] += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.stats)
+
+    async def complete(self, model: ModelConfig, messages: tuple[Message, ...]) -> Completion:
+        """The completion of this request: cached, shared with an identical call in flight, or made now."""
+        key = CallKey(
+            model=model.model,
+            api_base=model.api_base,
+            params=tuple(sorted(model.params.items())),
+            messages=messages,
+        )
+        digest = key.digest
+        cached = self._store.get(key)
+        if cached is not None:
+            self.stats.cached += 1
+            self._changed()
+            return cached
+        pending = self._in_flight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._in_flight[digest] = future
+        try:
+            completion = await self._client.complete(
+                Endpoint.of(model, self._simulator_url), messages, model.params
+            )
+            self._store.put(key, completion)
+        except CallFailed as failure:
+            self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
+            self.stats.failed += 1
+            self._changed()
+            future.set_exception(failure)
+            future.exception()  # marks it retrieved: only the waiters re-raise it
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            del self._in_flight[digest]
+        self.stats.made += 1
+        self._changed()
+        future.set_result(completion)
+        return completion

@@ -1,0 +1,144 @@
+"""The cache: every model call's result, keyed by everything that can change it. The only persistence module.
+
+SQLite in WAL mode, one row per successful call, committed the moment the call returns. Failures go to their own
+table: they are reported, and retried on the next run, never served as results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from judge_arena.records import Message
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key);
+"""
+
+
+@dataclass(frozen=True)
+class CallKey:
+    """What identifies a model call: any change to any part gives another cache key."""
+
+    model: str
+    """The litellm model string (provider and model id)."""
+    api_base: str | None
+    """The endpoint as configured (the symbolic 'simulator', not its port, so the cache survives restarts)."""
+    params: tuple[tuple[str, Any], ...]
+    messages: tuple[Message, ...]
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of every field."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def canonical_json(self) -> str:
+        """The request as canonical JSON (sorted keys): what is hashed and stored beside the result."""
+        return json.dumps(
+            {
+                "model": self.model,
+                "api_base": self.api_base,
+                "params": dict(self.params),
+                "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A successful model reply."""
+
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+
+
+class Store:
+    """The SQLite cache of completions and the log of failures."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, key: CallKey) -> Completion | None:
+        """The cached completion for this call, or None."""
+        row = self._db.execute(
+            "SELECT text, finish_reason, input_tokens, output_tokens, latency_s FROM completions WHERE key = ?",
+            (key.digest,),
+        ).fetchone()
+        return None if row is None else Completion(*row)
+
+    def put(self, key: CallKey, completion: Completion) -> None:
+        """Record a successful completion (committed at once)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.digest,
+                key.model,
+                key.canonical_json(),
+                completion.text,
+                completion.finish_reason,
+                completion.input_tokens,
+                completion.output_tokens,
+                completion.latency_s,
+                time.time(),
+            ),
+        )
+
+    def record_failure(self, key: CallKey, kind: str, message: str, attempts: int) -> None:
+        """Log a failed call; it stays uncached, so the next run tries it again."""
+        self._db.execute(
+            "INSERT INTO failures (key, model, kind, message, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (key.digest, key.model, kind, message, attempts, time.time()),
+        )
+
+    def count_completions(self) -> int:
+        """Number of cached completions."""
+        return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    def count_failures(self) -> int:
+        """Number of failures logged over all runs."""
+        return int(self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0])

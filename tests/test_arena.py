@@ -1,0 +1,145 @@
+"""End to end on the simulator: generate, judge raw and plain, rate, report; rerun from cache; multi-turn."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from judge_arena.arena import ArenaRun, load_inputs, run_arena
+from judge_arena.cli import EXIT_OK, main
+from judge_arena.config import load_config
+from judge_arena.sim import SimulatorServer
+from judge_arena.views import rate_views
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as server:
+        yield server
+
+
+def _config(folder: Path, suite: Path, *, limit: int = 6, template: Path = TEMPLATE, **overrides: object) -> Path:
+    config: dict[str, object] = {
+        "name": "e2e",
+        "suites": [{"path": str(suite), "limit": limit}],
+        "candidates": [
+            {"name": "strong-plain", "model": "openai/sim-strong-plain", "api_base": "simulator"},
+            {"name": "markdown-weak", "model": "openai/sim-markdown-weak", "api_base": "simulator"},
+            {
+                "name": "strong-markdown",
+                "model": "anthropic/sim-strong-markdown",
+                "api_base": "simulator",
+                "params": {"max_tokens": 1024},
+            },
+        ],
+        "judges": [{"name": "judge", "model": "openai/sim-judge", "api_base": "simulator", "template": str(template)}],
+        "pairing": {"mode": "all-pairs", "baseline": "strong-plain"},
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "max_wait_s": 0.1},
+    }
+    config.update(overrides)
+    path = folder / "arena.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _run(path: Path, sim: SimulatorServer) -> ArenaRun:
+    return run_arena(load_inputs(load_config(path)), simulator_url=sim.url)
+
+
+def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer) -> None:
+    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl")
+    sim.reset_log()
+    first = _run(path, sim)
+    prompts = first.inputs.prompts
+    turns = sum(len(p.turns) for p in prompts)
+    assert len(first.answers) == 3 * len(prompts) and not first.failures
+    # 3 pairs × prompts × raw/plain × both orders
+    assert len(first.battles) == 3 * len(prompts) * 2 * 2
+    billed = [r for r in sim.requests if r.billed]
+    assert first.stats.made == len(billed) <= 3 * turns + len(first.battles) * 2
+    assert {r.path for r in billed} == {"/v1/chat/completions", "/v1/messages"}
+
+    sim.reset_log()
+    second = _run(path, sim)
+    assert sim.requests == [] and second.stats.made == 0
+    assert second.stats.cached == first.stats.made + first.stats.cached
+    assert second.battles == first.battles and second.answers == first.answers
+
+
+def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: SimulatorServer) -> None:
+    suite = ROOT / "prompts/suites/core.jsonl"
+    _run(_config(tmp_path, suite, limit=3), sim)
+    template = tmp_path / "judge.yaml"
+    template.write_text(TEMPLATE.read_text().replace("impartial judge", "impartial and careful judge"))
+    sim.reset_log()
+    run = _run(_config(tmp_path, suite, limit=3, template=template), sim)
+    judged = [r for r in sim.requests if r.model == "sim-judge"]
+    assert run.stats.made == len(sim.requests) == len(judged) == len(run.battles)
+
+
+def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=12)
+    run = _run(path, sim)
+    views = rate_views(run.inputs.config, run.battles)
+    assert [(v.judge, v.normalization) for v in views] == [("judge", "raw"), ("judge", "plain")]
+    for view in views:
+        assert view.board is not None
+        assert {r.model for r in view.board.rows} == {"strong-plain", "markdown-weak", "strong-markdown"}
+        baseline = next(r for r in view.board.rows if r.model == "strong-plain")
+        assert baseline.rating == pytest.approx(1000.0) and baseline.win_rate == pytest.approx(50.0)
+        assert all(r.lower <= r.rating <= r.upper for r in view.board.rows)
+
+    assert main(["run", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "raw" in out and "plain" in out and "strong-plain" in out
+    assert "no model call was made" in out
+    folder = next((tmp_path / "runs").iterdir())
+    board = pd.read_csv(folder / "leaderboard.csv")
+    assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 6
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["calls"]["made"] == 0 and summary["battles"] == len(run.battles)
+    battles = pd.read_csv(folder / "battles.csv")
+    assert len(battles) == len(run.battles)
+
+
+def test_multi_turn_mt_bench_prompt_asks_turn_two_with_turn_one_answer(
+    tmp_path: Path, sim: SimulatorServer, shared_data: Path
+) -> None:
+    path = _config(tmp_path, shared_data / "mt_bench" / "question.jsonl", limit=1)
+    sim.reset_log()
+    run = _run(path, sim)
+    prompt = run.inputs.prompts[0]
+    assert len(prompt.turns) == 2
+    answer = next(a for a in run.answers if a.model == "strong-plain")
+    assert len(answer.turns) == 2
+    requests = [r for r in sim.requests if r.model == "sim-strong-plain"]
+    second_turn = next(r for r in requests if len(r.messages) == 3)
+    assert [m.role for m in second_turn.messages] == ["user", "assistant", "user"]
+    assert second_turn.messages[0].content == prompt.turns[0]
+    assert second_turn.messages[1].content == answer.turns[0]
+    assert second_turn.messages[2].content == prompt.turns[1]
+    judge_request = next(r for r in sim.requests if r.model == "sim-judge")
+    assert "[User turn 2]" in judge_request.messages[-1].content
+
+
+def test_unknown_model_is_recorded_as_failure_and_retried_next_run(tmp_path: Path, sim: SimulatorServer) -> None:
+    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=2)
+    config = yaml.safe_load(path.read_text())
+    config["candidates"][1]["model"] = "openai/sim-no-such-model"
+    path.write_text(yaml.safe_dump(config))
+    run = _run(path, sim)
+    failed = [f for f in run.failures if f.stage == "generate"]
+    assert len(failed) == 2 and all("not_found" in f.reason for f in failed)
+    # only the pair of the two working candidates is judged
+    assert {frozenset((b.model_a, b.model_b)) for b in run.battles} == {frozenset(("strong-plain", "strong-markdown"))}
+    sim.reset_log()
+    _run(path, sim)
+    assert [r.status for r in sim.requests] == [404, 404]

@@ -1,0 +1,120 @@
+"""Cache keys and cache-first calls: any change misses, failures are never served, identical calls share one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from judge_arena.client import CallFailed, Endpoint
+from judge_arena.config import ModelConfig
+from judge_arena.records import Message
+from judge_arena.runner import CallRunner
+from judge_arena.store import CallKey, Completion, Store
+
+MESSAGES = (Message("system", "You judge."), Message("user", "Which is better?"))
+BASE_KEY = CallKey(model="openai/m", api_base=None, params=(("temperature", 0.0),), messages=MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        CallKey("openai/m2", None, (("temperature", 0.0),), MESSAGES),
+        CallKey("anthropic/m", None, (("temperature", 0.0),), MESSAGES),
+        CallKey("openai/m", "http://localhost:8000/v1", (("temperature", 0.0),), MESSAGES),
+        CallKey("openai/m", None, (("temperature", 0.7),), MESSAGES),
+        CallKey("openai/m", None, (("temperature", 0.0), ("max_tokens", 10)), MESSAGES),
+        CallKey("openai/m", None, (("temperature", 0.0),), (MESSAGES[0], Message("user", "Which is better? "))),
+        CallKey("openai/m", None, (("temperature", 0.0),), (Message("system", "You judge!"), MESSAGES[1])),
+        CallKey("openai/m", None, (("temperature", 0.0),), (Message("user", "You judge."), MESSAGES[1])),
+        CallKey("openai/m", None, (("temperature", 0.0),), MESSAGES[1:]),
+    ],
+)
+def test_any_change_gives_another_key(changed: CallKey) -> None:
+    assert changed.digest != BASE_KEY.digest
+
+
+def test_same_request_same_key() -> None:
+    again = CallKey("openai/m", None, (("temperature", 0.0),), tuple(Message(m.role, m.content) for m in MESSAGES))
+    assert again.digest == BASE_KEY.digest
+
+
+class _FakeClient:
+    """Stands in for the network client: counts calls, fails while told to."""
+
+    def __init__(self, failures: int = 0, delay_s: float = 0.0) -> None:
+        self.calls = 0
+        self.failures = failures
+        self.delay_s = delay_s
+
+    async def complete(
+        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any]
+    ) -> Completion:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        if self.failures:
+            self.failures -= 1
+            raise CallFailed("http_503", "service unavailable", attempts=4)
+        return Completion(f"reply to {messages[-1].content}", "stop", 5, 7, 0.01)
+
+
+MODEL = ModelConfig(name="m", model="openai/m", api_base="http://127.0.0.1:9/v1", params={"temperature": 0})
+
+
+def _runner(store: Store, client: _FakeClient) -> CallRunner:
+    return CallRunner(store, lambda _on_retry: client, simulator_url=None)  # type: ignore[arg-type,return-value]
+
+
+async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
+    client = _FakeClient()
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        first = await runner.complete(MODEL, MESSAGES)
+        second = await runner.complete(MODEL, MESSAGES)
+        assert first == second and client.calls == 1
+        assert (runner.stats.made, runner.stats.cached) == (1, 1)
+    with Store(tmp_path / "c.sqlite") as reopened:
+        assert await _runner(reopened, client).complete(MODEL, MESSAGES) == first
+    assert client.calls == 1
+
+
+async def test_changed_params_miss_the_cache(tmp_path: Path) -> None:
+    client = _FakeClient()
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        await runner.complete(MODEL, MESSAGES)
+        await runner.complete(MODEL.model_copy(update={"params": {"temperature": 0.5}}), MESSAGES)
+        await runner.complete(MODEL.model_copy(update={"api_base": "http://127.0.0.1:10/v1"}), MESSAGES)
+    assert client.calls == 3
+
+
+async def test_failures_are_recorded_not_cached(tmp_path: Path) -> None:
+    client = _FakeClient(failures=1)
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        with pytest.raises(CallFailed, match="http_503"):
+            await runner.complete(MODEL, MESSAGES)
+        assert store.count_completions() == 0 and store.count_failures() == 1
+        assert runner.stats.failed == 1
+        retried = await runner.complete(MODEL, MESSAGES)
+        assert retried.text == "reply to Which is better?"
+        assert client.calls == 2 and store.count_completions() == 1
+
+
+async def test_identical_calls_in_flight_share_one_request(tmp_path: Path) -> None:
+    client = _FakeClient(delay_s=0.05)
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(5)))
+    assert len(set(results)) == 1 and client.calls == 1
+
+
+async def test_a_shared_failure_reaches_every_waiter(tmp_path: Path) -> None:
+    client = _FakeClient(failures=1, delay_s=0.05)
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, CallFailed) for r in results) and client.calls == 1

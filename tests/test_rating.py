@@ -1,0 +1,319 @@
+"""Bradley–Terry fit, bootstrap and leaderboard: recovery, agreement with a reference fit, edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+
+from judge_arena.rating import (
+    DEFAULT_L2,
+    Leaderboard,
+    _aggregate,
+    _newton,
+    bootstrap_ratings,
+    fit_bradley_terry,
+    leaderboard,
+    rank_changes,
+)
+
+ELO = 400.0 / math.log(10.0)
+COLUMNS = ["prompt_id", "model_a", "model_b", "winner", "weight"]
+
+
+def frame(rows: list[tuple[str, str, str, str, float]]) -> pd.DataFrame:
+    """Battles from (prompt_id, model_a, model_b, winner, weight) tuples."""
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def simulate(
+    ratings: dict[str, float], games: int, seed: int, *, tie_band: float = 0.0, weighted: bool = False
+) -> pd.DataFrame:
+    """Random pairs and BT outcomes; a draw within `tie_band` of the win probability is a tie."""
+    rng = np.random.default_rng(seed)
+    names = list(ratings)
+    strength = np.array([ratings[n] for n in names])
+    a = rng.integers(0, len(names), games)
+    b = (a + rng.integers(1, len(names), games)) % len(names)
+    p_a = 1.0 / (1.0 + 10.0 ** ((strength[b] - strength[a]) / 400.0))
+    u = rng.random(games)
+    winner = np.where(np.abs(u - p_a) < tie_band, "tie", np.where(u < p_a, "model_a", "model_b"))
+    weight = rng.choice([0.5, 1.0, 2.5, 3.0], games) if weighted else np.ones(games)
+    return pd.DataFrame(
+        {
+            "prompt_id": [f"p{k // 2}" for k in range(games)],
+            "model_a": [names[k] for k in a],
+            "model_b": [names[k] for k in b],
+            "winner": winner,
+            "weight": weight,
+        }
+    )
+
+
+def reference_fit(battles: pd.DataFrame, l2: float) -> pd.Series:
+    """Independent fit: one-hot rows per game, ties split into a win and a loss at half weight, scipy BFGS."""
+    models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
+    column = {m: k for k, m in enumerate(models)}
+    outcomes = {"model_a": [(1.0, 1.0)], "model_b": [(0.0, 1.0)], "tie": [(1.0, 0.5), (0.0, 0.5)]}
+    x_rows: list[np.ndarray] = []
+    y: list[float] = []
+    w: list[float] = []
+    for model_a, model_b, winner, weight in zip(
+        battles["model_a"],
+        battles["model_b"],
+        battles["winner"],
+        battles["weight"].to_numpy(float),
+        strict=True,
+    ):
+        x = np.zeros(len(models))
+        x[column[model_a]], x[column[model_b]] = 1.0, -1.0
+        for label, share in outcomes[winner]:
+            x_rows.append(x)
+            y.append(label)
+            w.append(share * weight)
+    design, labels, weights = np.array(x_rows), np.array(y), np.array(w)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = design @ theta
+        p = 1.0 / (1.0 + np.exp(-eta))
+        value = np.sum(weights * (np.logaddexp(0.0, eta) - labels * eta)) + 0.5 * l2 * theta @ theta
+        return float(value), design.T @ (weights * (p - labels)) + l2 * theta
+
+    result = minimize(loss, np.zeros(len(models)), jac=True, method="BFGS", options={"gtol": 1e-9})
+    ratings = ELO * result.x
+    return pd.Series(ratings - ratings.mean() + 1000.0, index=models)
+
+
+TRUE = {"a": 800.0, "b": 950.0, "c": 1000.0, "d": 1030.0, "e": 1100.0, "f": 1250.0}
+
+
+def test_recovers_known_strengths() -> None:
+    battles = simulate(TRUE, 20_000, seed=7)
+    fitted = fit_bradley_terry(battles, init_rating=float(np.mean(list(TRUE.values()))))
+    errors = fitted - pd.Series(TRUE)
+    # About 6,700 games per model give a standard error of roughly 5 Elo per model.
+    assert errors.abs().max() < 8.0
+    anchored = fit_bradley_terry(battles, anchor="c", anchor_rating=TRUE["c"])
+    assert (anchored - pd.Series(TRUE)).abs().max() < 8.0
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_agrees_with_reference_fit(ties: bool, weighted: bool) -> None:
+    battles = simulate(TRUE, 600, seed=3, tie_band=0.15 if ties else 0.0, weighted=weighted)
+    assert (battles["winner"] == "tie").any() == ties
+    fitted = fit_bradley_terry(battles)
+    expected = reference_fit(battles, DEFAULT_L2)
+    np.testing.assert_allclose(fitted.to_numpy(), expected[fitted.index].to_numpy(), atol=0.01)
+
+
+def test_penalty_does_not_move_ratings_on_normal_data() -> None:
+    battles = simulate(TRUE, 300, seed=5, tie_band=0.1, weighted=True)
+    gap = fit_bradley_terry(battles) - fit_bradley_terry(battles, l2=1e-12)
+    assert gap.abs().max() < 0.01
+
+
+def test_a_tie_counts_half_a_win_to_each_side() -> None:
+    # One win and one tie is 1.5 wins to 0.5: P(x beats y) = 3/4, i.e. 400·log10(3) Elo apart.
+    fitted = fit_bradley_terry(frame([("p1", "x", "y", "model_a", 1.0), ("p2", "y", "x", "tie", 1.0)]))
+    assert fitted["x"] - fitted["y"] == pytest.approx(400.0 * math.log10(3.0), abs=0.01)
+    even = fit_bradley_terry(frame([("p1", "x", "y", "tie", 1.0), ("p2", "y", "x", "tie", 2.0)]))
+    assert even["x"] == pytest.approx(even["y"], abs=1e-9)
+
+
+def test_strong_verdict_weight_counts_as_repeated_games() -> None:
+    strong = frame(
+        [("p1", "x", "y", "model_a", 3.0), ("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)]
+    )
+    repeated = frame(
+        [("p1", "x", "y", "model_a", 1.0)] * 3
+        + [("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)]
+    )
+    pd.testing.assert_series_equal(fit_bradley_terry(strong), fit_bradley_terry(repeated), atol=1e-8)
+    fitted = fit_bradley_terry(strong)
+    assert fitted["x"] - fitted["y"] == pytest.approx(400.0 * math.log10(3.0), abs=0.01)
+
+
+def test_anchor_and_mean_placement() -> None:
+    battles = simulate(TRUE, 500, seed=11)
+    centred = fit_bradley_terry(battles, init_rating=1200.0)
+    assert centred.mean() == pytest.approx(1200.0)
+    anchored = fit_bradley_terry(battles, anchor="d", anchor_rating=1500.0)
+    assert anchored["d"] == 1500.0
+    pd.testing.assert_series_equal(anchored - anchored["d"], centred - centred["d"], atol=1e-9)
+    doubled = fit_bradley_terry(battles, scale=800.0, base=math.e, anchor="d", anchor_rating=0.0)
+    assert doubled["a"] == pytest.approx(800.0 / ELO * (centred["a"] - centred["d"]))
+
+
+def test_perfectly_separated_models_get_finite_ratings() -> None:
+    battles = simulate({"b": 950.0, "c": 1000.0, "d": 1050.0}, 300, seed=2)
+    extremes = frame(
+        [(f"q{k}", "top", other, "model_a", 1.0) for k, other in enumerate("bcd")]
+        + [(f"r{k}", other, "bottom", "model_a", 3.0) for k, other in enumerate("bcd")]
+    )
+    fitted = fit_bradley_terry(pd.concat([battles, extremes], ignore_index=True))
+    assert np.isfinite(fitted).all()
+    assert fitted.idxmax() == "top" and fitted.idxmin() == "bottom"
+    # The separated models' games pull on the others by about l2·θ: the rest keep their own ratings.
+    rest = fit_bradley_terry(battles)
+    shifted = fitted[rest.index] - fitted[rest.index].mean() + rest.mean()
+    assert (shifted - rest).abs().max() < 0.01
+    samples = bootstrap_ratings(pd.concat([battles, extremes], ignore_index=True), rounds=10)
+    assert np.isfinite(samples.to_numpy()).all()
+
+
+@pytest.mark.parametrize("weight", [1.0, 1e3, 1e9])
+def test_separation_converges_whatever_the_weight(weight: float) -> None:
+    battles = frame(
+        [("p1", "x", "y", "model_a", weight), ("p2", "y", "z", "tie", 1.0), ("p3", "z", "y", "tie", 1)]
+    )
+    fitted = fit_bradley_terry(battles)
+    assert np.isfinite(fitted).all()
+    assert 1500.0 < fitted["x"] - fitted["y"] < 6000.0
+    assert fitted["y"] - fitted["z"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_disconnected_graph_raises_naming_components() -> None:
+    battles = frame(
+        [("p1", "x", "y", "model_a", 1.0), ("p2", "u", "v", "tie", 1.0), ("p3", "v", "w", "tie", 0)]
+    )
+    with pytest.raises(ValueError, match=r"disconnected.*\{u, v\}.*\{w\}.*\{x, y\}"):
+        fit_bradley_terry(battles)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"winner": "A>B"}, "winner"),
+        ({"weight": -1.0}, "weight"),
+        ({"weight": float("nan")}, "weight"),
+        ({"model_b": "x"}, "itself"),
+        ({"prompt_id": None}, "missing values"),
+    ],
+)
+def test_malformed_battles_raise(change: dict[str, object], message: str) -> None:
+    row = {"prompt_id": "p1", "model_a": "x", "model_b": "y", "winner": "model_a", "weight": 1.0} | change
+    with pytest.raises(ValueError, match=message):
+        fit_bradley_terry(pd.DataFrame([row]))
+
+
+def test_unknown_anchor_missing_column_and_no_penalty_raise() -> None:
+    battles = frame([("p1", "x", "y", "model_a", 1.0)])
+    with pytest.raises(ValueError, match="'z' has no battles"):
+        fit_bradley_terry(battles, anchor="z")
+    with pytest.raises(ValueError, match="weight"):
+        fit_bradley_terry(battles.drop(columns="weight"))
+    with pytest.raises(ValueError, match="l2"):
+        fit_bradley_terry(battles, l2=0.0)
+
+
+def test_bootstrap_is_seeded() -> None:
+    battles = simulate(TRUE, 400, seed=1)
+    first = bootstrap_ratings(battles, rounds=20, seed=4)
+    assert first.shape == (20, 6) and list(first.columns) == sorted(TRUE)
+    pd.testing.assert_frame_equal(first, bootstrap_ratings(battles, rounds=20, seed=4))
+    assert not np.allclose(first.to_numpy(), bootstrap_ratings(battles, rounds=20, seed=5).to_numpy())
+
+
+def test_prompt_unit_moves_all_games_of_a_prompt_together() -> None:
+    # Each prompt is split evenly (x wins one order, y the other): whole prompts always resample to a draw.
+    battles = frame(
+        [
+            row
+            for k in range(30)
+            for row in ((f"p{k}", "x", "y", "model_a", 1.0), (f"p{k}", "y", "x", "model_a", 1.0))
+        ]
+    )
+    by_prompt = bootstrap_ratings(battles, rounds=30, unit="prompt")
+    assert (by_prompt["x"] - by_prompt["y"]).abs().max() < 1e-6
+    by_battle = bootstrap_ratings(battles, rounds=30, unit="battle")
+    assert (by_battle["x"] - by_battle["y"]).std() > 10.0
+
+
+def test_resample_counts_match_a_refit_of_the_resampled_battles() -> None:
+    battles = simulate(TRUE, 300, seed=9, tie_band=0.1, weighted=True)
+    aggregate = _aggregate(battles, "prompt")
+    prompts = pd.unique(battles["prompt_id"])
+    multiplicity = np.random.default_rng(0).integers(0, 4, len(prompts)).astype(float)
+    beta = _newton(aggregate.design, *aggregate.counts(multiplicity), np.zeros(5), DEFAULT_L2)
+    theta = ELO * (aggregate.basis @ beta)
+    repeats = dict(zip(prompts, multiplicity.astype(int), strict=True))
+    resampled = battles.loc[battles.index.repeat(battles["prompt_id"].map(repeats))]
+    expected = fit_bradley_terry(resampled)
+    np.testing.assert_allclose(theta - theta.mean() + 1000.0, expected[list(aggregate.models)], atol=1e-6)
+
+
+def test_newton_recovers_from_a_far_start() -> None:
+    # From θ = 40 the curvature is ~l2, so a full Newton step lands ~10⁶ away: the step halving must catch it.
+    battles = frame([("p1", "x", "y", "model_a", 3.0), ("p2", "y", "x", "model_a", 1.0)])
+    aggregate = _aggregate(battles, "battle")
+    start = np.array([40.0 / aggregate.design[0, 0]])
+    beta = _newton(aggregate.design, *aggregate.counts(), start, DEFAULT_L2)
+    assert (aggregate.design @ beta)[0] == pytest.approx(math.log(3.0), abs=1e-6)
+
+
+def test_leaderboard_rows() -> None:
+    board = leaderboard(simulate(TRUE, 3000, seed=8, tie_band=0.1), baseline="c", rounds=100, seed=0)
+    assert [row.model for row in board.rows] == ["f", "e", "d", "c", "b", "a"]
+    assert [row.position for row in board.rows] == [1, 2, 3, 4, 5, 6]
+    assert board.reference == "c" and board.samples.shape == (100, 6)
+    for row in board.rows:
+        assert row.lower <= row.rating <= row.upper
+        assert row.win_rate is not None and row.win_rate_lower is not None and row.win_rate_upper is not None
+        assert row.win_rate_lower <= row.win_rate <= row.win_rate_upper
+        assert row.rank <= row.position
+    by_model = {row.model: row for row in board.rows}
+    baseline = by_model["c"]
+    # The anchor defaults to the baseline.
+    assert baseline.rating == 1000.0
+    assert baseline.win_rate == baseline.win_rate_lower == baseline.win_rate_upper == pytest.approx(50.0)
+    assert by_model["f"].win_rate == pytest.approx(
+        100.0 / (1.0 + 10.0 ** ((1000.0 - by_model["f"].rating) / 400))
+    )
+    assert sum(row.battles for row in board.rows) == 2 * 3000
+    assert list(board.to_frame()["model"]) == ["f", "e", "d", "c", "b", "a"]
+
+
+def test_interval_aware_rank_shares_places_between_overlapping_models() -> None:
+    # y and z are indistinguishable, both clearly behind x: ranks 1, 2, 2 while positions are 1, 2, 3.
+    battles = pd.concat(
+        [
+            simulate({"x": 1400.0, "y": 1000.0, "z": 1000.0}, 600, seed=6),
+            frame([("extra", "y", "z", "model_a", 1.0)]),
+        ],
+        ignore_index=True,
+    )
+    board = leaderboard(battles, rounds=50)
+    top = board.rows[0]
+    assert (top.model, top.rank, top.position) == ("x", 1, 1)
+    assert sorted((row.rank, row.position) for row in board.rows[1:]) == [(2, 2), (2, 3)]
+    assert board.reference is None and all(row.win_rate is None for row in board.rows)
+    assert np.mean([row.rating for row in board.rows]) == pytest.approx(1000.0)
+
+
+def test_win_rates_against_the_anchor_without_baseline() -> None:
+    board = leaderboard(
+        simulate(TRUE, 500, seed=4), anchor="b", anchor_rating=1100.0, rounds=20, unit="battle"
+    )
+    by_model = {row.model: row for row in board.rows}
+    assert board.reference == "b"
+    assert by_model["b"].rating == 1100.0 and by_model["b"].win_rate == pytest.approx(50.0)
+
+
+def test_rank_changes_by_plain_order() -> None:
+    def board(order: list[str]) -> Leaderboard:
+        # Each model beats every model after it in `order` 3 games to 1.
+        rows = [
+            (f"{i}{j}{k}", order[i], order[j], winner, 1.0)
+            for i in range(len(order))
+            for j in range(i + 1, len(order))
+            for k, winner in enumerate(["model_a"] * 3 + ["model_b"])
+        ]
+        return leaderboard(frame(rows), rounds=10)
+
+    raw, plain = board(["x", "y", "z", "w"]), board(["y", "x", "z", "w"])
+    assert rank_changes(plain, raw) == {"x": 1, "y": -1, "z": 0, "w": 0}
+    assert rank_changes(raw, raw) == {"x": 0, "y": 0, "z": 0, "w": 0}
