@@ -177,10 +177,7 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
         return [battle for battle in played if battle is not None]
 
     judged = await asyncio.gather(
-        *(
-            judge_pair(*item)
-            for item in itertools.product(config.judges, config.normalizations, pairs, inputs.prompts)
-        )
+        *(judge_pair(*item) for item in itertools.product(config.judges, config.normalizations, pairs, inputs.prompts))
     )
     answers = [a for a in await asyncio.gather(*answer_tasks.values()) if a is not None]
     return ArenaRun(

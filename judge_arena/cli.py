@@ -50,7 +50,9 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 def _simulate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.sim.server import serve
 
-    console.print(f"simulator on http://{args.host}:{args.port} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)")
+    console.print(
+        f"simulator on http://{args.host}:{args.port} (OpenAI: /v1/chat/completions, Anthropic: /v1/messages)"
+    )
     serve(args.host, args.port)
     return EXIT_OK
 

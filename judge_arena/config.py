@@ -50,7 +50,8 @@ class ModelConfig(_Strict):
         description="Name of the environment variable holding the API key; the key itself never goes in a file.",
     )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Sampling parameters passed to the model (temperature, max_tokens, …)."
+        default_factory=dict,
+        description="Sampling parameters passed to the model (temperature, max_tokens, …).",
     )
 
     @field_validator("params")
@@ -75,7 +76,8 @@ class PairingConfig(_Strict):
     """Which candidate pairs are judged."""
 
     mode: Literal["all-pairs", "vs-baseline"] = Field(
-        default="all-pairs", description="'all-pairs' judges every pair; 'vs-baseline' judges each vs the baseline."
+        default="all-pairs",
+        description="'all-pairs' judges every pair; 'vs-baseline' judges each vs the baseline.",
     )
     baseline: str | None = Field(
         default=None, description="Candidate name used as baseline (required for 'vs-baseline')."
@@ -142,7 +144,10 @@ class ArenaConfig(_Strict):
         candidate_names = {c.name for c in self.candidates}
         if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
             raise ValueError("pairing.baseline: required when pairing.mode is 'vs-baseline'")
-        for field, value in (("pairing.baseline", self.pairing.baseline), ("rating.anchor", self.rating.anchor)):
+        for field, value in (
+            ("pairing.baseline", self.pairing.baseline),
+            ("rating.anchor", self.rating.anchor),
+        ):
             if value is not None and value not in candidate_names:
                 raise ValueError(f"{field}: '{value}' is not a candidate name")
         return self
@@ -205,6 +210,9 @@ def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
                     f"{path}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
                 )
     runner = config.runner.model_copy(
-        update={"cache_dir": absolute(config.runner.cache_dir), "output_dir": absolute(config.runner.output_dir)}
+        update={
+            "cache_dir": absolute(config.runner.cache_dir),
+            "output_dir": absolute(config.runner.output_dir),
+        }
     )
     return config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})

@@ -25,5 +25,9 @@ async def generate_answer(model: str, prompt: Prompt, complete: Complete) -> Ans
         output_tokens += completion.output_tokens
         latency_s += completion.latency_s
     return Answer(
-        model=model, prompt_id=prompt.id, turns=tuple(replies), output_tokens=output_tokens, latency_s=latency_s
+        model=model,
+        prompt_id=prompt.id,
+        turns=tuple(replies),
+        output_tokens=output_tokens,
+        latency_s=latency_s,
     )

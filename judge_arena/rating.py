@@ -255,9 +255,7 @@ def leaderboard(
         )
         for position, k in enumerate(order, start=1)
     )
-    frame = pd.DataFrame(
-        samples, index=pd.RangeIndex(rounds, name="round"), columns=pd.Index(models, name="model")
-    )
+    frame = pd.DataFrame(samples, index=pd.RangeIndex(rounds, name="round"), columns=pd.Index(models, name="model"))
     return Leaderboard(rows=rows, samples=frame, reference=reference)
 
 
@@ -306,9 +304,7 @@ def _aggregate(battles: pd.DataFrame, unit: Unit) -> _Aggregate:
     if empty:
         raise ValueError(f"battles: missing values in {empty}")
 
-    codes, names = pd.factorize(
-        pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True), sort=True
-    )
+    codes, names = pd.factorize(pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True), sort=True)
     models = tuple(str(name) for name in names)
     n = len(battles)
     code_a, code_b = codes[:n].astype(np.intp), codes[n:].astype(np.intp)
@@ -365,9 +361,7 @@ def _check_connected(models: tuple[str, ...], first: IntArray, second: IntArray)
         components.setdefault(root(k), []).append(name)
     if len(components) > 1:
         listed = "; ".join("{" + ", ".join(names) + "}" for names in components.values())
-        raise ValueError(
-            f"comparison graph is disconnected, ratings across components are not comparable: {listed}"
-        )
+        raise ValueError(f"comparison graph is disconnected, ratings across components are not comparable: {listed}")
 
 
 def _sum_zero_basis(m: int) -> FloatArray:
@@ -395,9 +389,7 @@ def _loss(design: FloatArray, wins: FloatArray, losses: FloatArray, beta: FloatA
     return float(wins @ _softplus(-eta) + losses @ _softplus(eta) + 0.5 * l2 * (beta @ beta))
 
 
-def _newton(
-    design: FloatArray, wins: FloatArray, losses: FloatArray, start: FloatArray, l2: float
-) -> FloatArray:
+def _newton(design: FloatArray, wins: FloatArray, losses: FloatArray, start: FloatArray, l2: float) -> FloatArray:
     """Minimise Σ wins·log(1 + e^−η) + losses·log(1 + e^η) + l2/2·‖β‖² over β, with η = design @ β.
 
     Plain Newton with step halving; stops once the largest step component is below 1e-10, or once the

@@ -22,6 +22,7 @@ class CallStats:
     """What the run's calls did: served from cache, made and paid, failed, retried."""
 
     cached: int = 0
+    """Served without a call: from the store, or shared with an identical call in flight."""
     made: int = 0
     failed: int = 0
     retries: Counter[str] = field(default_factory=Counter)
@@ -74,13 +75,14 @@ class CallRunner:
             return cached
         pending = self._in_flight.get(digest)
         if pending is not None:
-            return await asyncio.shield(pending)
+            shared = await asyncio.shield(pending)
+            self.stats.cached += 1
+            self._changed()
+            return shared
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[digest] = future
         try:
-            completion = await self._client.complete(
-                Endpoint.of(model, self._simulator_url), messages, model.params
-            )
+            completion = await self._client.complete(Endpoint.of(model, self._simulator_url), messages, model.params)
             self._store.put(key, completion)
         except CallFailed as failure:
             self._store.record_failure(key, failure.kind, failure.message, failure.attempts)

@@ -124,15 +124,9 @@ class _ArenaHardRecord(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
     question_id: _Text = Field(description="Unique id of the question, a hex string in v0.1.")
-    category: _Text = Field(
-        description="The benchmark's category, the same ('arena-hard-v0.1') for all of v0.1."
-    )
-    cluster: _Text | None = Field(
-        default=None, description="The topic cluster the question was sampled from."
-    )
-    turns: list[_ArenaHardTurn] = Field(
-        min_length=1, description="The user turns of the conversation, in order."
-    )
+    category: _Text = Field(description="The benchmark's category, the same ('arena-hard-v0.1') for all of v0.1.")
+    cluster: _Text | None = Field(default=None, description="The topic cluster the question was sampled from.")
+    turns: list[_ArenaHardTurn] = Field(min_length=1, description="The user turns of the conversation, in order.")
 
 
 class _MTBenchRecord(BaseModel):

@@ -11,7 +11,17 @@ from judge_arena.config import ArenaConfig
 from judge_arena.rating import Leaderboard, leaderboard
 from judge_arena.records import Battle
 
-BATTLE_COLUMNS = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "weight")
+BATTLE_COLUMNS = (
+    "prompt_id",
+    "category",
+    "judge",
+    "normalization",
+    "model_a",
+    "model_b",
+    "label",
+    "winner",
+    "weight",
+)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,12 @@ def _write_config(folder: Path, **overrides: object) -> Path:
             {"name": "b", "model": "openai/sim-markdown-weak", "api_base": "simulator"},
         ],
         "judges": [
-            {"name": "j", "model": "openai/sim-judge", "api_base": "simulator", "template": str(ROOT / "prompts/judge_pairwise.yaml")}
+            {
+                "name": "j",
+                "model": "openai/sim-judge",
+                "api_base": "simulator",
+                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+            }
         ],
         "runner": {"cache_dir": "cache", "output_dir": "runs"},
     }
@@ -45,21 +50,40 @@ def test_valid_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"candidates": [{"name": "a", "model": "openai/x"}]}, "field 'candidates': List should have at least 2"),
+        (
+            {"candidates": [{"name": "a", "model": "openai/x"}]},
+            "field 'candidates': List should have at least 2",
+        ),
         ({"judges": [{"name": "j"}]}, "field 'judges.0.model': Field required"),
-        ({"pairing": {"mode": "round-robin"}}, "field 'pairing.mode': Input should be 'all-pairs' or 'vs-baseline'"),
+        (
+            {"pairing": {"mode": "round-robin"}},
+            "field 'pairing.mode': Input should be 'all-pairs' or 'vs-baseline'",
+        ),
         ({"pairing": {"mode": "vs-baseline"}}, "pairing.baseline: required"),
         ({"pairing": {"mode": "vs-baseline", "baseline": "zz"}}, "pairing.baseline: 'zz' is not a candidate"),
-        ({"rating": {"bootstrap_rounds": 10}}, "field 'rating.bootstrap_rounds': Input should be greater than or equal to 100"),
+        (
+            {"rating": {"bootstrap_rounds": 10}},
+            "field 'rating.bootstrap_rounds': Input should be greater than or equal to 100",
+        ),
         ({"rating": {"seeed": 1}}, "field 'rating.seeed': Extra inputs are not permitted"),
         ({"normalizations": ["raw", "shouty"]}, "normalizations: unknown ['shouty']"),
         ({"suites": [{"path": "missing.jsonl"}]}, "field 'suites.0.path': file not found"),
         (
-            {"candidates": [{"name": "a", "model": "openai/x", "params": {"api_key": "x"}}, {"name": "b", "model": "openai/y"}]},
+            {
+                "candidates": [
+                    {"name": "a", "model": "openai/x", "params": {"api_key": "x"}},
+                    {"name": "b", "model": "openai/y"},
+                ]
+            },
             "field 'candidates.0.params': Value error, ['api_key'] cannot be set in params",
         ),
         (
-            {"candidates": [{"name": "a", "model": "openai/x", "api_key_env": "JA_TEST_UNSET_KEY"}, {"name": "b", "model": "openai/y"}]},
+            {
+                "candidates": [
+                    {"name": "a", "model": "openai/x", "api_key_env": "JA_TEST_UNSET_KEY"},
+                    {"name": "b", "model": "openai/y"},
+                ]
+            },
             "field 'candidates.0.api_key_env': environment variable JA_TEST_UNSET_KEY is not set",
         ),
         (

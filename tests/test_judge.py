@@ -123,8 +123,18 @@ async def test_both_orders_swap_the_answers() -> None:
     judge = _ScriptedJudge("[[A>B]]", "[[B>>A]]")
     battle_1 = await judge_game(first, judge="j", template=template, complete=judge, strong_weight=3)
     battle_2 = await judge_game(second, judge="j", template=template, complete=judge, strong_weight=3)
-    assert (battle_1.model_a, battle_1.model_b, battle_1.winner, battle_1.weight) == ("x", "y", "model_a", 1.0)
-    assert (battle_2.model_a, battle_2.model_b, battle_2.winner, battle_2.weight) == ("y", "x", "model_b", 3.0)
+    assert (battle_1.model_a, battle_1.model_b, battle_1.winner, battle_1.weight) == (
+        "x",
+        "y",
+        "model_a",
+        1.0,
+    )
+    assert (battle_2.model_a, battle_2.model_b, battle_2.winner, battle_2.weight) == (
+        "y",
+        "x",
+        "model_b",
+        3.0,
+    )
     user_1, user_2 = judge.sent[0][1].content, judge.sent[1][1].content
     assert user_1.index("ans-x") < user_1.index("ans-y")
     assert user_2.index("ans-y") < user_2.index("ans-x")

@@ -125,12 +125,9 @@ def test_a_tie_counts_half_a_win_to_each_side() -> None:
 
 
 def test_strong_verdict_weight_counts_as_repeated_games() -> None:
-    strong = frame(
-        [("p1", "x", "y", "model_a", 3.0), ("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)]
-    )
+    strong = frame([("p1", "x", "y", "model_a", 3.0), ("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)])
     repeated = frame(
-        [("p1", "x", "y", "model_a", 1.0)] * 3
-        + [("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)]
+        [("p1", "x", "y", "model_a", 1.0)] * 3 + [("p1", "y", "x", "model_a", 1.0), ("p2", "y", "z", "tie", 1)]
     )
     pd.testing.assert_series_equal(fit_bradley_terry(strong), fit_bradley_terry(repeated), atol=1e-8)
     fitted = fit_bradley_terry(strong)
@@ -167,9 +164,7 @@ def test_perfectly_separated_models_get_finite_ratings() -> None:
 
 @pytest.mark.parametrize("weight", [1.0, 1e3, 1e9])
 def test_separation_converges_whatever_the_weight(weight: float) -> None:
-    battles = frame(
-        [("p1", "x", "y", "model_a", weight), ("p2", "y", "z", "tie", 1.0), ("p3", "z", "y", "tie", 1)]
-    )
+    battles = frame([("p1", "x", "y", "model_a", weight), ("p2", "y", "z", "tie", 1.0), ("p3", "z", "y", "tie", 1)])
     fitted = fit_bradley_terry(battles)
     assert np.isfinite(fitted).all()
     assert 1500.0 < fitted["x"] - fitted["y"] < 6000.0
@@ -177,9 +172,7 @@ def test_separation_converges_whatever_the_weight(weight: float) -> None:
 
 
 def test_disconnected_graph_raises_naming_components() -> None:
-    battles = frame(
-        [("p1", "x", "y", "model_a", 1.0), ("p2", "u", "v", "tie", 1.0), ("p3", "v", "w", "tie", 0)]
-    )
+    battles = frame([("p1", "x", "y", "model_a", 1.0), ("p2", "u", "v", "tie", 1.0), ("p3", "v", "w", "tie", 0)])
     with pytest.raises(ValueError, match=r"disconnected.*\{u, v\}.*\{w\}.*\{x, y\}"):
         fit_bradley_terry(battles)
 
@@ -221,11 +214,7 @@ def test_bootstrap_is_seeded() -> None:
 def test_prompt_unit_moves_all_games_of_a_prompt_together() -> None:
     # Each prompt is split evenly (x wins one order, y the other): whole prompts always resample to a draw.
     battles = frame(
-        [
-            row
-            for k in range(30)
-            for row in ((f"p{k}", "x", "y", "model_a", 1.0), (f"p{k}", "y", "x", "model_a", 1.0))
-        ]
+        [row for k in range(30) for row in ((f"p{k}", "x", "y", "model_a", 1.0), (f"p{k}", "y", "x", "model_a", 1.0))]
     )
     by_prompt = bootstrap_ratings(battles, rounds=30, unit="prompt")
     assert (by_prompt["x"] - by_prompt["y"]).abs().max() < 1e-6
@@ -270,9 +259,7 @@ def test_leaderboard_rows() -> None:
     # The anchor defaults to the baseline.
     assert baseline.rating == 1000.0
     assert baseline.win_rate == baseline.win_rate_lower == baseline.win_rate_upper == pytest.approx(50.0)
-    assert by_model["f"].win_rate == pytest.approx(
-        100.0 / (1.0 + 10.0 ** ((1000.0 - by_model["f"].rating) / 400))
-    )
+    assert by_model["f"].win_rate == pytest.approx(100.0 / (1.0 + 10.0 ** ((1000.0 - by_model["f"].rating) / 400)))
     assert sum(row.battles for row in board.rows) == 2 * 3000
     assert list(board.to_frame()["model"]) == ["f", "e", "d", "c", "b", "a"]
 
@@ -295,9 +282,7 @@ def test_interval_aware_rank_shares_places_between_overlapping_models() -> None:
 
 
 def test_win_rates_against_the_anchor_without_baseline() -> None:
-    board = leaderboard(
-        simulate(TRUE, 500, seed=4), anchor="b", anchor_rating=1100.0, rounds=20, unit="battle"
-    )
+    board = leaderboard(simulate(TRUE, 500, seed=4), anchor="b", anchor_rating=1100.0, rounds=20, unit="battle")
     by_model = {row.model: row for row in board.rows}
     assert board.reference == "b"
     assert by_model["b"].rating == 1100.0 and by_model["b"].win_rate == pytest.approx(50.0)

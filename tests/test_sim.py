@@ -92,8 +92,7 @@ def _judge_prompt(question: list[str], answer_a: list[str], answer_b: list[str])
     )
     nonce = hashlib.sha256("\0".join((q, a, b)).encode()).hexdigest()[:16]
     blocks = [
-        f"<<<{t} {nonce}>>>\n{x}\n<<<END {t} {nonce}>>>"
-        for t, x in (("QUESTION", q), ("ANSWER A", a), ("ANSWER B", b))
+        f"<<<{t} {nonce}>>>\n{x}\n<<<END {t} {nonce}>>>" for t, x in (("QUESTION", q), ("ANSWER A", a), ("ANSWER B", b))
     ]
     return "Judge these.\n\n" + "\n\n".join(blocks) + "\n"
 
@@ -163,9 +162,7 @@ def test_anthropic_sdk_answers_and_accepts_both_system_forms(claude: anthropic.A
     assert as_blocks.content == as_string.content
 
 
-def test_unknown_model_is_404_in_each_providers_shape(
-    oai: openai.OpenAI, claude: anthropic.Anthropic
-) -> None:
+def test_unknown_model_is_404_in_each_providers_shape(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
     with pytest.raises(openai.NotFoundError) as openai_error:
         oai.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "hi"}])
     assert openai_error.value.body == {
@@ -175,9 +172,7 @@ def test_unknown_model_is_404_in_each_providers_shape(
         "code": "model_not_found",
     }
     with pytest.raises(anthropic.NotFoundError) as anthropic_error:
-        claude.messages.create(
-            model="claude-nope", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-        )
+        claude.messages.create(model="claude-nope", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert anthropic_error.value.body == {
         "type": "error",
         "error": {"type": "not_found_error", "message": "model: claude-nope"},
@@ -230,9 +225,7 @@ def test_openai_stream_matches_the_plain_answer(oai: openai.OpenAI) -> None:
 
 
 def test_anthropic_stream_matches_the_plain_answer(claude: anthropic.Anthropic) -> None:
-    messages: list[anthropic.types.MessageParam] = [
-        {"role": "user", "content": "How does binary search work?"}
-    ]
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "How does binary search work?"}]
     whole = claude.messages.create(model="sim-weak-verbose", max_tokens=2000, messages=messages)
     with claude.messages.stream(model="sim-weak-verbose", max_tokens=2000, messages=messages) as stream:
         kinds = [event.type for event in stream]
@@ -278,9 +271,7 @@ async def test_litellm_reaches_both_routes(sim: SimulatorServer) -> None:
 def test_same_request_same_bytes_and_seed_changes_the_answer(sim: SimulatorServer) -> None:
     def body(**extra: object) -> bytes:
         messages = [{"role": "user", "content": "What are the pitfalls of caching?"}]
-        return json.dumps(
-            {"model": "sim-mid-plain", "messages": messages, "temperature": 0.7, **extra}
-        ).encode()
+        return json.dumps({"model": "sim-mid-plain", "messages": messages, "temperature": 0.7, **extra}).encode()
 
     first = _post(sim.url + "/v1/chat/completions", body())
     assert first == _post(sim.url + "/v1/chat/completions", body())
@@ -319,9 +310,7 @@ def test_answers_carry_exactly_their_quality(style: models.Style, monkeypatch: p
     ],
 )
 def test_answer_sizes_follow_style(model: str, low: int, high: int) -> None:
-    sizes = [
-        models.estimate_tokens(models.candidate_reply(model, [ChatMessage("user", q)])) for q in QUESTIONS
-    ]
+    sizes = [models.estimate_tokens(models.candidate_reply(model, [ChatMessage("user", q)])) for q in QUESTIONS]
     assert low <= min(sizes) and max(sizes) <= high
 
 
@@ -401,14 +390,10 @@ def test_multi_turn_request_carries_the_earlier_answer(sim: SimulatorServer, oai
     assert correctness(QUESTIONS[3], second) != (0, 0)
 
 
-def test_request_log_counts_and_billing(
-    sim: SimulatorServer, oai: openai.OpenAI, claude: anthropic.Anthropic
-) -> None:
+def test_request_log_counts_and_billing(sim: SimulatorServer, oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
     for q in QUESTIONS[:3]:
         _ask(oai, "sim-mid-plain", [{"role": "user", "content": q}])
-    claude.messages.create(
-        model="sim-mid-plain", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
-    )
+    claude.messages.create(model="sim-mid-plain", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         _ask(oai, "nobody", [{"role": "user", "content": "hi"}])
     records = sim.requests
@@ -476,9 +461,7 @@ def test_serve_runs_in_the_foreground_until_ctrl_c() -> None:
             try:
                 status, _ = _post(
                     f"http://127.0.0.1:{port}/v1/chat/completions",
-                    json.dumps(
-                        {"model": "sim-judge", "messages": [{"role": "user", "content": "hi"}]}
-                    ).encode(),
+                    json.dumps({"model": "sim-judge", "messages": [{"role": "user", "content": "hi"}]}).encode(),
                 )
                 break
             except urllib.error.URLError:

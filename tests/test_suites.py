@@ -90,9 +90,7 @@ def test_error_message_format(tmp_path: Path) -> None:
     ("content", "line", "field", "reason"),
     [
         pytest.param(_lines(GOOD) + '{"id": "p2",\n', 2, None, "invalid JSON", id="invalid-json"),
-        pytest.param(
-            _lines(GOOD) + "\n" + '["p2"]\n', 3, None, "must be a JSON object, got array", id="array"
-        ),
+        pytest.param(_lines(GOOD) + "\n" + '["p2"]\n', 3, None, "must be a JSON object, got array", id="array"),
         pytest.param(
             _lines(GOOD, GOOD).encode() + b'{"id": "p3", "category": "caf\xe9"}\n',
             3,
@@ -101,9 +99,7 @@ def test_error_message_format(tmp_path: Path) -> None:
             id="invalid-utf8",
         ),
         pytest.param(_lines({**GOOD, "id": 7}), 1, "id", "must be a string, got number", id="id-type"),
-        pytest.param(
-            _lines({**GOOD, "turns": "hi"}), 1, "turns", "must be a list, got string", id="turns-type"
-        ),
+        pytest.param(_lines({**GOOD, "turns": "hi"}), 1, "turns", "must be a list, got string", id="turns-type"),
         pytest.param(
             _lines({**GOOD, "turns": ["a", None]}),
             1,
@@ -111,15 +107,11 @@ def test_error_message_format(tmp_path: Path) -> None:
             "must be a string, got null",
             id="turn-type",
         ),
-        pytest.param(
-            _lines({**GOOD, "reference": [1]}), 1, "reference[0]", "must be a string", id="reference-type"
-        ),
+        pytest.param(_lines({**GOOD, "reference": [1]}), 1, "reference[0]", "must be a string", id="reference-type"),
         pytest.param(_lines({"id": "p1", "turns": ["x"]}), 1, "category", "is required", id="missing"),
         pytest.param(_lines({**GOOD, "refrence": ["4"]}), 1, "refrence", "unknown key", id="unknown-key"),
         pytest.param(_lines({**GOOD, "turns": []}), 1, "turns", "must not be empty", id="no-turns"),
-        pytest.param(
-            _lines({**GOOD, "turns": ["a", ""]}), 1, "turns[1]", "must not be empty", id="empty-turn"
-        ),
+        pytest.param(_lines({**GOOD, "turns": ["a", ""]}), 1, "turns[1]", "must not be empty", id="empty-turn"),
         pytest.param(_lines({**GOOD, "turns": [" \n"]}), 1, "turns[0]", "must not be empty", id="blank-turn"),
         pytest.param(_lines({**GOOD, "id": ""}), 1, "id", "must not be empty", id="empty-id"),
         pytest.param(
@@ -197,9 +189,7 @@ def test_mt_bench_ids_must_be_integers(tmp_path: Path) -> None:
 def test_mt_bench_duplicate_ids_name_the_field(tmp_path: Path) -> None:
     record = {"question_id": 81, "category": "writing", "turns": ["Hi"]}
     path = _write(tmp_path, _lines(record, record))
-    with pytest.raises(
-        SuiteError, match=r"line 2: field 'question_id': duplicate id '81' \(first used on line 1\)"
-    ):
+    with pytest.raises(SuiteError, match=r"line 2: field 'question_id': duplicate id '81' \(first used on line 1\)"):
         load_suite(path)
 
 

@@ -40,9 +40,7 @@ class LiveProgress:
         self._progress.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._progress.stop()
 
     def start(self, stage: str, total: int) -> None:
@@ -59,10 +57,10 @@ class LiveProgress:
             self._progress.update(self._tasks["verdicts"], calls=_calls_text(stats))
 
 
-def _cell(row: LeaderboardRow | None) -> str:
+def _cells(row: LeaderboardRow | None) -> list[str]:
     if row is None:
-        return "–"
-    return f"{row.rating:7.1f} [{row.lower:.0f}, {row.upper:.0f}]"
+        return ["–", "–", "–"]
+    return [f"{row.rating:.0f}", f"{row.lower:.0f}–{row.upper:.0f}", str(row.position)]
 
 
 def _move(change: int) -> str:
@@ -76,10 +74,11 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     """One judge's views side by side: rating with 95 % interval and position per view, and the moves."""
     rated = [v for v in views if v.board is not None]
     table = Table(title=f"judge: {judge}", title_justify="left")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for view in rated:
-        table.add_column(f"{view.normalization}\nrating [95% CI]", justify="right")
-        table.add_column("#", justify="right")
+        table.add_column(f"{view.normalization}\nrating", justify="right")
+        table.add_column("\n95% CI", justify="right")
+        table.add_column("\n#", justify="right")
     first = rated[0] if rated else None
     for view in rated[1:]:
         table.add_column(f"{first.normalization if first else ''}→{view.normalization}", justify="center")
@@ -93,8 +92,7 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     for model in order:
         cells = [model]
         for view in rated:
-            row = rows[view.normalization].get(model)
-            cells += [_cell(row), str(row.position) if row else "–"]
+            cells += _cells(rows[view.normalization].get(model))
         cells += [_move(moves[v.normalization].get(model, 0)) for v in rated[1:]]
         table.add_row(*cells)
     return table

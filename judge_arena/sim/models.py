@@ -261,9 +261,7 @@ def _conversation_key(messages: Sequence[ChatMessage]) -> list[list[str]]:
 def _topic(question: str) -> str:
     """The word an answer is about: the longest content word of the question (first on ties)."""
     # A topic that is itself a value word would read, to the judge, as a value stated for an aspect.
-    words: list[str] = [
-        w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS and w.lower() not in _VALUES
-    ]
+    words: list[str] = [w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS and w.lower() not in _VALUES]
     if not words:
         return "this topic"
     longest = max(words, key=len)
@@ -274,9 +272,7 @@ def _topic(question: str) -> str:
 def key_points(question: str) -> tuple[KeyPoint, ...]:
     """The hidden key points of a question, derived from its text alone (surrounding whitespace ignored)."""
     rng = _rng("key-points", question.strip())
-    return tuple(
-        KeyPoint(a, v) for a, v in zip(rng.sample(_ASPECTS, _K), rng.sample(_VALUES, _K), strict=True)
-    )
+    return tuple(KeyPoint(a, v) for a, v in zip(rng.sample(_ASPECTS, _K), rng.sample(_VALUES, _K), strict=True))
 
 
 def _count_words(text: str) -> int:
@@ -382,9 +378,7 @@ def _verbose(subject: str, stated: list[tuple[KeyPoint, str]], rng: random.Rando
     for point, value in stated:
         paragraphs.append(f"{_sentence(point, value, subject, rng)} {next(fillers)} {next(fillers)}")
     summary = ", ".join(f"the {point.aspect} is {value}" for point, value in stated)
-    ending = (
-        f"To summarise everything once more: {summary}. I hope this detailed explanation of {subject} helps!"
-    )
+    ending = f"To summarise everything once more: {summary}. I hope this detailed explanation of {subject} helps!"
     target = rng.randint(300, 500) - _count_words(ending)
     while _count_words(" ".join(paragraphs)) < target:
         paragraphs.append(f"{next(fillers)} {next(fillers)} {next(padding)}")
@@ -520,9 +514,7 @@ _PHRASES = {
 }
 
 
-def _judgment(
-    name: str, game: Game, messages: Sequence[ChatMessage], seed: int | None
-) -> tuple[str, str, bool]:
+def _judgment(name: str, game: Game, messages: Sequence[ChatMessage], seed: int | None) -> tuple[str, str, bool]:
     """The explanation, the verdict label and whether this reply forgets the label."""
     profile = JUDGES[name]
     rng = _rng("judge", name, _conversation_key(messages), seed)
@@ -560,9 +552,7 @@ def judge_reply(name: str, messages: Sequence[ChatMessage], seed: int | None = N
     if game is None:
         if follow_up:
             return "[[A=B]]"
-        return (
-            "I can only compare two answers to a question, and I could not find both answers in your message."
-        )
+        return "I can only compare two answers to a question, and I could not find both answers in your message."
     explanation, label, forgets = _judgment(name, game, original, seed)
     if follow_up:
         return f"[[{label}]]"

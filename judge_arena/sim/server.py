@@ -115,9 +115,7 @@ def _text_of(content: Any, where: str) -> str:
                     raise _RequestError(400, "invalid_request_error", f"{where}: a text block needs 'text'")
                 texts.append(block["text"])
         return "\n".join(texts)
-    raise _RequestError(
-        400, "invalid_request_error", f"{where}: content must be a string or a list of blocks"
-    )
+    raise _RequestError(400, "invalid_request_error", f"{where}: content must be a string or a list of blocks")
 
 
 def _messages(raw: Any) -> list[ChatMessage]:
@@ -126,9 +124,7 @@ def _messages(raw: Any) -> list[ChatMessage]:
     messages = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("role"), str):
-            raise _RequestError(
-                400, "invalid_request_error", f"messages.{i}: must be an object with a 'role'"
-            )
+            raise _RequestError(400, "invalid_request_error", f"messages.{i}: must be an object with a 'role'")
         role = "system" if item["role"] == "developer" else item["role"]
         messages.append(ChatMessage(role, _text_of(item.get("content"), f"messages.{i}")))
     return messages
@@ -153,9 +149,7 @@ def _truncated(text: str, max_tokens: int | None) -> tuple[str, Literal["stop", 
     return text[: ends[keep - 1]], "length"
 
 
-def _reply(
-    api: Api, model: str, messages: tuple[ChatMessage, ...], seed: int | None, max_tokens: int | None
-) -> Reply:
+def _reply(api: Api, model: str, messages: tuple[ChatMessage, ...], seed: int | None, max_tokens: int | None) -> Reply:
     text, finish = _truncated(reply(model, messages, seed), max_tokens)
     key = json.dumps([api, model, [[m.role, m.content] for m in messages], seed, max_tokens])
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -203,9 +197,7 @@ def _conversation(api: Api, body: Mapping[str, Any]) -> tuple[ChatMessage, ...]:
     return tuple(messages)
 
 
-def _request(
-    api: Api, http: web.Request, body: Mapping[str, Any], messages: tuple[ChatMessage, ...]
-) -> SimRequest:
+def _request(api: Api, http: web.Request, body: Mapping[str, Any], messages: tuple[ChatMessage, ...]) -> SimRequest:
     model = _model_of(body)
     if api == "openai":
         max_tokens = _optional_int(body, "max_completion_tokens", "max_tokens")
@@ -400,9 +392,7 @@ class _Service:
 
     async def _models(self, _http: web.Request) -> web.Response:
         names = [*CANDIDATES, *JUDGES]
-        data = [
-            {"id": n, "object": "model", "created": _CREATED, "owned_by": "judge-arena-sim"} for n in names
-        ]
+        data = [{"id": n, "object": "model", "created": _CREATED, "owned_by": "judge-arena-sim"} for n in names]
         return _json({"object": "list", "data": data})
 
     async def _chat(self, api: Api, http: web.Request) -> web.StreamResponse:
