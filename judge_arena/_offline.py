@@ -17,16 +17,19 @@ def _litellm_tokenizers() -> Path | None:
 
 
 def configure_offline() -> None:
-    """Stop litellm fetching its price map at import, and point tiktoken at the BPE files litellm ships.
+    """Stop litellm fetching its price map and other catalogs itself, and point tiktoken at litellm's BPE files.
 
-    Both settings are forced rather than defaulted for litellm: a run must never depend on a download at import.
     A TIKTOKEN_CACHE_DIR the user set to an existing folder is kept (it may hold more encodings).
     """
+    # Forced, not defaulted: a user's LITELLM_LOCAL_MODEL_COST_MAP=False would make every import fetch the
+    # price map over the network (and stall or fail offline); judge-arena never needs a newer map than the
+    # bundled one, nor any catalog litellm downloads on its own initiative rather than on a call we make.
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     os.environ["LITELLM_OFFLINE_MODE"] = "true"
     user_cache = os.environ.get("TIKTOKEN_CACHE_DIR")
     if user_cache and Path(user_cache).is_dir():
         return
+    # litellm points tiktoken at these files itself, but only once imported; token counting must not need it.
     bundled = _litellm_tokenizers()
     if bundled is not None:
         os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)

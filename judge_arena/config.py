@@ -17,6 +17,20 @@ SIMULATOR = "simulator"
 """The `api_base` value that routes a model to the built-in simulator started for the run."""
 
 
+_FAMILY_MARKERS = (
+    ("gpt", "gpt"),
+    ("claude", "claude"),
+    ("gemini", "gemini"),
+    ("gemma", "gemini"),
+    ("llama", "llama"),
+    ("mistral", "mistral"),
+    ("mixtral", "mistral"),
+    ("qwen", "qwen"),
+    ("deepseek", "deepseek"),
+)
+"""Substrings of a model id that reveal its family, for self-preference flags."""
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the field."""
 
@@ -53,6 +67,18 @@ class ModelConfig(_Strict):
         default_factory=dict,
         description="Sampling parameters passed to the model (temperature, max_tokens, …).",
     )
+    family: str | None = Field(
+        default=None,
+        description="Model family (e.g. 'gpt', 'claude') for self-preference flags; default: guessed from `model`.",
+    )
+
+    @property
+    def model_family(self) -> str | None:
+        """The configured family, else one recognised in the model string, else None (never flagged)."""
+        if self.family is not None:
+            return self.family
+        model_id = self.model.rsplit("/", 1)[-1].lower()
+        return next((family for marker, family in _FAMILY_MARKERS if marker in model_id), None)
 
     @field_validator("params")
     @classmethod
@@ -81,6 +107,15 @@ class PairingConfig(_Strict):
     )
     baseline: str | None = Field(
         default=None, description="Candidate name used as baseline (required for 'vs-baseline')."
+    )
+
+
+class PanelConfig(_Strict):
+    """How several judges' verdicts on one game combine into the panel's verdict."""
+
+    method: Literal["mean", "majority"] = Field(
+        default="mean",
+        description="'mean' of the 5-point verdict scores (−2…+2), or the 'majority' label (ties broken by the mean).",
     )
 
 
@@ -126,6 +161,7 @@ class ArenaConfig(_Strict):
         description="Views judged: 'raw' (as written) and 'plain' (markdown stripped).",
     )
     pairing: PairingConfig = Field(default_factory=PairingConfig, description="Which pairs are judged.")
+    panel: PanelConfig = Field(default_factory=PanelConfig, description="Panel verdict, used with two or more judges.")
     rating: RatingConfig = Field(default_factory=RatingConfig, description="Rating options.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Call and output options.")
 

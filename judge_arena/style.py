@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
+import tiktoken
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 
 @functools.cache
-def _encoding() -> Any:
-    import tiktoken
-
+def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base")
 
 
@@ -34,16 +33,24 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
-def _inline_text(token: Any) -> str:
+_BREAKS = ("softbreak", "hardbreak")
+_CELL_SEPARATOR = " | "
+
+
+def _render_inline(children: Sequence[Token], indents: Sequence[str] = ()) -> str:
     parts: list[str] = []
     links: list[tuple[str, int]] = []
-    for child in token.children or ():
+    line = 0
+    for child in children:
         kind = child.type
-        if kind in ("text", "code_inline", "html_inline", "image"):
-            # An image's content is its alt text.
+        if kind in ("text", "code_inline", "html_inline"):
             parts.append(child.content)
-        elif kind in ("softbreak", "hardbreak"):
-            parts.append("\n")
+        elif kind == "image":
+            # The alt text, parsed: `content` holds its raw markdown source.
+            parts.append(_render_inline(child.children or ()))
+        elif kind in _BREAKS:
+            parts.append("\n" + (indents[line] if line < len(indents) else ""))
+            line += 1
         elif kind == "link_open":
             links.append((str(child.attrGet("href") or ""), len(parts)))
         elif kind == "link_close" and links:
@@ -55,37 +62,55 @@ def _inline_text(token: Any) -> str:
     return "".join(parts)
 
 
+def _inline_text(token: Token) -> str:
+    children = token.children or []
+    lines = token.content.split("\n")
+    indents: list[str] = []
+    # The parser drops the indentation of continuation lines, and an indented "1. step" or "- x" that was
+    # paragraph text would then read as a list item when the output is parsed again: keeping it keeps
+    # `plain` idempotent. Only when every source line break is a break token can they be paired up.
+    if sum(child.type in _BREAKS for child in children) == len(lines) - 1:
+        indents = [source[: len(source) - len(source.lstrip())] for source in lines[1:]]
+    return _render_inline(children, indents)
+
+
 def strip_markdown(text: str) -> str:
-    """The answer without markdown presentation: words, line structure and code block contents kept."""
-    chunks: list[tuple[str, bool]] = []
-    """(text, tight): a tight chunk joins the previous one with a newline, others with a blank line."""
+    """The answer without markdown presentation: words, line structure and code block contents kept.
+
+    Blocks are separated by a blank line; list items and table rows take one line each. Idempotent on text
+    whose code blocks hold nothing that reads as markdown once their fences are gone.
+    """
+    chunks: list[str] = []
+    tight: list[bool] = []
+    # Chunks from this index on belong to the current outermost list or table, whose lines are not spaced.
+    group_start: int | None = None
     list_depth = 0
-    in_list_chunks = 0
     row: list[str] | None = None
-    table_rows = 0
 
     def emit(content: str) -> None:
-        nonlocal in_list_chunks
-        tight = list_depth > 0 and in_list_chunks > 0
-        if list_depth > 0:
-            in_list_chunks += 1
-        chunks.append((content, tight))
+        if content:
+            tight.append(group_start is not None and len(chunks) > group_start)
+            chunks.append(content)
 
     for token in _parser().parse(text):
         kind = token.type
         if kind in ("bullet_list_open", "ordered_list_open"):
             if list_depth == 0:
-                in_list_chunks = 0
+                group_start = len(chunks)
             list_depth += 1
         elif kind in ("bullet_list_close", "ordered_list_close"):
             list_depth -= 1
-        elif kind == "table_open":
-            table_rows = 0
+            if list_depth == 0:
+                group_start = None
+        elif kind == "table_open" and list_depth == 0:
+            group_start = len(chunks)
+        elif kind == "table_close" and list_depth == 0:
+            group_start = None
         elif kind == "tr_open":
             row = []
         elif kind == "tr_close" and row is not None:
-            chunks.append(("; ".join(cell for cell in row if cell), table_rows > 0))
-            table_rows += 1
+            if any(row):
+                emit(_CELL_SEPARATOR.join(row).strip())
             row = None
         elif kind == "inline":
             content = _inline_text(token)
@@ -96,11 +121,10 @@ def strip_markdown(text: str) -> str:
         elif kind in ("fence", "code_block", "html_block"):
             emit(token.content.rstrip("\n"))
     out: list[str] = []
-    for content, tight in chunks:
-        cleaned = "\n".join(line.rstrip() for line in content.split("\n"))
+    for content, joined in zip(chunks, tight, strict=True):
         if out:
-            out.append("\n" if tight else "\n\n")
-        out.append(cleaned)
+            out.append("\n" if joined else "\n\n")
+        out.append(content)
     return "".join(out).strip()
 
 
@@ -113,7 +137,7 @@ NORMALIZATIONS: Mapping[str, Callable[[str], str]] = MappingProxyType({"raw": _r
 
 
 def normalize(text: str, name: str) -> str:
-    """Apply the named normalization."""
+    """Apply the named normalization; a name not in NORMALIZATIONS raises ValueError."""
     try:
         transform = NORMALIZATIONS[name]
     except KeyError:
@@ -128,7 +152,7 @@ class StyleFeatures:
     tokens: int
     """cl100k_base tokens of the whole answer, code included."""
     headers: int
-    """Lines starting with 1 to 6 '#' and a space, outside code blocks."""
+    """Lines starting with 1 to 6 '#' and a whitespace character, outside code blocks."""
     lists: int
     """Ordered ('1. ') and unordered ('- ', '* ', '+ ') list items, outside code blocks."""
     bold: int
@@ -143,9 +167,18 @@ _BOLD_STARS = re.compile(r"\*\*[^*\n]+\*\*")
 _BOLD_UNDERSCORES = re.compile(r"__[^_\n]+__")
 
 
+def _remove_code_blocks(text: str) -> str:
+    # Arena-Hard-Auto's remove_pattern, quirks kept so the counts equal its own: findall yields each block's
+    # inside (the group), not the whole match, and str.replace removes that text wherever it occurs. The
+    # fences stay behind, and the same text elsewhere, even inside a later block, goes too.
+    for inside in _CODE_BLOCK.findall(text):
+        text = text.replace(inside, "")
+    return text
+
+
 def style_features(text: str) -> StyleFeatures:
     """Token length and markdown counts, defined as Arena-Hard-Auto defines them (code blocks removed first)."""
-    prose = _CODE_BLOCK.sub("", text)
+    prose = _remove_code_blocks(text)
     return StyleFeatures(
         tokens=count_tokens(text),
         headers=sum(len(pattern.findall(prose)) for pattern in _HEADERS),

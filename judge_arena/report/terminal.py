@@ -98,18 +98,34 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     return table
 
 
+def _print_notes(console: Console, view: View) -> None:
+    prefix = f"  {view.normalization}:"
+    if view.unparsed:
+        console.print(f"{prefix} {view.unparsed} of {view.games} verdicts unparsed (left out)")
+    if view.note:
+        console.print(f"{prefix} not rated: {escape(view.note)}")
+    if view.self_judged and view.board is not None:
+        console.print(f"{prefix} self-preference risk: judged by its own model family: {', '.join(view.self_judged)}")
+        if view.board_without_self is not None:
+            without = {row.model: row for row in view.board_without_self.rows}
+            for row in view.board.rows:
+                if row.model in view.self_judged and row.model in without:
+                    other = without[row.model]
+                    console.print(
+                        f"{prefix}   {row.model}: {row.rating:.0f} ({row.lower:.0f}–{row.upper:.0f}) with same-family "
+                        f"votes, {other.rating:.0f} ({other.lower:.0f}–{other.upper:.0f}) without"
+                    )
+
+
 def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
     """Print every judge's leaderboards side by side, the notes, the call summary and the report folder."""
     config = run.inputs.config
     candidates = [c.name for c in config.candidates]
-    for judge in config.judges:
-        judge_views = [v for v in views if v.judge == judge.name]
-        console.print(views_table(judge.name, judge_views, candidates))
+    for judge in dict.fromkeys(v.judge for v in views):
+        judge_views = [v for v in views if v.judge == judge]
+        console.print(views_table(judge, judge_views, candidates))
         for view in judge_views:
-            if view.unparsed:
-                console.print(f"  {view.normalization}: {view.unparsed} of {view.games} verdicts unparsed (left out)")
-            if view.note:
-                console.print(f"  {view.normalization}: not rated: {escape(view.note)}")
+            _print_notes(console, view)
     stats = run.stats
     console.print(
         f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
