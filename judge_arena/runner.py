@@ -17,6 +17,10 @@ from judge_arena.records import Message
 from judge_arena.store import CallKey, Completion, Store
 
 
+_CLAIM_POLL_S = 0.2
+"""How often to look again at a call another process is making."""
+
+
 @dataclass
 class CallStats:
     """What the run's calls did: served from cache, made and paid, failed, retried."""
@@ -82,12 +86,8 @@ class CallRunner:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[digest] = future
         try:
-            completion = await self._client.complete(Endpoint.of(model, self._simulator_url), messages, model.params)
-            self._store.put(key, completion)
+            completion = await self._claimed_or_made(model, key)
         except CallFailed as failure:
-            self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
-            self.stats.failed += 1
-            self._changed()
             future.set_exception(failure)
             future.exception()  # marks it retrieved: only the waiters re-raise it
             raise
@@ -96,7 +96,31 @@ class CallRunner:
             raise
         finally:
             del self._in_flight[digest]
+        future.set_result(completion)
+        return completion
+
+    async def _claimed_or_made(self, model: ModelConfig, key: CallKey) -> Completion:
+        """Wait while another process makes this call; else claim it, make it, store it and release the claim."""
+        while (claim := self._store.claim(key)) == "busy":
+            await asyncio.sleep(_CLAIM_POLL_S)
+        if claim == "done":
+            done = self._store.get(key)
+            if done is not None:
+                self.stats.cached += 1
+                self._changed()
+                return done
+        try:
+            completion = await self._client.complete(
+                Endpoint.of(model, self._simulator_url), key.messages, model.params
+            )
+            self._store.put(key, completion)
+        except CallFailed as failure:
+            self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
+            self.stats.failed += 1
+            self._changed()
+            raise
+        finally:
+            self._store.release(key)
         self.stats.made += 1
         self._changed()
-        future.set_result(completion)
         return completion

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from judge_arena.records import Message
 
@@ -38,7 +41,30 @@ CREATE TABLE IF NOT EXISTS failures (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed_at REAL NOT NULL
+);
 """
+
+Claim = Literal["claimed", "done", "busy"]
+"""Outcome of claiming a call: ours to make, already answered, or being made by another live process."""
+
+_STALE_CLAIM_S = 3600.0
+"""A claim is presumed dead after this long; before that, a process on this host is checked directly."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -84,9 +110,16 @@ class Completion:
 
 
 class Store:
-    """The SQLite cache of completions and the log of failures."""
+    """The SQLite cache of completions, the log of failures, and the claims that keep processes from paying twice.
+
+    Several processes may share one cache: before calling a model a process claims the call's key; another process
+    that needs the same key waits for the answer instead of paying for it again. A claim whose process died (killed,
+    crashed) is taken over.
+    """
 
     def __init__(self, path: Path) -> None:
+        self._owner = uuid.uuid4().hex
+        self._host = socket.gethostname()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -127,6 +160,35 @@ class Store:
                 time.time(),
             ),
         )
+
+    def claim(self, key: CallKey) -> Claim:
+        """Claim the call for this process, unless it is answered already or a live process has claimed it."""
+        digest = key.digest
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("SELECT 1 FROM completions WHERE key = ?", (digest,)).fetchone():
+                return "done"
+            holder = self._db.execute(
+                "SELECT owner, host, pid, claimed_at FROM claims WHERE key = ?", (digest,)
+            ).fetchone()
+            if holder is not None and holder[0] != self._owner and self._holds(*holder[1:]):
+                return "busy"
+            self._db.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                (digest, self._owner, self._host, os.getpid(), time.time()),
+            )
+            return "claimed"
+        finally:
+            self._db.execute("COMMIT")
+
+    def _holds(self, host: str, pid: int, claimed_at: float) -> bool:
+        # The age limit also covers a reused pid on this host.
+        recent = time.time() - claimed_at < _STALE_CLAIM_S
+        return recent and (_alive(pid) if host == self._host else True)
+
+    def release(self, key: CallKey) -> None:
+        """Drop this process's claim on the call (after its answer is stored, or after it failed)."""
+        self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, self._owner))
 
     def record_failure(self, key: CallKey, kind: str, message: str, attempts: int) -> None:
         """Log a failed call; it stays uncached, so the next run tries it again."""

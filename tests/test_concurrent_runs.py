@@ -1,0 +1,76 @@
+"""Two processes running the same config against one cache: nothing corrupted, nothing paid twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from judge_arena.sim import SimulatorServer
+from judge_arena.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as server:
+        yield server
+
+
+def _config(folder: Path, sim_url: str) -> Path:
+    # An explicit api_base (not 'simulator') so both processes talk to the one server whose log we read.
+    model = {"api_base": f"{sim_url}/v1"}
+    config = {
+        "name": "twice",
+        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 8}],
+        "candidates": [
+            {"name": "strong", "model": "openai/sim-strong-plain", **model},
+            {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
+            {"name": "terse", "model": "openai/sim-good-terse", **model},
+        ],
+        "judges": [
+            {
+                "name": "judge",
+                "model": "openai/sim-judge",
+                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+                **model,
+            }
+        ],
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "concurrency": 4},
+    }
+    path = folder / "arena.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _billed_per_request(sim: SimulatorServer) -> Counter[str]:
+    return Counter(json.dumps([r.model, [(m.role, m.content) for m in r.messages]]) for r in sim.requests if r.billed)
+
+
+def test_two_processes_share_one_cache_and_pay_once(tmp_path: Path, sim: SimulatorServer) -> None:
+    path = _config(tmp_path, sim.url)
+    command = [sys.executable, "-m", "judge_arena.cli", "run", str(path)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
+    billed = _billed_per_request(sim)
+    assert billed and max(billed.values()) == 1, [k for k, n in billed.items() if n > 1][:3]
+    with Store(tmp_path / "cache" / "arena.sqlite") as store:
+        assert store.count_completions() == len(billed)
+        assert store.count_failures() == 0
+
+    boards = [pd_read(folder / "leaderboard.csv") for folder in sorted((tmp_path / "runs").iterdir())]
+    assert len(boards) == 2 and boards[0] == boards[1]
+
+
+def pd_read(path: Path) -> list[str]:
+    """The leaderboard file's lines (both runs must write the same numbers)."""
+    return path.read_text().splitlines()
