@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,3 +123,29 @@ async def test_a_shared_failure_reaches_every_waiter(tmp_path: Path) -> None:
         runner = _runner(store, client)
         results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, CallFailed) for r in results) and client.calls == 1
+
+
+def test_claims_block_other_owners_until_released_or_dead(tmp_path: Path) -> None:
+    with Store(tmp_path / "c.sqlite") as mine, Store(tmp_path / "c.sqlite") as other:
+        assert mine.claim(BASE_KEY) == "claimed"
+        assert mine.claim(BASE_KEY) == "claimed"  # re-claiming one's own call is fine
+        assert other.claim(BASE_KEY) == "busy"
+        mine.release(BASE_KEY)
+        assert other.claim(BASE_KEY) == "claimed"
+        other.put(BASE_KEY, Completion("done", "stop", 1, 1, 0.1))
+        other.release(BASE_KEY)
+        assert mine.claim(BASE_KEY) == "done"
+
+
+def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Store(tmp_path / "c.sqlite") as store:
+        store._db.execute(
+            "INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
+            (BASE_KEY.digest, "killed-run", socket.gethostname(), int(dead.stdout), time.time()),
+        )
+        assert store.claim(BASE_KEY) == "claimed"
+        store._db.execute(
+            "UPDATE claims SET owner = 'live-run', pid = ? WHERE key = ?", (os.getppid(), BASE_KEY.digest)
+        )
+        assert store.claim(BASE_KEY) == "busy"
