@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from judge_arena.client import CallFailed, Client
-from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig
+from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_context
 from judge_arena.generate import generate_answer
 from judge_arena.judge import Game, JudgeTemplate, games, judge_game
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
@@ -68,9 +68,11 @@ def load_inputs(config: ArenaConfig) -> Inputs:
             loaded = load_suite(suite.path, suite.format, name=suite.name, limit=suite.limit).prompts
         except SuiteError as exc:
             raise ConfigError(str(exc)) from None
+        check_context(suite.path, loaded, config)
         for prompt in loaded:
             if prompt.id in seen:
-                raise ConfigError(f"{suite.path}: prompt id '{prompt.id}' also appears in {seen[prompt.id]}")
+                where = seen[prompt.id]
+                raise ConfigError(f"{suite.path}: field 'id': prompt id '{prompt.id}' also appears in {where}")
             seen[prompt.id] = str(suite.path)
         prompts.extend(loaded)
     try:

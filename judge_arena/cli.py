@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args, console)
     except ConfigError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        message = f"[red]error:[/red] {escape(str(exc))}"
+        Console(stderr=True, soft_wrap=True).print(message, highlight=False, emoji=False)
         return EXIT_BAD_INPUT
     return code
 

@@ -7,11 +7,16 @@ from anywhere. API keys never appear in a config: a model names the environment 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from yaml.composer import ComposerError
+from yaml.nodes import MappingNode, ScalarNode
+
+from judge_arena.records import Prompt
 
 SIMULATOR = "simulator"
 """The `api_base` value that routes a model to the built-in simulator started for the run."""
@@ -70,6 +75,14 @@ class ModelConfig(_Strict):
     family: str | None = Field(
         default=None,
         description="Model family (e.g. 'gpt', 'claude') for self-preference flags; default: guessed from `model`.",
+    )
+    context_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "The model's context window, in tokens. A prompt whose user turns together count more cl100k tokens "
+            "(`style.count_tokens`) is a config error, found before any call; unset: not checked."
+        ),
     )
 
     @property
@@ -200,25 +213,101 @@ def load_config(path: Path) -> ArenaConfig:
     Relative paths become absolute (against the file's folder), suite and template files must exist, and every
     `api_key_env` must be set in the environment, so that a run never starts on a config it cannot finish.
     """
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_yaml_kind(raw)}")
     try:
         config = ArenaConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt required key also reports the required one as missing; the unknown key points at the typo.
+        first = next((error for error in errors if error["type"] == "extra_forbidden"), errors[0])
+        if not first["loc"] and first["type"] == "value_error":
+            # The checks across fields (ArenaConfig._check_references) name their field in the message.
+            raise ConfigError(f"{path}: {first.get('ctx', {}).get('error', first['msg'])}") from None
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ConfigError(f"{path}: field '{field}': {first['msg']}") from None
     return _resolve(config, path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error instead of replacing the first."""
+
+    def compose_mapping_node(self, anchor: Any) -> MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first_line: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            # A merge key ('<<: *base') may be overridden by the mapping's own keys; only those must be unique.
+            if not isinstance(key, ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first_line:
+                problem = f"duplicate key {key.value!r} (first on line {first_line[key.tag, key.value]})"
+                raise ComposerError(None, None, problem, key.start_mark)
+            first_line[key.tag, key.value] = line
+        return node
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file that must be UTF-8 (a byte order mark is fine) and repeat no key in a mapping.
+
+    Raises:
+        ConfigError: One line naming the file and, where known, the line.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path} line {line}: not valid UTF-8 (byte {column} of the line)") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        where = f" line {exc.problem_mark.line + 1}" if exc.problem_mark is not None else ""
+        # An unclosed quote or bracket is found only at the end; the line where it opened is the useful one.
+        opened = f" ({exc.context} from line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {exc.problem}{opened}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path} line {line}: invalid YAML: character #x{exc.character:04x} is not allowed") from None
+
+
+def check_context(suite: Path, prompts: Sequence[Prompt], config: ArenaConfig) -> None:
+    """Raise ConfigError when a prompt of `suite` cannot fit the `context_tokens` of a candidate or a judge.
+
+    A prompt's size is the cl100k count of all its user turns: the last turn is sent with every earlier one (and the
+    answers, unknown before the run), and a judge sees them all, so a prompt over the limit is certain to fail.
+    """
+    limits = [
+        (f"{field}.{i}.context_tokens", model.context_tokens)
+        for field, models in (("candidates", config.candidates), ("judges", config.judges))
+        for i, model in enumerate(models)
+        if model.context_tokens is not None
+    ]
+    if not limits:
+        return
+    from judge_arena.style import count_tokens
+
+    for prompt in prompts:
+        tokens = sum(count_tokens(turn) for turn in prompt.turns)
+        for field, limit in limits:
+            if tokens > limit:
+                raise ConfigError(f"{suite}: prompt '{prompt.id}' is {tokens} tokens, beyond field '{field}' ({limit})")
+
+
+def _yaml_kind(value: object) -> str:
+    kinds = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
@@ -227,18 +316,22 @@ def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
-    suites = []
-    for i, suite in enumerate(config.suites):
-        resolved = absolute(suite.path)
+    def existing_file(p: Path, field: str) -> Path:
+        resolved = absolute(p)
+        if resolved.is_dir():
+            raise ConfigError(f"{path}: field '{field}': is a directory, not a file: {resolved}")
         if not resolved.is_file():
-            raise ConfigError(f"{path}: field 'suites.{i}.path': file not found: {resolved}")
-        suites.append(suite.model_copy(update={"path": resolved}))
-    judges = []
-    for i, judge in enumerate(config.judges):
-        resolved = absolute(judge.template)
-        if not resolved.is_file():
-            raise ConfigError(f"{path}: field 'judges.{i}.template': file not found: {resolved}")
-        judges.append(judge.model_copy(update={"template": resolved}))
+            raise ConfigError(f"{path}: field '{field}': file not found: {resolved}")
+        return resolved
+
+    suites = [
+        suite.model_copy(update={"path": existing_file(suite.path, f"suites.{i}.path")})
+        for i, suite in enumerate(config.suites)
+    ]
+    judges = [
+        judge.model_copy(update={"template": existing_file(judge.template, f"judges.{i}.template")})
+        for i, judge in enumerate(config.judges)
+    ]
     for field, models in (("candidates", config.candidates), ("judges", config.judges)):
         for i, model in enumerate(models):
             if model.api_key_env is not None and not os.environ.get(model.api_key_env):

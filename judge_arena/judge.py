@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from judge_arena.config import ConfigError, read_yaml
 from judge_arena.records import Answer, Battle, Message, Prompt, Winner
 from judge_arena.style import normalize
 
@@ -51,18 +50,28 @@ class JudgeTemplate:
     def load(cls, path: Path) -> JudgeTemplate:
         """Read a YAML template with 'system' and 'user' strings; every placeholder must be known and present."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise TemplateError(f"{path}: cannot read template: {exc}") from None
-        if not isinstance(data, dict) or set(data) != {"system", "user"}:
-            raise TemplateError(f"{path}: expected exactly the fields 'system' and 'user'")
+            data = read_yaml(path)
+        except ConfigError as exc:
+            raise TemplateError(str(exc)) from None
+        if not isinstance(data, dict):
+            raise TemplateError(f"{path}: expected a mapping with exactly the fields 'system' and 'user'")
+        unknown_fields = sorted(str(key) for key in data if key not in ("system", "user"))
+        if unknown_fields:
+            raise TemplateError(
+                f"{path}: field '{unknown_fields[0]}': unknown; expected exactly the fields 'system' and 'user'"
+            )
         for field in ("system", "user"):
+            if field not in data:
+                raise TemplateError(f"{path}: field '{field}': required")
             if not isinstance(data[field], str) or not data[field].strip():
                 raise TemplateError(f"{path}: field '{field}': must be a non-empty string")
         try:
-            found = {name for _, name, _, _ in string.Formatter().parse(data["user"]) if name is not None}
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(data["user"])]
         except ValueError as exc:
             raise TemplateError(f"{path}: field 'user': {exc} (write literal braces as {{{{ and }}}})") from None
+        if any(spec or conversion for name, spec, conversion in fields if name is not None):
+            raise TemplateError(f"{path}: field 'user': placeholders take no '!' conversion or ':' format spec")
+        found = {name for name, _, _ in fields if name is not None}
         if found != _PLACEHOLDERS:
             unknown, missing = sorted(found - _PLACEHOLDERS), sorted(_PLACEHOLDERS - found)
             raise TemplateError(f"{path}: field 'user': unknown placeholders {unknown}, missing {missing}")
