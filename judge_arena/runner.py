@@ -16,7 +16,6 @@ from judge_arena.config import ModelConfig
 from judge_arena.records import Message
 from judge_arena.store import CallKey, Completion, Store
 
-
 _CLAIM_POLL_S = 0.2
 """How often to look again at a call another process is making."""
 
