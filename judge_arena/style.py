@@ -39,7 +39,8 @@ _CELL_SEPARATOR = " | "
 
 def _render_inline(children: Sequence[Token], indents: Sequence[str] = ()) -> str:
     parts: list[str] = []
-    links: list[tuple[str, int]] = []
+    # (URL, index of the link's first part); CommonMark links cannot nest, so one pending link is enough.
+    link: tuple[str, int] | None = None
     line = 0
     for child in children:
         kind = child.type
@@ -51,14 +52,15 @@ def _render_inline(children: Sequence[Token], indents: Sequence[str] = ()) -> st
         elif kind in _BREAKS:
             parts.append("\n" + (indents[line] if line < len(indents) else ""))
             line += 1
-        elif kind == "link_open":
-            links.append((str(child.attrGet("href") or ""), len(parts)))
-        elif kind == "link_close" and links:
-            href, start = links.pop()
-            label = "".join(parts[start:])
+        elif kind == "link_open" and child.markup != "autolink":
+            # The parser percent-encodes the URL; decoded, it reads as the author wrote it.
+            link = (_parser().normalizeLinkText(str(child.attrGet("href") or "")), len(parts))
+        elif kind == "link_close" and link is not None:
+            url, start = link
+            link = None
             # The URL is content a reader may need; only the bracket syntax is presentation.
-            if href and href not in (label, f"mailto:{label}"):
-                parts.append(f" ({href})")
+            if url and url != "".join(parts[start:]):
+                parts.append(f" ({url})")
     return "".join(parts)
 
 
@@ -77,8 +79,8 @@ def _inline_text(token: Token) -> str:
 def strip_markdown(text: str) -> str:
     """The answer without markdown presentation: words, line structure and code block contents kept.
 
-    Blocks are separated by a blank line; list items and table rows take one line each. Idempotent on text
-    whose code blocks hold nothing that reads as markdown once their fences are gone.
+    Blocks are separated by a blank line; list items and table rows take one line each, cells joined by " | ".
+    Idempotent except where code (its fences gone) or backslash-escaped characters read as markdown again.
     """
     chunks: list[str] = []
     tight: list[bool] = []
@@ -88,7 +90,7 @@ def strip_markdown(text: str) -> str:
     row: list[str] | None = None
 
     def emit(content: str) -> None:
-        if content:
+        if content.strip():
             tight.append(group_start is not None and len(chunks) > group_start)
             chunks.append(content)
 
@@ -109,8 +111,10 @@ def strip_markdown(text: str) -> str:
         elif kind == "tr_open":
             row = []
         elif kind == "tr_close" and row is not None:
-            if any(row):
-                emit(_CELL_SEPARATOR.join(row).strip())
+            # Empty cells inside a row keep the columns aligned; trailing ones carry nothing.
+            while row and not row[-1]:
+                row.pop()
+            emit(_CELL_SEPARATOR.join(row).strip())
             row = None
         elif kind == "inline":
             content = _inline_text(token)
@@ -119,13 +123,14 @@ def strip_markdown(text: str) -> str:
             else:
                 emit(content)
         elif kind in ("fence", "code_block", "html_block"):
-            emit(token.content.rstrip("\n"))
+            # Blank lines around code are not content; indentation, the first line's included, is.
+            emit(token.content.strip("\n"))
     out: list[str] = []
     for content, joined in zip(chunks, tight, strict=True):
         if out:
             out.append("\n" if joined else "\n\n")
         out.append(content)
-    return "".join(out).strip()
+    return "".join(out)
 
 
 def _raw(text: str) -> str:
