@@ -73,7 +73,7 @@ def _move(change: int) -> str:
 def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     """One judge's views side by side: rating with 95 % interval and position per view, and the moves."""
     rated = [v for v in views if v.board is not None]
-    table = Table(title=f"judge: {judge}", title_justify="left")
+    table = Table(title=f"judge: {judge}", title_justify="left", caption_justify="left")
     table.add_column("model", no_wrap=True)
     for view in rated:
         table.add_column(f"{view.normalization}\nrating", justify="right")
@@ -81,7 +81,7 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
         table.add_column("\n#", justify="right")
     first = rated[0] if rated else None
     for view in rated[1:]:
-        table.add_column(f"{first.normalization if first else ''}→{view.normalization}", justify="center")
+        table.add_column(f"Δ{view.normalization}", justify="center")
     rows = {v.normalization: {r.model: r for r in v.board.rows} for v in rated if v.board is not None}
     order = [r.model for r in first.board.rows] if first and first.board else candidates
     moves = {
@@ -89,6 +89,8 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
         for v in rated[1:]
         if v.board is not None and first is not None and first.board is not None
     }
+    if first is not None and len(rated) > 1:
+        table.caption = f"Δ: places gained (↑) or lost (↓) against the {first.normalization} view; # is the plain order"
     for model in order:
         cells = [model]
         for view in rated:
