@@ -1,6 +1,6 @@
 """The `judge-arena` command: wires the stages together; the logic lives in the stage modules.
 
-Exit codes: 0 success, 1 the run finished with failed calls, 2 bad input (config, suite, template).
+Exit codes: 0 success, 1 the run finished with failed calls, 2 bad input (config, suite, template, leaderboard).
 """
 
 from __future__ import annotations
@@ -13,10 +13,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from judge_arena.config import ConfigError, load_config
+from judge_arena.metrics import FORMATS
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_BAD_INPUT = 2
+
+
+class _BadInput(Exception):
+    """An input file a command cannot use (the message names the file and field)."""
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -47,6 +52,28 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _metrics(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.metrics import compare, load_leaderboard, load_model_map
+    from judge_arena.report.metrics import print_metrics
+
+    try:
+        evaluated = load_leaderboard(
+            args.evaluated, fmt=args.format, judge=args.judge, normalization=args.normalization
+        )
+        reference = load_leaderboard(
+            args.reference,
+            fmt=args.reference_format,
+            judge=args.reference_judge,
+            normalization=args.reference_normalization,
+        )
+        model_map = load_model_map(args.map) if args.map else None
+        result = compare(evaluated, reference, model_map=model_map)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    print_metrics(console, result)
+    return EXIT_OK
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.sim.server import serve
 
@@ -66,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a config, its suites and templates; call nothing")
     validate.add_argument("config", type=Path, help="arena config (YAML)")
     validate.set_defaults(handler=_validate)
+    metrics = commands.add_parser(
+        "metrics", help="compare a leaderboard with a reference: separability, agreement, correlation, Brier"
+    )
+    metrics.add_argument("evaluated", type=Path, help="run folder or leaderboard.csv, Arena-Hard JSONL, or Arena CSV")
+    metrics.add_argument("reference", type=Path, help="the reference leaderboard, in any of the same formats")
+    metrics.add_argument("--map", type=Path, help="JSON map from reference model names to evaluated names")
+    for prefix, whose in (("", "evaluated"), ("reference-", "reference")):
+        metrics.add_argument(f"--{prefix}format", choices=FORMATS, default="auto", help=f"{whose} file format")
+        metrics.add_argument(f"--{prefix}judge", help=f"judge of the {whose} run's view (run files only)")
+        metrics.add_argument(f"--{prefix}normalization", help=f"normalization of the {whose} run's view")
+    metrics.set_defaults(handler=_metrics)
     sim = commands.add_parser("sim", help="serve the simulated models (OpenAI and Anthropic APIs) in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
@@ -79,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         code: int = args.handler(args, console)
-    except ConfigError as exc:
+    except (ConfigError, _BadInput) as exc:
         message = f"[red]error:[/red] {escape(str(exc))}"
         Console(stderr=True, soft_wrap=True).print(message, highlight=False, emoji=False)
         return EXIT_BAD_INPUT
