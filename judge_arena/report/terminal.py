@@ -11,8 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from judge_arena.arena import ArenaRun
+from judge_arena.config import SIMULATOR, ArenaConfig
+from judge_arena.metrics import kendall_tau
 from judge_arena.rating import LeaderboardRow, rank_changes
 from judge_arena.runner import CallStats
+from judge_arena.sim.models import CANDIDATES
 from judge_arena.views import View
 
 
@@ -119,6 +122,26 @@ def _print_notes(console: Console, view: View) -> None:
                     )
 
 
+def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str], float] | None:
+    """Kendall τ of each view's ratings against the simulator's latent qualities, when every candidate is simulated.
+
+    This is the product's thesis made visible: how well each view recovers the true order of the models.
+    """
+    quality = {}
+    for candidate in config.candidates:
+        profile = CANDIDATES.get(candidate.model.rsplit("/", 1)[-1]) if candidate.api_base == SIMULATOR else None
+        if profile is None:
+            return None
+        quality[candidate.name] = profile.quality
+    return {
+        (view.judge, view.normalization): kendall_tau(
+            [row.rating for row in view.board.rows], [quality[row.model] for row in view.board.rows]
+        )
+        for view in views
+        if view.board is not None
+    }
+
+
 def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
     """Print every judge's leaderboards side by side, the notes, the call summary and the report folder."""
     config = run.inputs.config
@@ -128,6 +151,14 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.print(views_table(judge, judge_views, candidates))
         for view in judge_views:
             _print_notes(console, view)
+    truth = ground_truth(config, views)
+    if truth:
+        one_judge = len(config.judges) == 1
+        scores = [
+            f"{normalization if one_judge else f'{judge}/{normalization}'} {tau:.2f}"
+            for (judge, normalization), tau in truth.items()
+        ]
+        console.print(f"Agreement with the simulator's true quality order, Kendall τ: {', '.join(scores)}")
     stats = run.stats
     console.print(
         f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
