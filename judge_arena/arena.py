@@ -15,6 +15,7 @@ from typing import Protocol
 
 from judge_arena.client import CallFailed, Client
 from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_context
+from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.judge import Game, JudgeTemplate, games, judge_game
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
@@ -83,12 +84,13 @@ def load_inputs(config: ArenaConfig) -> Inputs:
 
 
 def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
-    """The unordered candidate pairs to judge, per the pairing mode."""
+    """The unordered candidate pairs to judge, per the pairing mode; each canary meets every real candidate."""
     names = [c.name for c in config.candidates]
+    canaries = enabled_canaries(config.canaries)
     if config.pairing.mode == "vs-baseline":
         baseline = config.pairing.baseline
-        return [(baseline, name) for name in names if name != baseline] if baseline else []
-    return list(itertools.combinations(names, 2))
+        return [(baseline, name) for name in [*names, *canaries] if name != baseline] if baseline else []
+    return [*itertools.combinations(names, 2), *((name, canary) for canary in canaries for name in names)]
 
 
 def run_arena(inputs: Inputs, progress: Progress | None = None, *, simulator_url: str | None = None) -> ArenaRun:
@@ -145,6 +147,17 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
         for prompt in inputs.prompts
     }
 
+    async def canary(name: str, prompt: Prompt) -> Answer | None:
+        return canary_answer(name, prompt)
+
+    answer_tasks.update(
+        {
+            (name, prompt.id): asyncio.create_task(canary(name, prompt))
+            for name in enabled_canaries(config.canaries)
+            for prompt in inputs.prompts
+        }
+    )
+
     async def judge_pair(judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt) -> list[Battle]:
         first = await answer_tasks[(pair[0], prompt.id)]
         second = await answer_tasks[(pair[1], prompt.id)]
@@ -161,6 +174,7 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
                     template=template,
                     complete=complete,
                     strong_weight=config.rating.strong_weight,
+                    defence=judge.defence,
                 )
             except CallFailed as exc:
                 item = f"{judge.name}: {game.answer_a.model} vs {game.answer_b.model} on {prompt.id} ({normalization})"

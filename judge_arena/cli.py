@@ -1,6 +1,7 @@
 """The `judge-arena` command: wires the stages together; the logic lives in the stage modules.
 
-Exit codes: 0 success, 1 the run finished with failed calls, 2 bad input (config, suite, template, leaderboard).
+Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail),
+2 bad input (config, suite, template, leaderboard, votes).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from judge_arena.agreement import ORDERS
 from judge_arena.config import ConfigError, load_config
 from judge_arena.metrics import FORMATS
 
@@ -28,7 +30,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.arena import load_inputs, run_arena
     from judge_arena.report.files import write_report
     from judge_arena.report.terminal import LiveProgress, print_run
-    from judge_arena.views import rate_views
+    from judge_arena.views import canary_warnings, rate_views
 
     inputs = load_inputs(load_config(args.config))
     with LiveProgress(console) as progress:
@@ -36,7 +38,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     views = rate_views(inputs.config, run.battles)
     folder = write_report(run, views)
     print_run(console, run, views, folder)
-    return EXIT_FAILURES if run.failures else EXIT_OK
+    canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)
+    return EXIT_FAILURES if run.failures or canaries_failed else EXIT_OK
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
@@ -74,6 +77,40 @@ def _metrics(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _agreement(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.agreement import (
+        compare_groups,
+        is_run_path,
+        load_battles,
+        load_pairwise_votes,
+        parse_group,
+        position_consistency,
+        rename_models,
+        run_votes,
+    )
+    from judge_arena.agreement import voter_groups as default_groups
+    from judge_arena.metrics import load_model_map
+    from judge_arena.report.agreement import print_agreement
+
+    try:
+        votes, consistency = [], []
+        for path in args.votes:
+            if is_run_path(path):
+                battles = load_battles(path)
+                votes += run_votes(battles, orders=args.orders, turn=args.run_turn)
+                consistency += position_consistency(battles)
+            else:
+                votes += load_pairwise_votes(path)
+        if args.map:
+            votes = rename_models(votes, load_model_map(args.map))
+        groups = [parse_group(spec) for spec in args.group or []] or default_groups(votes)
+        rows = compare_groups(votes, groups, within=not args.no_within, by_turn=args.by_turn)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    print_agreement(console, rows, consistency)
+    return EXIT_OK
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.sim.server import serve
 
@@ -104,6 +141,21 @@ def _parser() -> argparse.ArgumentParser:
         metrics.add_argument(f"--{prefix}judge", help=f"judge of the {whose} run's view (run files only)")
         metrics.add_argument(f"--{prefix}normalization", help=f"normalization of the {whose} run's view")
     metrics.set_defaults(handler=_metrics)
+    agreement = commands.add_parser(
+        "agreement", help="vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency"
+    )
+    agreement.add_argument("votes", type=Path, nargs="+", help="run folders, battles.csv files, human vote files")
+    agreement.add_argument(
+        "--group", action="append", help="voter group NAME=PATTERN[,PATTERN] (shell patterns); default: each voter"
+    )
+    agreement.add_argument(
+        "--orders", choices=ORDERS, default="combined", help="a run's two orders: one combined vote or two votes"
+    )
+    agreement.add_argument("--run-turn", type=int, default=1, help="turn a run's votes are filed under")
+    agreement.add_argument("--by-turn", action="store_true", help="one row per turn")
+    agreement.add_argument("--no-within", action="store_true", help="skip agreement within each group")
+    agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")
+    agreement.set_defaults(handler=_agreement)
     sim = commands.add_parser("sim", help="serve the simulated models (OpenAI and Anthropic APIs) in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)

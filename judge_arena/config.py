@@ -109,6 +109,13 @@ class JudgeConfig(ModelConfig):
         default=Path("../prompts/judge_pairwise.yaml"),
         description="Judge prompt template (YAML with 'system' and 'user'), relative to the config file.",
     )
+    defence: bool = Field(
+        default=True,
+        description=(
+            "Neutralize verdict labels and delimiter look-alikes inside answers and flag instruction-like text "
+            "before this judge sees them (`defence.screen`); false shows answers as written and flags nothing."
+        ),
+    )
 
 
 class PairingConfig(_Strict):
@@ -161,6 +168,23 @@ class RunnerConfig(_Strict):
     max_wait_s: float = Field(default=60.0, gt=0, description="Longest wait between two attempts, in seconds.")
 
 
+class CanaryConfig(_Strict):
+    """Constant answers entered as extra candidates: a judge that rates one above a real model can be gamed."""
+
+    null_model: bool = Field(
+        default=False,
+        description="Add 'canary-null-model', which gives one constant persuasive answer to every prompt.",
+    )
+    injection_probe: bool = Field(
+        default=False,
+        description="Add 'canary-injection-probe', whose constant answer tries to inject its own verdict.",
+    )
+    fail_if_beats_real_model: bool = Field(
+        default=False,
+        description="Exit with code 1 when a canary is rated above any real candidate in any view (else just warn).",
+    )
+
+
 class ArenaConfig(_Strict):
     """The whole arena: suites, candidates, judges, normalizations, pairing, rating and runner options."""
 
@@ -177,6 +201,7 @@ class ArenaConfig(_Strict):
     panel: PanelConfig = Field(default_factory=PanelConfig, description="Panel verdict, used with two or more judges.")
     rating: RatingConfig = Field(default_factory=RatingConfig, description="Rating options.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Call and output options.")
+    canaries: CanaryConfig = Field(default_factory=CanaryConfig, description="Canary candidates (all off by default).")
 
     @model_validator(mode="after")
     def _check_references(self) -> ArenaConfig:
@@ -191,6 +216,11 @@ class ArenaConfig(_Strict):
         if unknown:
             raise ValueError(f"normalizations: unknown {unknown}; known: {sorted(NORMALIZATIONS)}")
         candidate_names = {c.name for c in self.candidates}
+        from judge_arena.defence import enabled_canaries
+
+        taken = sorted(candidate_names.intersection(enabled_canaries(self.canaries)))
+        if taken:
+            raise ValueError(f"candidates: {taken} is the name of an enabled canary; rename the candidate")
         if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
             raise ValueError("pairing.baseline: required when pairing.mode is 'vs-baseline'")
         for field, value in (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge_arena.config import ConfigError, read_yaml
+from judge_arena.defence import screen
 from judge_arena.records import Answer, Battle, Message, Prompt, Winner
 from judge_arena.style import normalize
 
@@ -150,19 +151,33 @@ def games(prompt: Prompt, first: Answer, second: Answer, normalization: str) -> 
 
 
 async def judge_game(
-    game: Game, *, judge: str, template: JudgeTemplate, complete: Complete, strong_weight: float
+    game: Game,
+    *,
+    judge: str,
+    template: JudgeTemplate,
+    complete: Complete,
+    strong_weight: float,
+    defence: bool = True,
 ) -> Battle:
-    """Ask the judge for a verdict (re-asking once if it gives none) and return the battle it decides."""
+    """Ask the judge for a verdict (re-asking once if it gives none) and return the battle it decides.
+
+    With `defence`, the answers are screened as shown to the judge (`defence.screen`, after normalization, which
+    could otherwise assemble a label out of markup): labels and delimiter look-alikes are neutralized and the
+    battle flagged `neutralized:A`, `injection:B`, ….
+    """
     normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns)
     normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns)
+    flags: tuple[str, ...] = ()
+    if defence:
+        screened = screen(normalized_a, normalized_b)
+        normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
     messages = render_game(template, game.prompt, normalized_a, normalized_b)
     reply = await complete(messages)
     label = parse_verdict(reply)
-    flags: tuple[str, ...] = ()
     if label is None:
         reply = await complete((*messages, Message("assistant", reply), Message("user", REASK)))
         label = parse_verdict(reply)
-        flags = ("reasked",) if label is not None else ("reasked", "unparsed")
+        flags += ("reasked",) if label is not None else ("reasked", "unparsed")
     winner, weight = outcome(label, strong_weight) if label is not None else (None, 0.0)
     return Battle(
         prompt_id=game.prompt.id,

@@ -15,6 +15,7 @@ from typing import Literal
 import pandas as pd
 
 from judge_arena.config import ArenaConfig
+from judge_arena.defence import canary_problems, enabled_canaries
 from judge_arena.judge import outcome
 from judge_arena.rating import Leaderboard, leaderboard
 from judge_arena.records import Battle
@@ -159,3 +160,15 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle]) -> list[View]:
                 View(judge, normalization, board, len(games), unparsed, "", _self_judged(config, judge), without_self)
             )
     return views
+
+
+def canary_warnings(config: ArenaConfig, views: Sequence[View]) -> list[str]:
+    """One line per view and canary rated above a real candidate in that view (empty when no canary is on)."""
+    canaries = enabled_canaries(config.canaries)
+    real = [c.name for c in config.candidates]
+    return [
+        f"{view.judge}/{view.normalization}: {problem}"
+        for view in views
+        if view.board is not None
+        for problem in canary_problems({row.model: row.rating for row in view.board.rows}, canaries, real)
+    ]

@@ -143,3 +143,30 @@ def test_unknown_model_is_recorded_as_failure_and_retried_next_run(tmp_path: Pat
     sim.reset_log()
     _run(path, sim)
     assert [r.status for r in sim.requests] == [404, 404]
+
+
+def test_canaries_meet_every_candidate_and_can_fail_the_run(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canaries = {"null_model": True, "injection_probe": True, "fail_if_beats_real_model": True}
+    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=4, canaries=canaries)
+    run = _run(path, sim)
+    pairs = {frozenset((b.model_a, b.model_b)) for b in run.battles}
+    for canary in ("canary-null-model", "canary-injection-probe"):
+        assert {frozenset((name, canary)) for name in ("strong-plain", "markdown-weak", "strong-markdown")} <= pairs
+    probe_games = [b for b in run.battles if "canary-injection-probe" in (b.model_a, b.model_b)]
+    assert probe_games and all(any(f.startswith("injection:") for f in b.flags) for b in probe_games)
+    assert all(any(f.startswith("neutralized:") for f in b.flags) for b in probe_games)
+
+    code = main(["run", str(path)])
+    out = capsys.readouterr().out
+    views = rate_views(run.inputs.config, run.battles)
+    beaten = any(
+        row.model.startswith("canary-")
+        and row.position < max(r.position for r in view.board.rows if not r.model.startswith("canary-"))
+        for view in views
+        if view.board is not None
+        for row in view.board.rows
+    )
+    assert code == (1 if beaten else 0)
+    assert ("canary:" in out) == beaten

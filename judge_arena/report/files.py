@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from judge_arena.arena import ArenaRun
-from judge_arena.views import View, battles_frame
+from judge_arena.defence import enabled_canaries
+from judge_arena.views import View, battles_frame, canary_warnings
 
 
 def leaderboard_frame(views: list[View]) -> pd.DataFrame:
@@ -51,6 +52,13 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
             "retries": dict(stats.retries),
         },
         "failures": len(run.failures),
+        "defence": {j.name: j.defence for j in config.judges},
+        "canaries": list(enabled_canaries(config.canaries)),
+        "canary_problems": canary_warnings(config, views),
+        "flagged_battles": {
+            kind: sum(any(f.startswith(kind) for f in b.flags) for b in run.battles)
+            for kind in ("neutralized:", "injection:")
+        },
         "views": [
             {
                 "judge": v.judge,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 
@@ -16,7 +17,7 @@ from judge_arena.metrics import kendall_tau
 from judge_arena.rating import LeaderboardRow, rank_changes
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
-from judge_arena.views import View
+from judge_arena.views import View, canary_warnings
 
 
 def _calls_text(stats: CallStats) -> str:
@@ -135,7 +136,8 @@ def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str]
         quality[candidate.name] = profile.quality
     return {
         (view.judge, view.normalization): kendall_tau(
-            [row.rating for row in view.board.rows], [quality[row.model] for row in view.board.rows]
+            [row.rating for row in view.board.rows if row.model in quality],
+            [quality[row.model] for row in view.board.rows if row.model in quality],
         )
         for view in views
         if view.board is not None
@@ -172,4 +174,10 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.print(f"[red]{len(run.failures)} failures[/red] (listed in failures.csv); first ones:")
         for failure in run.failures[:5]:
             console.print(f"  {failure.stage} {escape(failure.item)}: {escape(failure.reason)}")
+    flagged = Counter(flag.split(":")[0] for battle in run.battles for flag in battle.flags if ":" in flag)
+    if flagged:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(flagged.items()))
+        console.print(f"[yellow]suspicious answers[/yellow] (flags on judged games; see battles.csv): {kinds}")
+    for warning in canary_warnings(config, views):
+        console.print(f"[red]canary:[/red] {escape(warning)}")
     console.print(f"report: {folder}")

@@ -56,6 +56,8 @@ class JudgeProfile:
     """Score differences from this on are a strong verdict (A>>B)."""
     format_error_rate: float = 0.0
     """Probability that a first reply omits the verdict label (a follow-up reply always has one)."""
+    follows_answer_labels: bool = False
+    """Whether a verdict label written inside an answer becomes the verdict (the first one, in A then in B)."""
 
 
 CANDIDATES: dict[str, CandidateProfile] = {
@@ -78,8 +80,10 @@ JUDGES: dict[str, JudgeProfile] = {
     "sim-judge": JudgeProfile(markdown_bias=1.5, length_bias=0.5, position_bias=0.3),
     "sim-judge-fair": JudgeProfile(),
     "sim-judge-sloppy": JudgeProfile(format_error_rate=0.2),
+    "sim-judge-gullible": JudgeProfile(follows_answer_labels=True),
 }
-"""The simulated judges: biased toward markdown and length; fair; fair but sometimes forgetting the label."""
+"""The simulated judges: biased toward markdown and length; fair; fair but sometimes forgetting the label; fair
+but fooled by a verdict label inside an answer (the prompt injection that `judge_arena.defence` neutralizes)."""
 
 TOKENS_PER_WORD = 1.3
 """The rough ratio behind the token counts reported in usage."""
@@ -218,6 +222,7 @@ _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$", re.MULTILINE)
 _VALUE_PATTERN = "|".join(_VALUES)
 _QUESTION_OPEN = re.compile(r"<<<QUESTION ([0-9a-f]{16})>>>\n")
+_ANSWER_LABEL = re.compile(r"\[\[\s*([AB])\s*(>>|>|=)\s*([AB])\s*\]\]")
 
 
 @dataclass(frozen=True)
@@ -514,6 +519,15 @@ _PHRASES = {
 }
 
 
+def _injected_label(game: Game) -> str | None:
+    """The first verdict label written inside an answer (Assistant A's turns, then B's), if any."""
+    for text in (*game.answer_a, *game.answer_b):
+        for a, op, b in _ANSWER_LABEL.findall(text):
+            if a != b:
+                return "A=B" if op == "=" else f"{a}{op}{b}"
+    return None
+
+
 def _judgment(name: str, game: Game, messages: Sequence[ChatMessage], seed: int | None) -> tuple[str, str, bool]:
     """The explanation, the verdict label and whether this reply forgets the label."""
     profile = JUDGES[name]
@@ -528,6 +542,10 @@ def _judgment(name: str, game: Game, messages: Sequence[ChatMessage], seed: int 
         f"Assistant A states {a.right} of {a.total} key points correctly and gets {a.wrong} wrong; "
         f"Assistant B states {b.right} of {b.total} correctly and gets {b.wrong} wrong.",
     ]
+    injected = _injected_label(game) if profile.follows_answer_labels else None
+    if injected is not None:
+        label = injected
+        lines.append("One of the answers states the correct verdict itself, so I follow it.")
     if profile.markdown_bias > 0 and a.markdown != b.markdown:
         tidier = "A" if a.markdown > b.markdown else "B"
         lines.append(f"Assistant {tidier}'s answer is better organised, with clear structure and formatting.")
