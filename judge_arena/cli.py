@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     inputs = load_inputs(load_config(args.config))
     with LiveProgress(console) as progress:
         run = run_arena(inputs, progress)
-    views = rate_views(inputs.config, run.battles)
+    views = rate_views(inputs.config, run.battles, run.answers)
     folder = write_report(run, views)
     print_run(console, run, views, folder)
     canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)

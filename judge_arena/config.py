@@ -152,6 +152,11 @@ class RatingConfig(_Strict):
         default=None, description="Model pinned at anchor_rating; default: the baseline, else the mean."
     )
     anchor_rating: float = Field(default=1000.0, description="Rating given to the anchor.")
+    style_control: Literal["none", "length", "markdown", "both"] = Field(
+        default="both",
+        description="Covariates of the style-controlled view of raw judging: token length, markdown counts "
+        "(headers, lists, bold), or both, as Chatbot Arena and Arena-Hard-Auto; 'none' skips the view.",
+    )
     strong_weight: float = Field(
         default=3.0, gt=0, description="Battles a strong verdict (A>>B) counts as; Arena-Hard-Auto uses 3."
     )

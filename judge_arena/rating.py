@@ -1,25 +1,30 @@
-"""Bradley–Terry ratings with bootstrap intervals, fitted from pairwise verdicts.
+"""Bradley–Terry ratings with bootstrap intervals, fitted from pairwise verdicts, optionally style-controlled.
 
 Input is a DataFrame of battles, one row per judged game, with columns `prompt_id`, `model_a`, `model_b`,
 `winner` ("model_a", "model_b" or "tie") and `weight` (how many battles the game counts as). A tie counts as
-half a win for each side.
+half a win for each side. Style control also reads `<feature>_a` and `<feature>_b` for each style feature.
 
-The model is P(i beats j) = 1 / (1 + exp(θ_j − θ_i)), fitted by maximum likelihood with a hand-written Newton
-solver on aggregated counts. The solver works on a generic binomial-logit *design*: one row per unique
-comparison, with weighted wins and losses. Today a row is a pair contrast (e_i − e_j); style control will
-append covariate columns to the same design and reuse the solver and the bootstrap unchanged.
+The model is P(a beats b) = 1 / (1 + exp(θ_b − θ_a − γ · z)), fitted by maximum likelihood with a hand-written
+Newton solver. z is the game's vector of style covariates (empty without style control): for each feature,
+(a − b) / (a + b + 1), standardized over the games, as Chatbot Arena and Arena-Hard-Auto v0.1 do. The solver
+works on a binomial-logit *design*: one row per unique (pair, covariate vector), with weighted wins and losses.
+Without covariates that is one row per compared pair, so the fit runs on aggregated counts; with them most games
+get a row of their own. docs/rating.md describes the model and where each choice comes from.
 
-L2 penalty: the loss carries `l2 / 2 · ‖θ‖²` with `l2 = 1e-6` by default, the same regularisation as
-Chatbot Arena's `LogisticRegression(C=1e6)`. It keeps the optimum finite when a model wins or loses every game
-(perfect separation: such a model lands a few thousand Elo away from the others instead of at infinity) and
-keeps every Newton system positive definite. On normal (non-separated) data it moves a rating by about
-`l2 · θ / curvature` in θ units: ~1e-5 Elo for 6 models and 300 games, far below the 0.01 Elo budget.
+L2 penalty: the loss carries `l2 / 2 · (‖θ‖² + ‖γ‖²)` with `l2 = 1e-6` by default: practically none, like the
+references' unpenalised fits (Arena-Hard-Auto v0.1's `LogisticRegression(penalty=None)`). It keeps the optimum
+finite when a model wins or loses every game (perfect separation: such a model lands a few thousand Elo away
+from the others instead of at infinity) and keeps every Newton system positive definite. On normal
+(non-separated) data it moves a rating by about `l2 · θ / curvature` in θ units: ~1e-5 Elo for 6 models and 300
+games, far below the 0.01 Elo budget.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +35,23 @@ IntArray = npt.NDArray[np.intp]
 Unit = Literal["prompt", "battle"]
 
 DEFAULT_L2 = 1e-6
-"""Default L2 penalty on the log-strengths: matches Chatbot Arena's C=1e6, see the module docstring."""
+"""Default L2 penalty on the log-strengths and style coefficients; see the module docstring."""
+
+STYLE_SETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "length": ("tokens",),
+        "markdown": ("headers", "lists", "bold"),
+        "both": ("tokens", "headers", "lists", "bold"),
+    }
+)
+"""Named sets of style features, as Arena-Hard-Auto v0.1's `--length-control-only`, `--markdown-control-only` and
+`--style-control`; each feature is its own covariate, so "both" has four. The names are the stems of
+`judge_arena.style.StyleFeatures`' fields."""
+
+MIN_PROMPTS = 20
+"""Default of `leaderboards_by(min_prompts=...)`: prompts every model of a category must appear in for its board to
+be reported. With fewer, simulated 95 % intervals covered far less often and, when each model meets only a
+baseline, often blew up to thousands of Elo (docs/rating.md has the figures)."""
 
 _COLUMNS = ("prompt_id", "model_a", "model_b", "winner", "weight")
 _SCORE_OF_A = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -39,19 +60,83 @@ _ROUNDING = 1e-15
 _MAX_ITERATIONS = 200
 # A separated model needs about one Newton step per unit of θ (≈ 174 Elo) to reach its penalised optimum,
 # which sits near θ ≈ ln(games / l2) ≈ 30; 200 iterations leave a wide margin.
+_MIN_SPREAD = 1e-12
+# The ratios lie in (−1, 1): a spread this small is rounding noise around a constant, not variation.
+
+
+class InsufficientDataError(ValueError):
+    """Well-formed battles that cannot support the requested fit.
+
+    Raised for a disconnected comparison graph, an anchor or reference model without battles, a style feature
+    that does not vary over the games, and a fit that does not converge. `leaderboards_by` turns it into a
+    category's note.
+    """
+
+
+@dataclass(frozen=True, eq=False)
+class _Design:
+    """A binomial-logit design matrix with rows [contrasts[pair] | covariates], kept factored.
+
+    Products with it are bincounts over the pairs plus one elementwise pass per covariate, never a BLAS call
+    over the rows: OpenBLAS multi-threads products that long, and its spinning threads made a style-controlled
+    bootstrap 3–14 times slower whenever another process held the second core of a 2-core machine.
+    """
+
+    contrasts: FloatArray
+    """(pairs, m − 1): e_i − e_j of each compared pair (i < j), expressed in the sum-zero basis."""
+    pair: IntArray
+    """(rows,): index of each row's pair in `contrasts`."""
+    covariates: FloatArray
+    """(k, rows): the rows' standardized style covariates, one contiguous array per feature."""
+
+    @property
+    def width(self) -> int:
+        """Number of parameters: m − 1 contrasts, then k style coefficients."""
+        return int(self.contrasts.shape[1] + self.covariates.shape[0])
+
+    def times(self, params: FloatArray) -> FloatArray:
+        """design @ params: the log-odds η of each row."""
+        split = self.contrasts.shape[1]
+        eta: FloatArray = (self.contrasts @ params[:split])[self.pair]
+        for covariate, coefficient in zip(self.covariates, params[split:], strict=True):
+            eta = eta + coefficient * covariate
+        return eta
+
+    def transpose_times(self, values: FloatArray) -> FloatArray:
+        """design.T @ values."""
+        per_pair = np.bincount(self.pair, weights=values, minlength=self.contrasts.shape[0])
+        return np.concatenate([self.contrasts.T @ per_pair, (self.covariates * values).sum(axis=1)])
+
+    def gram(self, weights: FloatArray) -> FloatArray:
+        """design.T @ diag(weights) @ design."""
+        pairs, split = self.contrasts.shape
+        weighted = self.covariates * weights
+        per_pair = np.bincount(self.pair, weights=weights, minlength=pairs)
+        # (pairs, k): each pair's weighted covariate sums, the pair-by-covariate block before the basis change.
+        cross = np.zeros((pairs, len(weighted)))
+        for f, row in enumerate(weighted):
+            cross[:, f] = np.bincount(self.pair, weights=row, minlength=pairs)
+        gram = np.empty((self.width, self.width))
+        gram[:split, :split] = (self.contrasts.T * per_pair) @ self.contrasts
+        gram[:split, split:] = self.contrasts.T @ cross
+        gram[split:, :split] = gram[:split, split:].T
+        gram[split:, split:] = np.einsum("fr,gr->fg", weighted, self.covariates)
+        return gram
 
 
 @dataclass(frozen=True, eq=False)
 class _Aggregate:
-    """Battles aggregated once: the design (one row per compared pair) and counts per (unit, design row).
+    """Battles aggregated once: the design (one row per unique comparison) and counts per (unit, design row).
 
     Refitting on a resample only needs new unit multiplicities: wins and losses per design row are then
     one weighted bincount over the cells, with no pass over the battles.
     """
 
     models: tuple[str, ...]
-    design: FloatArray
-    """(rows, m − 1): pair contrasts e_i − e_j expressed in `basis`, so the gauge (sum θ = 0) is built in."""
+    features: tuple[str, ...]
+    design: _Design
+    """Pair contrasts e_i − e_j expressed in `basis` (so the gauge Σθ = 0 is built in), then the k standardized
+    style covariates; every row oriented from its pair's lower model index."""
     basis: FloatArray
     """(m, m − 1): orthonormal basis of the sum-zero subspace; θ = basis @ β."""
     cell_unit: IntArray
@@ -64,11 +149,21 @@ class _Aggregate:
 
     def counts(self, multiplicity: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
         """Wins and losses per design row, unit u counted `multiplicity[u]` times (default once)."""
-        rows = self.design.shape[0]
+        rows = self.design.pair.shape[0]
         factor = np.ones(self.cell_unit.shape[0]) if multiplicity is None else multiplicity[self.cell_unit]
         wins = np.bincount(self.cell_row, weights=factor * self.cell_wins, minlength=rows)
         losses = np.bincount(self.cell_row, weights=factor * self.cell_losses, minlength=rows)
         return wins.astype(np.float64), losses.astype(np.float64)
+
+    def theta(self, params: FloatArray) -> FloatArray:
+        """Log-strengths, models on the last axis, from parameters (β then γ) on the last axis."""
+        theta: FloatArray = params[..., : self.basis.shape[1]] @ self.basis.T
+        return theta
+
+    def gamma(self, params: FloatArray) -> FloatArray:
+        """Style coefficients, features on the last axis, from parameters (β then γ) on the last axis."""
+        gamma: FloatArray = params[..., self.basis.shape[1] :]
+        return gamma
 
 
 @dataclass(frozen=True)
@@ -77,21 +172,42 @@ class LeaderboardRow:
 
     model: str
     rating: float
-    """Maximum-likelihood rating on the full data."""
+    """Maximum-likelihood rating on the full data (under style control: the model's parameter of the joint fit)."""
     lower: float
     """2.5th percentile of the bootstrap ratings."""
     upper: float
     """97.5th percentile of the bootstrap ratings."""
     win_rate: float | None
-    """Expected win rate against the reference model in % (Arena-Hard-Auto's score), or None."""
+    """Expected win rate against the reference model in % (Arena-Hard-Auto's score), or None. Under style control,
+    from the ratings alone: every covariate at its mean (z = 0)."""
     win_rate_lower: float | None
+    """2.5th percentile of the bootstrap win rates, or None."""
     win_rate_upper: float | None
+    """97.5th percentile of the bootstrap win rates, or None."""
     battles: int
     """Number of games (rows, whatever their weight) involving the model."""
     rank: int
     """Interval-aware rank: 1 + number of models whose lower bound is above this model's upper bound."""
     position: int
     """Plain order by rating, 1 for the best."""
+
+
+@dataclass(frozen=True)
+class StyleCoefficient:
+    """The fitted effect of one style covariate on the log-odds of winning."""
+
+    name: str
+    """The feature, e.g. "tokens": the stem of the battles' `<name>_a` and `<name>_b` columns."""
+    value: float
+    """Change in the log-odds (natural log) of winning per standard deviation of the covariate, full-data fit."""
+    lower: float
+    """2.5th percentile of the bootstrap coefficients."""
+    upper: float
+    """97.5th percentile of the bootstrap coefficients."""
+
+    def __str__(self) -> str:
+        """E.g. "tokens coefficient 0.25 [0.22, 0.28]"."""
+        return f"{self.name} coefficient {self.value:.2f} [{self.lower:.2f}, {self.upper:.2f}]"
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,10 +219,40 @@ class Leaderboard:
     """Bootstrap ratings, rounds × models."""
     reference: str | None
     """Model the win rates are against (the baseline, else the anchor), or None when win rates are omitted."""
+    coefficients: tuple[StyleCoefficient, ...] = ()
+    """Style coefficients in the order the features were given; empty without style control."""
 
     def to_frame(self) -> pd.DataFrame:
         """The rows as a DataFrame, one line per model, in leaderboard order."""
         return pd.DataFrame([asdict(row) for row in self.rows])
+
+
+@dataclass(frozen=True, eq=False)
+class CategoryLeaderboard:
+    """One category's leaderboard, or the reason it has none."""
+
+    board: Leaderboard | None
+    """The category's leaderboard; None when `note` says why it was not fitted."""
+    note: str | None
+    """Why there is no board (too few battles, a disconnected comparison graph, ...), else None."""
+    battles: int
+    """Games (rows, whatever their weight) in the category."""
+
+
+class LeaderboardOptions(TypedDict, total=False):
+    """Keyword arguments of `leaderboard`, which `leaderboards_by` passes on; same meaning and defaults."""
+
+    baseline: str | None
+    rounds: int
+    seed: int
+    unit: Unit
+    anchor: str | None
+    anchor_rating: float
+    scale: float
+    base: float
+    init_rating: float
+    l2: float
+    style: str | Sequence[str] | None
 
 
 def fit_bradley_terry(
@@ -118,19 +264,22 @@ def fit_bradley_terry(
     anchor: str | None = None,
     anchor_rating: float = 1000.0,
     l2: float = DEFAULT_L2,
+    style: str | Sequence[str] | None = None,
 ) -> pd.Series:
     """Fit Bradley–Terry ratings by penalised maximum likelihood; return ratings indexed by sorted model name.
 
     Ratings are Elo-like: `scale · θ / ln(base)` shifted so that `anchor` sits at `anchor_rating`, or, when
-    `anchor` is None, so that the mean rating is `init_rating`. Raises ValueError on malformed battles, on an
-    unknown anchor and on a disconnected comparison graph (naming its components).
+    `anchor` is None, so that the mean rating is `init_rating`. `style` (a name in STYLE_SETS, or feature names)
+    fits the style covariates jointly and returns the model parameters of that fit; `leaderboard` also reports
+    the coefficients. Raises ValueError on malformed battles, InsufficientDataError (a ValueError) on an anchor
+    without battles, a disconnected comparison graph (naming its components) or a style feature that never varies.
     """
     _check_options(scale=scale, base=base, l2=l2)
-    aggregate = _aggregate(battles, "prompt")
+    aggregate = _aggregate(battles, "prompt", _style_features(style))
     _check_anchor(anchor, aggregate.models)
-    beta = _newton(aggregate.design, *aggregate.counts(), np.zeros(aggregate.design.shape[1]), l2)
+    params = _newton(aggregate.design, *aggregate.counts(), np.zeros(aggregate.design.width), l2)
     ratings = _to_ratings(
-        aggregate.basis @ beta,
+        aggregate.theta(params),
         aggregate.models,
         scale=scale,
         base=base,
@@ -153,21 +302,23 @@ def bootstrap_ratings(
     anchor: str | None = None,
     anchor_rating: float = 1000.0,
     l2: float = DEFAULT_L2,
+    style: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Refit the ratings on `rounds` resamples drawn with replacement; return a rounds × models DataFrame.
 
     `unit="prompt"` resamples whole prompts, so all games of a prompt (both orders, every pair) move together
     and the intervals account for their correlation; `unit="battle"` resamples single rows as Arena-Hard-Auto
     does. The draws come from `numpy.random.default_rng(seed)`: the same seed gives the same samples. Every
-    round is anchored like `fit_bradley_terry`. A resample that drops all games of a model, or cuts the
-    comparison graph, still gives finite ratings: the L2 penalty pulls the unconstrained part to the mean.
+    round is anchored like `fit_bradley_terry`, and `style` works as there. A resample that drops all games of a
+    model, or cuts the comparison graph, still gives finite ratings: the L2 penalty pulls the unconstrained part
+    to the mean.
     """
     _check_options(scale=scale, base=base, l2=l2)
-    aggregate = _aggregate(battles, unit)
+    aggregate = _aggregate(battles, unit, _style_features(style))
     _check_anchor(anchor, aggregate.models)
     _, samples = _bootstrap(aggregate, rounds=rounds, seed=seed, l2=l2)
     ratings = _to_ratings(
-        samples @ aggregate.basis.T,
+        aggregate.theta(samples),
         aggregate.models,
         scale=scale,
         base=base,
@@ -193,6 +344,7 @@ def leaderboard(
     base: float = 10.0,
     init_rating: float = 1000.0,
     l2: float = DEFAULT_L2,
+    style: str | Sequence[str] | None = None,
 ) -> Leaderboard:
     """Fit the ratings, bootstrap 95 % percentile intervals and rank the models, best first.
 
@@ -200,18 +352,23 @@ def leaderboard(
     against `baseline`, else against `anchor`; with neither they are None. The reference's own win rate is
     50 %. Point ratings are the full-data fit; intervals are percentiles of the bootstrap.
     Ties in rating are ordered by model name so that the plain order is deterministic.
+
+    `style` turns on style control: a name in STYLE_SETS ("length", "markdown", "both") or a sequence of
+    feature names, each read from the columns `<name>_a` and `<name>_b` (non-negative counts). The ratings are
+    then the model parameters of the joint fit, and `Leaderboard.coefficients` holds each covariate's effect
+    with its bootstrap interval.
     """
     _check_options(scale=scale, base=base, l2=l2)
     if anchor is None:
         anchor = baseline
     reference = baseline if baseline is not None else anchor
-    aggregate = _aggregate(battles, unit)
+    aggregate = _aggregate(battles, unit, _style_features(style))
     models = list(aggregate.models)
     _check_anchor(anchor, aggregate.models)
     _check_anchor(reference, aggregate.models)
-    full, betas = _bootstrap(aggregate, rounds=rounds, seed=seed, l2=l2)
+    full, params = _bootstrap(aggregate, rounds=rounds, seed=seed, l2=l2)
     values = _to_ratings(
-        aggregate.basis @ full,
+        aggregate.theta(full),
         aggregate.models,
         scale=scale,
         base=base,
@@ -220,7 +377,7 @@ def leaderboard(
         anchor_rating=anchor_rating,
     )
     samples = _to_ratings(
-        betas @ aggregate.basis.T,
+        aggregate.theta(params),
         aggregate.models,
         scale=scale,
         base=base,
@@ -255,8 +412,55 @@ def leaderboard(
         )
         for position, k in enumerate(order, start=1)
     )
+    gamma = aggregate.gamma(full)
+    gamma_lower, gamma_upper = np.percentile(aggregate.gamma(params), [2.5, 97.5], axis=0)
+    coefficients = tuple(
+        StyleCoefficient(name=name, value=float(gamma[f]), lower=float(gamma_lower[f]), upper=float(gamma_upper[f]))
+        for f, name in enumerate(aggregate.features)
+    )
     frame = pd.DataFrame(samples, index=pd.RangeIndex(rounds, name="round"), columns=pd.Index(models, name="model"))
-    return Leaderboard(rows=rows, samples=frame, reference=reference)
+    return Leaderboard(rows=rows, samples=frame, reference=reference, coefficients=coefficients)
+
+
+def leaderboards_by(
+    battles: pd.DataFrame,
+    column: str = "category",
+    *,
+    min_prompts: int = MIN_PROMPTS,
+    **options: Unpack[LeaderboardOptions],
+) -> dict[str, CategoryLeaderboard]:
+    """One leaderboard per value of `column`, each fitted on that category's battles alone; keys sorted.
+
+    A category gets a note and no board when one of its models appears in fewer than `min_prompts` prompts:
+    with so few, the percentile intervals are not trustworthy (MIN_PROMPTS), and a style-controlled fit may not
+    even converge. It also gets a note when its battles cannot support a fit (InsufficientDataError: a
+    disconnected comparison graph, the baseline or anchor absent, a style feature that never varies). Style
+    covariates are standardized within each category.
+    `options` are `leaderboard`'s. Malformed battles, in any category, raise ValueError as `leaderboard` does.
+    """
+    _check_columns(battles, (column,))
+    _scores(battles)
+    _style_ratios(battles, _style_features(options.get("style")))
+    if min_prompts < 1:
+        raise ValueError(f"min_prompts must be >= 1, got {min_prompts}")
+    if battles[column].isna().any():
+        raise ValueError(f"battles: missing values in ['{column}']")
+    boards: dict[str, CategoryLeaderboard] = {}
+    for category, games in battles.groupby(battles[column].astype(str), sort=True):
+        prompts = _prompts_per_model(games)
+        short = prompts[prompts < min_prompts].sort_index()
+        note: str | None = None
+        board: Leaderboard | None = None
+        if not short.empty:
+            listed = ", ".join(f"{model} ({count})" for model, count in short.items())
+            note = f"too few battles for meaningful intervals: fewer than {min_prompts} prompts for {listed}"
+        else:
+            try:
+                board = leaderboard(games, **options)
+            except InsufficientDataError as exc:
+                note = str(exc)
+        boards[str(category)] = CategoryLeaderboard(board=board, note=note, battles=len(games))
+    return boards
 
 
 def rank_changes(a: Leaderboard, b: Leaderboard) -> dict[str, int]:
@@ -279,21 +483,80 @@ def _check_options(*, scale: float, base: float, l2: float) -> None:
         raise ValueError(f"l2 must be > 0, got {l2}")
 
 
-def _check_anchor(anchor: str | None, models: tuple[str, ...]) -> None:
-    if anchor is not None and anchor not in models:
-        raise ValueError(f"'{anchor}' has no battles; models: {list(models)}")
-
-
-def _aggregate(battles: pd.DataFrame, unit: Unit) -> _Aggregate:
-    """Validate the battles and aggregate them into a pair design and per-(unit, pair) counts."""
-    missing = [c for c in _COLUMNS if c not in battles.columns]
+def _check_columns(battles: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in battles.columns]
     if missing:
         raise ValueError(f"battles: missing columns {missing}")
+
+
+def _check_anchor(anchor: str | None, models: tuple[str, ...]) -> None:
+    if anchor is not None and anchor not in models:
+        raise InsufficientDataError(f"'{anchor}' has no battles; models: {list(models)}")
+
+
+def _style_features(style: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The feature names of a style argument: a STYLE_SETS name, a sequence of names, or None for none."""
+    if style is None:
+        return ()
+    if isinstance(style, str):
+        if style not in STYLE_SETS:
+            raise ValueError(f"unknown style set {style!r}; known: {list(STYLE_SETS)}, or a sequence of feature names")
+        return STYLE_SETS[style]
+    features = tuple(style)
+    if len(set(features)) < len(features):
+        raise ValueError(f"style features repeat: {list(features)}")
+    return features
+
+
+def _prompts_per_model(battles: pd.DataFrame) -> pd.Series:
+    """Number of distinct prompts each model appears in."""
+    sides = pd.DataFrame(
+        {
+            "model": pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True),
+            "prompt": pd.concat([battles["prompt_id"], battles["prompt_id"]], ignore_index=True),
+        }
+    )
+    return sides.drop_duplicates()["model"].value_counts()
+
+
+def _style_ratios(battles: pd.DataFrame, features: tuple[str, ...]) -> FloatArray:
+    """(games, k): (a − b) / (a + b + 1) per feature in the shown order, after checking the columns hold counts."""
+    _check_columns(battles, [f"{name}_{side}" for name in features for side in "ab"])
+    a = battles[[f"{name}_a" for name in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+    b = battles[[f"{name}_b" for name in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+    invalid = ~(np.isfinite(a) & (a >= 0) & np.isfinite(b) & (b >= 0)).all(axis=0)
+    if invalid.any():
+        bad = [name for name, flag in zip(features, invalid, strict=True) if flag]
+        raise ValueError(f"battles: style features must be finite counts >= 0: {bad}")
+    ratios: FloatArray = (a - b) / (a + b + 1.0)
+    return ratios
+
+
+def _covariates(battles: pd.DataFrame, features: tuple[str, ...], weight: FloatArray) -> FloatArray:
+    """(games, k) style covariates in the shown order: the ratios of `_style_ratios`, standardized.
+
+    Mean and population standard deviation are over the games weighted by `weight`, which equals Chatbot Arena's
+    and Arena-Hard-Auto v0.1's np.mean / np.std over their battle rows, where a strong verdict is `weight` rows.
+    """
+    ratio = _style_ratios(battles, features)
+    mean = np.average(ratio, axis=0, weights=weight)
+    spread = np.sqrt(np.average((ratio - mean) ** 2, axis=0, weights=weight))
+    constant = spread <= _MIN_SPREAD
+    if constant.any():
+        flat = [name for name, flag in zip(features, constant, strict=True) if flag]
+        raise InsufficientDataError(
+            f"style features {flat} do not vary over the battles: their effect is not identified"
+        )
+    covariates: FloatArray = (ratio - mean) / spread
+    return covariates
+
+
+def _scores(battles: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
+    """Check the battles' columns and values; return model_a's score (1, ½ or 0) and the weight of each game."""
+    _check_columns(battles, _COLUMNS)
     if battles.empty:
         raise ValueError("battles: no rows")
-    if unit not in ("prompt", "battle"):
-        raise ValueError(f"unit must be 'prompt' or 'battle', got {unit!r}")
-    score_a = battles["winner"].map(_SCORE_OF_A).to_numpy(dtype=np.float64, na_value=np.nan)
+    score_a = battles["winner"].map(_SCORE_OF_A).to_numpy(dtype=np.float64, na_value=np.nan).astype(np.float64)
     if np.isnan(score_a).any():
         bad = sorted({str(w) for w in battles["winner"][np.isnan(score_a)]})
         raise ValueError(f"battles: winner must be one of {list(_SCORE_OF_A)}, got {bad}")
@@ -303,20 +566,35 @@ def _aggregate(battles: pd.DataFrame, unit: Unit) -> _Aggregate:
     empty = [c for c in ("prompt_id", "model_a", "model_b") if battles[c].isna().any()]
     if empty:
         raise ValueError(f"battles: missing values in {empty}")
+    if (battles["model_a"] == battles["model_b"]).any():
+        raise ValueError("battles: a model cannot play itself")
+    return score_a, weight
+
+
+def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()) -> _Aggregate:
+    """Validate the battles and aggregate them into a design and per-(unit, design row) counts."""
+    if unit not in ("prompt", "battle"):
+        raise ValueError(f"unit must be 'prompt' or 'battle', got {unit!r}")
+    score_a, weight = _scores(battles)
 
     codes, names = pd.factorize(pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True), sort=True)
     models = tuple(str(name) for name in names)
     n = len(battles)
     code_a, code_b = codes[:n].astype(np.intp), codes[n:].astype(np.intp)
-    if (code_a == code_b).any():
-        raise ValueError("battles: a model cannot play itself")
     m = len(models)
     first = np.minimum(code_a, code_b)
     second = np.maximum(code_a, code_b)
-    score_first = np.where(code_a == first, score_a, 1.0 - score_a)
+    shown_first = code_a == first
+    score_first = np.where(shown_first, score_a, 1.0 - score_a)
+    pair = first * m + second
+    played = np.unique(pair[weight > 0])
+    _check_connected(models, played // m, played % m)
 
-    # Each unordered pair is one design row, oriented from its lower model index, whatever the shown order.
-    pairs, row = np.unique(first * m + second, return_inverse=True)
+    # Each design row is oriented from its pair's lower model index, whatever the shown order: swapping the sides
+    # negates the whole row, the covariates included, and swaps wins and losses.
+    covariates = _covariates(battles, features, weight) * np.where(shown_first, 1.0, -1.0)[:, None]
+    keys, row = _unique_rows(np.column_stack([pair, covariates]))
+    pairs, pair_of_key = np.unique(keys[:, 0].astype(np.intp), return_inverse=True)
     if unit == "prompt":
         unit_codes, unit_names = pd.factorize(battles["prompt_id"])
         units = np.asarray(unit_codes, dtype=np.intp)
@@ -324,28 +602,45 @@ def _aggregate(battles: pd.DataFrame, unit: Unit) -> _Aggregate:
     else:
         units = np.arange(n, dtype=np.intp)
         n_units = n
-    cells, cell_index = np.unique(units * len(pairs) + row, return_inverse=True)
+    cells, cell_index = np.unique(units * len(keys) + row, return_inverse=True)
     cell_wins = np.bincount(cell_index, weights=weight * score_first, minlength=len(cells))
     cell_losses = np.bincount(cell_index, weights=weight * (1.0 - score_first), minlength=len(cells))
-
-    pair_games = np.bincount(row, weights=weight, minlength=len(pairs))
-    _check_connected(models, pairs[pair_games > 0] // m, pairs[pair_games > 0] % m)
 
     basis = _sum_zero_basis(m)
     return _Aggregate(
         models=models,
-        design=basis[pairs // m] - basis[pairs % m],
+        features=features,
+        design=_Design(
+            contrasts=basis[pairs // m] - basis[pairs % m],
+            pair=pair_of_key.astype(np.intp),
+            covariates=np.ascontiguousarray(keys[:, 1:].T),
+        ),
         basis=basis,
-        cell_unit=(cells // len(pairs)).astype(np.intp),
-        cell_row=(cells % len(pairs)).astype(np.intp),
+        cell_unit=(cells // len(keys)).astype(np.intp),
+        cell_row=(cells % len(keys)).astype(np.intp),
         cell_wins=cell_wins.astype(np.float64),
         cell_losses=cell_losses.astype(np.float64),
         n_units=n_units,
     )
 
 
+def _unique_rows(keys: FloatArray) -> tuple[FloatArray, IntArray]:
+    """The distinct rows of `keys` in lexicographic order, and each row's index among them.
+
+    What np.unique(keys, axis=0, return_inverse=True) returns, but through a lexsort of the columns: np.unique
+    sorts the rows as opaque records, ~25 times slower, which doubled the time of an unstyled leaderboard.
+    """
+    order = np.lexsort(keys.T[::-1])
+    ordered = keys[order]
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    inverse = np.empty(len(keys), dtype=np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    return ordered[starts], inverse
+
+
 def _check_connected(models: tuple[str, ...], first: IntArray, second: IntArray) -> None:
-    """Raise ValueError naming the components when the graph of compared pairs is not connected."""
+    """Raise InsufficientDataError naming the components when the graph of compared pairs is not connected."""
     parent = list(range(len(models)))
 
     def root(k: int) -> int:
@@ -361,7 +656,9 @@ def _check_connected(models: tuple[str, ...], first: IntArray, second: IntArray)
         components.setdefault(root(k), []).append(name)
     if len(components) > 1:
         listed = "; ".join("{" + ", ".join(names) + "}" for names in components.values())
-        raise ValueError(f"comparison graph is disconnected, ratings across components are not comparable: {listed}")
+        raise InsufficientDataError(
+            f"comparison graph is disconnected, ratings across components are not comparable: {listed}"
+        )
 
 
 def _sum_zero_basis(m: int) -> FloatArray:
@@ -378,54 +675,59 @@ def _sum_zero_basis(m: int) -> FloatArray:
     return basis
 
 
-def _softplus(x: FloatArray) -> FloatArray:
-    value: FloatArray = np.logaddexp(0.0, x)
-    return value
+def _objective(
+    design: _Design, wins: FloatArray, losses: FloatArray, beta: FloatArray, l2: float
+) -> tuple[float, FloatArray, FloatArray]:
+    """The penalised loss at β, with each design row's probabilities that its first model wins and loses."""
+    eta = design.times(beta)
+    # softplus(∓η) = max(∓η, 0) + log(1 + e^−|η|): one exp and one log for both, no overflow whatever η is, and
+    # the loss stays a sum of non-negative terms, with no cancellation even when a separated pair has |η| ≫ 1.
+    log_tail = np.log1p(np.exp(-np.abs(eta)))
+    minus_log_p = np.maximum(-eta, 0.0) + log_tail
+    minus_log_q = np.maximum(eta, 0.0) + log_tail
+    loss = np.sum(wins * minus_log_p + losses * minus_log_q) + 0.5 * l2 * (beta @ beta)
+    return float(loss), np.exp(-minus_log_p), np.exp(-minus_log_q)
 
 
-def _loss(design: FloatArray, wins: FloatArray, losses: FloatArray, beta: FloatArray, l2: float) -> float:
-    eta = design @ beta
-    # A sum of non-negative terms: no cancellation even when a separated pair has η ≫ 1.
-    return float(wins @ _softplus(-eta) + losses @ _softplus(eta) + 0.5 * l2 * (beta @ beta))
-
-
-def _newton(design: FloatArray, wins: FloatArray, losses: FloatArray, start: FloatArray, l2: float) -> FloatArray:
+def _newton(design: _Design, wins: FloatArray, losses: FloatArray, start: FloatArray, l2: float) -> FloatArray:
     """Minimise Σ wins·log(1 + e^−η) + losses·log(1 + e^η) + l2/2·‖β‖² over β, with η = design @ β.
 
-    Plain Newton with step halving; stops once the largest step component is below 1e-10, or once the
-    predicted decrease is below the rounding of the loss (further steps would be noise).
+    β stacks every parameter of the design: the model contrasts, then the style coefficients. Plain Newton
+    with step halving; stops once the largest step component is below 1e-10, or once the predicted decrease
+    is below the rounding of the loss (further steps would be noise).
     """
     beta = start.copy()
-    loss = _loss(design, wins, losses, beta, l2)
-    ridge = l2 * np.eye(design.shape[1])
+    loss, p, q = _objective(design, wins, losses, beta, l2)
+    ridge = l2 * np.eye(design.width)
     for _ in range(_MAX_ITERATIONS):
-        eta = design @ beta
-        p = np.exp(-_softplus(-eta))
-        q = np.exp(-_softplus(eta))
         # Same as games·p − wins, but without cancelling games·p against wins when p → 1 (separation).
-        gradient = design.T @ (p * losses - q * wins) + l2 * beta
-        hessian = (design.T * ((wins + losses) * p * q)) @ design + ridge
+        gradient = design.transpose_times(p * losses - q * wins) + l2 * beta
+        hessian = design.gram((wins + losses) * p * q) + ridge
         step = np.linalg.solve(hessian, gradient)
         if np.max(np.abs(step)) < _TOLERANCE or gradient @ step < _ROUNDING * loss:
             return beta - step
         size = 1.0
         while True:
             candidate = beta - size * step
-            candidate_loss = _loss(design, wins, losses, candidate, l2)
+            candidate_loss, candidate_p, candidate_q = _objective(design, wins, losses, candidate, l2)
             if candidate_loss <= loss:
                 break
             size /= 2.0
             if size < _TOLERANCE:
                 return beta
-        beta, loss = candidate, candidate_loss
-    raise RuntimeError(f"Bradley–Terry Newton solver did not converge in {_MAX_ITERATIONS} iterations")
+        beta, loss, p, q = candidate, candidate_loss, candidate_p, candidate_q
+    raise InsufficientDataError(
+        f"the Bradley–Terry fit did not converge in {_MAX_ITERATIONS} Newton steps: the battles do not pin the "
+        "parameters down (too few games for the style covariates, or covariates that separate the outcomes)"
+    )
 
 
 def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> tuple[FloatArray, FloatArray]:
-    """Full-data β and β per round (rounds × (m − 1)), each round refit on units drawn with replacement."""
+    """Full-data parameters and parameters per round (rounds × (m − 1 + k)), each round refit on units drawn with
+    replacement. The covariates keep their full-data standardization in every round, as in the references."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    n_params = aggregate.design.shape[1]
+    n_params = aggregate.design.width
     full = _newton(aggregate.design, *aggregate.counts(), np.zeros(n_params), l2)
     rng = np.random.default_rng(seed)
     samples = np.empty((rounds, n_params))

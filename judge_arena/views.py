@@ -8,8 +8,8 @@ without those self-judged battles.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -17,8 +17,9 @@ import pandas as pd
 from judge_arena.config import ArenaConfig
 from judge_arena.defence import canary_problems, enabled_canaries
 from judge_arena.judge import outcome
-from judge_arena.rating import Leaderboard, leaderboard
-from judge_arena.records import Battle
+from judge_arena.rating import CategoryLeaderboard, Leaderboard, LeaderboardOptions, leaderboard, leaderboards_by
+from judge_arena.records import Answer, Battle
+from judge_arena.style import StyleFeatures, style_features
 
 PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
@@ -45,6 +46,15 @@ class View:
     """Candidates sharing a model family with this judge (for the panel: with any of its judges)."""
     board_without_self: Leaderboard | None = None
     """Panel only: the leaderboard when no judge votes on a battle of its own family (None when none does)."""
+    style: str | None = None
+    """The style covariates the view is controlled for (a `rating.STYLE_SETS` name), or None."""
+    by_category: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
+    """One leaderboard per prompt category, each with a note when its battles are too few to trust."""
+
+    @property
+    def label(self) -> str:
+        """The view's name in tables: the normalization, with the style control when there is one."""
+        return self.normalization if self.style is None else f"{self.normalization}+sc"
 
 
 def battles_frame(battles: Iterable[Battle]) -> pd.DataFrame:
@@ -54,6 +64,24 @@ def battles_frame(battles: Iterable[Battle]) -> pd.DataFrame:
         for b in battles
     ]
     return pd.DataFrame(rows, columns=list(BATTLE_COLUMNS))
+
+
+def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.DataFrame:
+    """The battles with both sides' style features of the answers as written (`tokens_a`, `tokens_b`, …).
+
+    Features come from the raw answers whatever view a battle was judged in: style control asks how much of a
+    verdict the answers' own formatting and length explain. A multi-turn answer counts all its turns.
+    """
+    features = {
+        (answer.model, answer.prompt_id): asdict(style_features("\n\n".join(answer.turns))) for answer in answers
+    }
+    out = frame.copy()
+    for side in ("a", "b"):
+        keys = zip(out[f"model_{side}"], out["prompt_id"], strict=True)
+        rows = [features[key] for key in keys]
+        for name in StyleFeatures.__dataclass_fields__:
+            out[f"{name}_{side}"] = [row[name] for row in rows]
+    return out
 
 
 def _label_of_score(score: float) -> str:
@@ -111,10 +139,12 @@ def _self_judged(config: ArenaConfig, judge: str) -> tuple[str, ...]:
     return tuple(c.name for c in config.candidates if c.model_family in families)
 
 
-def rate_views(config: ArenaConfig, battles: Sequence[Battle]) -> list[View]:
-    """Fit one leaderboard per judge (and the panel, with two or more judges) and normalization."""
+def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable[Answer]) -> list[View]:
+    """Fit the views of every judge (and of the panel, with two or more judges): one per normalization, plus raw
+    judging under style control, each with its per-category leaderboards."""
     judged = list(battles)
     judges = [j.name for j in config.judges]
+    answers = list(answers)
     panel_without_self = pd.DataFrame()
     if len(judges) > 1:
         judged += panel_battles(battles, config.panel.method, config.rating.strong_weight)
@@ -124,40 +154,47 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle]) -> list[View]:
         if len(unbiased) < len(battles):
             combined = panel_battles(unbiased, config.panel.method, config.rating.strong_weight)
             panel_without_self = battles_frame(combined)
-    frame = battles_frame(judged)
+    frame = with_style_features(battles_frame(judged), answers)
     rating = config.rating
-
-    def fit(decided: pd.DataFrame) -> Leaderboard:
-        return leaderboard(
-            decided,
-            baseline=config.pairing.baseline,
-            rounds=rating.bootstrap_rounds,
-            seed=rating.seed,
-            unit=rating.bootstrap_unit,
-            anchor=rating.anchor or config.pairing.baseline,
-            anchor_rating=rating.anchor_rating,
-        )
+    options = LeaderboardOptions(
+        baseline=config.pairing.baseline,
+        rounds=rating.bootstrap_rounds,
+        seed=rating.seed,
+        unit=rating.bootstrap_unit,
+        anchor=rating.anchor or config.pairing.baseline,
+        anchor_rating=rating.anchor_rating,
+    )
+    specs: list[tuple[str, str | None]] = [(normalization, None) for normalization in config.normalizations]
+    if rating.style_control != "none" and "raw" in config.normalizations:
+        specs.append(("raw", rating.style_control))
 
     views = []
     for judge in judges:
-        for normalization in config.normalizations:
+        for normalization, style in specs:
             games = frame[(frame["judge"] == judge) & (frame["normalization"] == normalization)]
             decided = games[games["winner"].notna()]
-            unparsed = len(games) - len(decided)
+            view = View(judge, normalization, None, len(games), len(games) - len(decided), style=style)
+            view_options: LeaderboardOptions = {**options, "style": style}
             if decided.empty:
-                views.append(View(judge, normalization, None, len(games), unparsed, "no decided battle"))
+                views.append(replace(view, note="no decided battle"))
+                continue
+            try:
+                board = leaderboard(decided, **view_options)
+            except ValueError as exc:
+                views.append(replace(view, note=str(exc)))
                 continue
             without_self = None
-            try:
-                board = fit(decided)
-                if judge == PANEL and not panel_without_self.empty:
-                    others = panel_without_self[panel_without_self["normalization"] == normalization]
-                    without_self = fit(others[others["winner"].notna()])
-            except ValueError as exc:
-                views.append(View(judge, normalization, None, len(games), unparsed, str(exc)))
-                continue
+            if judge == PANEL and style is None and not panel_without_self.empty:
+                others = panel_without_self[panel_without_self["normalization"] == normalization]
+                without_self = leaderboard(others[others["winner"].notna()], **options)
             views.append(
-                View(judge, normalization, board, len(games), unparsed, "", _self_judged(config, judge), without_self)
+                replace(
+                    view,
+                    board=board,
+                    self_judged=_self_judged(config, judge),
+                    board_without_self=without_self,
+                    by_category=leaderboards_by(decided, "category", **view_options),
+                )
             )
     return views
 
@@ -167,7 +204,7 @@ def canary_warnings(config: ArenaConfig, views: Sequence[View]) -> list[str]:
     canaries = enabled_canaries(config.canaries)
     real = [c.name for c in config.candidates]
     return [
-        f"{view.judge}/{view.normalization}: {problem}"
+        f"{view.judge}/{view.label}: {problem}"
         for view in views
         if view.board is not None
         for problem in canary_problems({row.model: row.rating for row in view.board.rows}, canaries, real)

@@ -82,14 +82,17 @@ def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: Sim
     sim.reset_log()
     run = _run(_config(tmp_path, suite, limit=3, template=template), sim)
     judged = [r for r in sim.requests if r.model == "sim-judge"]
-    assert run.stats.made == len(sim.requests) == len(judged) == len(run.battles)
+    assert run.stats.made == len(sim.requests) == len(judged) > 0
+    # answers all come from the cache; a judge request is shared when raw and plain render alike
+    assert run.stats.made + run.stats.cached == len(run.battles) + sum(len(p.turns) for p in run.inputs.prompts) * 3
 
 
 def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
     path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=12)
     run = _run(path, sim)
-    views = rate_views(run.inputs.config, run.battles)
-    assert [(v.judge, v.normalization) for v in views] == [("judge", "raw"), ("judge", "plain")]
+    views = rate_views(run.inputs.config, run.battles, run.answers)
+    assert [(v.judge, v.label) for v in views] == [("judge", "raw"), ("judge", "plain"), ("judge", "raw+sc")]
+    assert [c.name for c in views[2].board.coefficients] == ["tokens", "headers", "lists", "bold"]
     for view in views:
         assert view.board is not None
         assert {r.model for r in view.board.rows} == {"strong-plain", "markdown-weak", "strong-markdown"}
@@ -103,7 +106,8 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
     assert "no model call was made" in out
     folder = next((tmp_path / "runs").iterdir())
     board = pd.read_csv(folder / "leaderboard.csv")
-    assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 6
+    assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 9
+    assert set(board["style_control"].fillna("")) == {"", "both"}
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["calls"]["made"] == 0 and summary["battles"] == len(run.battles)
     battles = pd.read_csv(folder / "battles.csv")
@@ -160,7 +164,7 @@ def test_canaries_meet_every_candidate_and_can_fail_the_run(
 
     code = main(["run", str(path)])
     out = capsys.readouterr().out
-    views = rate_views(run.inputs.config, run.battles)
+    views = rate_views(run.inputs.config, run.battles, run.answers)
     beaten = any(
         row.model.startswith("canary-")
         and row.position < max(r.position for r in view.board.rows if not r.model.startswith("canary-"))

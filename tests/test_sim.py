@@ -311,14 +311,17 @@ def test_answers_carry_exactly_their_quality(style: models.Style, monkeypatch: p
 )
 def test_answer_sizes_follow_style(model: str, low: int, high: int) -> None:
     sizes = [models.estimate_tokens(models.candidate_reply(model, [ChatMessage("user", q)])) for q in QUESTIONS]
-    assert low <= min(sizes) and max(sizes) <= high
+    # A quarter of the answers, on average, take another layout (CandidateProfile.style_consistency).
+    habitual = [size for size in sizes if low <= size <= high]
+    assert len(habitual) >= len(sizes) / 2
 
 
-def test_markdown_is_only_in_the_markdown_styles(oai: openai.OpenAI) -> None:
+def test_markdown_is_mostly_in_the_markdown_styles(oai: openai.OpenAI) -> None:
     for name, profile in CANDIDATES.items():
-        text = _ask(oai, name, [{"role": "user", "content": QUESTIONS[1]}])
-        assert (markdown_elements(text) > 10) == (profile.style == "markdown")
-        assert markdown_elements(_strip_markdown(text)) == 0
+        texts = list(_answers(oai, name).values())
+        formatted = sum(markdown_elements(text) > 5 for text in texts) / len(texts)
+        assert formatted >= 0.5 if profile.style == "markdown" else formatted <= 0.5
+        assert all(markdown_elements(_strip_markdown(text)) == 0 for text in texts)
 
 
 def test_fair_judge_follows_quality(oai: openai.OpenAI) -> None:

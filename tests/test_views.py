@@ -7,7 +7,7 @@ from pathlib import Path
 
 from judge_arena.config import ArenaConfig
 from judge_arena.judge import outcome
-from judge_arena.records import Battle
+from judge_arena.records import Answer, Battle
 from judge_arena.views import PANEL, panel_battles, panel_verdict, rate_views
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,12 @@ def test_views_flag_self_preference_and_refit_the_panel_without_it() -> None:
                 if (i + p) % 5 == 0:
                     label = "A=B"
                 battles.append(_battle(judge, a, b, label, prompt))
-    views = {v.judge: v for v in rate_views(config, battles)}
+    answers = [
+        Answer(model, f"p{p}", ("# Answer\n\n- **short**" if p % 2 else "A plain and longer answer.",), 5, 0.1)
+        for model in models
+        for p in range(6)
+    ]
+    views = {v.judge: v for v in rate_views(config, battles, answers) if v.style is None}
     assert set(views) == {"gpt-judge", "claude-judge", PANEL}
     assert views["gpt-judge"].self_judged == ("gpt-small",)
     assert views["claude-judge"].self_judged == ("claude-small",)

@@ -19,15 +19,31 @@ from judge_arena.views import View, battles_frame, canary_warnings
 
 
 def leaderboard_frame(views: list[View]) -> pd.DataFrame:
-    """All views' leaderboards in one long table: one row per (judge, normalization, model)."""
+    """All views' leaderboards in one long table: one row per (judge, view, model)."""
     frames = []
     for view in views:
         if view.board is None:
             continue
         frame = view.board.to_frame()
+        frame.insert(0, "style_control", view.style or "")
         frame.insert(0, "normalization", view.normalization)
         frame.insert(0, "judge", view.judge)
         frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def category_frame(views: list[View]) -> pd.DataFrame:
+    """Every view's per-category leaderboards in one long table; a category without a board gets one noted row."""
+    frames = []
+    for view in views:
+        for category, entry in view.by_category.items():
+            frame = entry.board.to_frame() if entry.board is not None else pd.DataFrame([{}])
+            frame.insert(0, "note", entry.note or "")
+            frame.insert(0, "battles", entry.battles)
+            frame.insert(0, "category", category)
+            frame.insert(0, "view", view.label)
+            frame.insert(0, "judge", view.judge)
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -63,6 +79,8 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
             {
                 "judge": v.judge,
                 "normalization": v.normalization,
+                "style_control": v.style,
+                "coefficients": [asdict(c) for c in v.board.coefficients] if v.board else [],
                 "games": v.games,
                 "unparsed": v.unparsed,
                 "note": v.note,
@@ -89,6 +107,7 @@ def write_report(run: ArenaRun, views: list[View]) -> Path:
 
     boards = leaderboard_frame(views)
     boards.to_csv(staging / "leaderboard.csv", index=False)
+    category_frame(views).to_csv(staging / "categories.csv", index=False)
     (staging / "leaderboard.json").write_text(json.dumps(boards.to_dict(orient="records"), indent=2))
     battles = battles_frame(run.battles)
     battles["flags"] = [";".join(b.flags) for b in run.battles]

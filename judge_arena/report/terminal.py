@@ -14,7 +14,7 @@ from rich.table import Table
 from judge_arena.arena import ArenaRun
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
-from judge_arena.rating import LeaderboardRow, rank_changes
+from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
 from judge_arena.views import View, canary_warnings
@@ -61,10 +61,10 @@ class LiveProgress:
             self._progress.update(self._tasks["verdicts"], calls=_calls_text(stats))
 
 
-def _cells(row: LeaderboardRow | None) -> list[str]:
+def _cell(row: LeaderboardRow | None) -> str:
     if row is None:
-        return ["–", "–", "–"]
-    return [f"{row.rating:.0f}", f"{row.lower:.0f}–{row.upper:.0f}", str(row.position)]
+        return "–"
+    return f"{row.rating:.0f} [dim]#{row.position}[/dim]\n[dim]{row.lower:.0f}–{row.upper:.0f}[/dim]"
 
 
 def _move(change: int) -> str:
@@ -80,36 +80,39 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     table = Table(title=f"judge: {judge}", title_justify="left", caption_justify="left")
     table.add_column("model", no_wrap=True)
     for view in rated:
-        table.add_column(f"{view.normalization}\nrating", justify="right")
-        table.add_column("\n95% CI", justify="right")
-        table.add_column("\n#", justify="right")
+        table.add_column(view.label, justify="right", no_wrap=True)
     first = rated[0] if rated else None
     for view in rated[1:]:
-        table.add_column(f"Δ{view.normalization}", justify="center")
-    rows = {v.normalization: {r.model: r for r in v.board.rows} for v in rated if v.board is not None}
+        table.add_column(f"Δ {view.label}", justify="center")
+    rows = {v.label: {r.model: r for r in v.board.rows} for v in rated if v.board is not None}
     order = [r.model for r in first.board.rows] if first and first.board else candidates
     moves = {
-        v.normalization: rank_changes(v.board, first.board)
+        v.label: rank_changes(v.board, first.board)
         for v in rated[1:]
         if v.board is not None and first is not None and first.board is not None
     }
+    caption = ["rating #place, 95 % interval below"]
     if first is not None and len(rated) > 1:
-        table.caption = f"Δ: places gained (↑) or lost (↓) against the {first.normalization} view; # is the plain order"
+        caption.append(f"Δ: places gained (↑) or lost (↓) against {first.label}")
+    if any(v.style for v in rated):
+        caption.append("+sc: style-controlled (" + ", ".join(sorted({v.style for v in rated if v.style})) + ")")
+    table.caption = "; ".join(caption)
     for model in order:
         cells = [model]
-        for view in rated:
-            cells += _cells(rows[view.normalization].get(model))
-        cells += [_move(moves[v.normalization].get(model, 0)) for v in rated[1:]]
+        cells += [_cell(rows[view.label].get(model)) for view in rated]
+        cells += [_move(moves[v.label].get(model, 0)) for v in rated[1:]]
         table.add_row(*cells)
     return table
 
 
 def _print_notes(console: Console, view: View) -> None:
-    prefix = f"  {view.normalization}:"
+    prefix = f"  {view.label}:"
     if view.unparsed:
         console.print(f"{prefix} {view.unparsed} of {view.games} verdicts unparsed (left out)")
     if view.note:
         console.print(f"{prefix} not rated: {escape(view.note)}")
+    if view.board is not None and view.board.coefficients:
+        console.print(f"{prefix} " + "; ".join(str(c) for c in view.board.coefficients) + " (log-odds per SD)")
     if view.self_judged and view.board is not None:
         console.print(f"{prefix} self-preference risk: judged by its own model family: {', '.join(view.self_judged)}")
         if view.board_without_self is not None:
@@ -135,7 +138,7 @@ def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str]
             return None
         quality[candidate.name] = profile.quality
     return {
-        (view.judge, view.normalization): kendall_tau(
+        (view.judge, view.label): kendall_tau(
             [row.rating for row in view.board.rows if row.model in quality],
             [quality[row.model] for row in view.board.rows if row.model in quality],
         )
@@ -153,13 +156,17 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.print(views_table(judge, judge_views, candidates))
         for view in judge_views:
             _print_notes(console, view)
+        categories = judge_views[0].by_category
+        if categories:
+            rated = sum(c.board is not None for c in categories.values())
+            console.print(
+                f"  per category: {rated} of {len(categories)} rated; a category whose models meet in fewer than "
+                f"{MIN_PROMPTS} prompts gets a note instead (categories.csv)"
+            )
     truth = ground_truth(config, views)
     if truth:
         one_judge = len(config.judges) == 1
-        scores = [
-            f"{normalization if one_judge else f'{judge}/{normalization}'} {tau:.2f}"
-            for (judge, normalization), tau in truth.items()
-        ]
+        scores = [f"{label if one_judge else f'{judge}/{label}'} {tau:.2f}" for (judge, label), tau in truth.items()]
         console.print(f"Agreement with the simulator's true quality order, Kendall τ: {', '.join(scores)}")
     stats = run.stats
     console.print(

@@ -19,7 +19,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +34,11 @@ class CandidateProfile:
     quality: float
     """Probability, in [0, 1], that each key point of an answer is stated correctly."""
     style: Style
+    """The candidate's habitual layout."""
+    style_consistency: float = 0.75
+    """Share of answers in the habitual layout; the others take another layout at random. Real models vary their
+    formatting from answer to answer, and style control can only separate style from strength through that
+    variation: a model that always formats alike confounds the two."""
 
 
 @dataclass(frozen=True)
@@ -391,23 +396,41 @@ def _verbose(subject: str, stated: list[tuple[KeyPoint, str]], rng: random.Rando
 
 
 def _markdown(subject: str, stated: list[tuple[KeyPoint, str]], rng: random.Random) -> str:
+    # Each kind of markup is used in most answers but not all, so headers, lists and bold vary independently, as
+    # they do in real answers: style control needs that variation to tell the three effects apart.
+    headers, lists, bold = (rng.random() < 0.75 for _ in range(3))
+
+    def header(level: int, text: str) -> str:
+        return f"{'#' * level} {text}" if headers else f"{text}."
+
+    def strong(text: str) -> str:
+        return f"**{text}**" if bold else text
+
+    def item(text: str, marker: str = "-") -> str:
+        return f"{marker} {text}" if lists else text
+
     fillers = _fillers(subject, rng)
     first, second = rng.sample(_SECTIONS, 2)
-    lines = [f"## Understanding {subject}", "", next(fillers), "", "### Key points", ""]
-    lines += [f"- The **{point.aspect}** for {subject} is **{value}**." for point, value in stated]
-    lines += ["", f"### {first}", ""]
-    lines += [f"{i}. {next(fillers)}" for i in range(1, 4)]
+    lines = [header(2, f"Understanding {subject}"), "", next(fillers), "", header(3, "Key points"), ""]
+    lines += [item(f"The {strong(point.aspect)} for {subject} is {strong(value)}.") for point, value in stated]
+    lines += ["", header(3, first), ""]
+    lines += [item(next(fillers), f"{i}.") for i in range(1, 4)]
     if rng.random() < 0.5:
         lines += ["", *_TABLE]
-    lines += ["", f"### {second}", ""]
-    bottom_line = f"**Bottom line:** {next(fillers)}"
+    lines += ["", header(3, second), ""]
+    bottom_line = f"{strong('Bottom line:')} {next(fillers)}"
     target = rng.randint(180, 310) - _count_words(bottom_line)
     while _count_words("\n".join(lines)) < target:
-        lines.append(f"- **Tip:** {next(fillers)} {next(fillers)}")
+        lines.append(item(f"{strong('Tip:')} {next(fillers)} {next(fillers)}"))
     return "\n".join([*lines, "", bottom_line])
 
 
-_RENDER = {"terse": _terse, "plain": _plain, "verbose": _verbose, "markdown": _markdown}
+_RENDER: dict[Style, Callable[[str, list[tuple[KeyPoint, str]], random.Random], str]] = {
+    "terse": _terse,
+    "plain": _plain,
+    "verbose": _verbose,
+    "markdown": _markdown,
+}
 
 
 def candidate_reply(name: str, messages: Sequence[ChatMessage], seed: int | None = None) -> str:
@@ -420,7 +443,10 @@ def candidate_reply(name: str, messages: Sequence[ChatMessage], seed: int | None
     subject = _topic(question)
     rng = _rng("candidate", name, _conversation_key(messages), seed)
     stated = _statements(question, profile.quality, rng)
-    text = _RENDER[profile.style](subject, stated, rng)
+    style = profile.style
+    if rng.random() >= profile.style_consistency:
+        style = rng.choice([other for other in _RENDER if other != profile.style])
+    text = _RENDER[style](subject, stated, rng)
     if len(users) > 1 and any(m.role == "assistant" for m in messages[: users[-1]]):
         earlier = _topic(messages[users[-2]].content)
         text = f"Following up on my previous answer about {earlier}, here is the next part.\n\n{text}"
