@@ -116,6 +116,7 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
             timeout_s=runner_config.timeout_s,
             max_attempts=runner_config.max_attempts,
             max_wait_s=runner_config.max_wait_s,
+            max_total_s=runner_config.max_total_s,
             on_retry=on_retry,
         ),
         simulator_url,

@@ -7,13 +7,15 @@ spend); tenacity owns every retry, with exponential jitter that honours the prov
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import functools
 import json
+import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,9 @@ from judge_arena.store import Completion
 
 _PLACEHOLDER_KEY = "no-key"
 """Sent to endpoints that need no key (simulator, local servers): the SDKs refuse to send a request without one."""
+
+_TIMEOUT_MARGIN_S = 5.0
+"""Beyond the request timeout, how long an attempt may last in all before it is cancelled."""
 
 
 @dataclass(frozen=True)
@@ -100,70 +105,226 @@ _FATAL_STATUS_KINDS = {
     404: "not_found",
     422: "bad_request",
 }
+_CONTEXT_MARKERS = ("context window", "context_length_exceeded", "maximum context length")
+_QUOTA_MARKERS = ("insufficient_quota", "exceeded your current quota")
+
+# Transport faults are recognised by the names of classes in an exception's MRO, so that httpx and httpx2 (the
+# SDKs' fork), aiohttp, the SDKs and litellm are all covered without importing any of them here.
+_TIMEOUT_CLASSES = {"TimeoutException", "APITimeoutError"}
+_CONNECTION_CLASSES = {"TransportError", "APIConnectionError", "ClientConnectionError", "ClientPayloadError"}
+_INCOMPLETE_STREAM_CLASS = "MidStreamFallbackError"
 
 
-def _status_of(exc: BaseException) -> int | None:
-    for candidate in (exc, exc.__cause__, exc.__context__):
-        if candidate is None:
-            continue
-        status = getattr(candidate, "status_code", None)
-        if isinstance(status, int):
-            return status
-        response = getattr(candidate, "response", None)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes, outermost first.
+
+    Suppressed contexts are followed too: litellm and the SDKs re-raise inside `except` blocks, often with
+    `from None`, and the status of the real HTTP response or the transport error is only down there.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 16 and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _response_status(exc: BaseException) -> tuple[int, Mapping[str, str]] | None:
+    """The status and headers of the HTTP response an exception carries, if it carries one."""
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
         status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            return status
+    if not isinstance(status, int):
+        return None
+    headers = getattr(response, "headers", None)
+    if not isinstance(headers, Mapping):
+        headers = getattr(exc, "litellm_response_headers", None)
+    return status, headers if isinstance(headers, Mapping) else {}
+
+
+def _http_error(chain: list[BaseException]) -> tuple[int, Mapping[str, str]] | None:
+    """The error status the server really answered with: from the innermost HTTPStatusError in the chain.
+
+    litellm's own exceptions carry a status of their own choosing: 500 for a connection reset, 408 for a timeout,
+    500 again for Anthropic's 529 'overloaded'. Only an HTTP library's status error proves a response came.
+    """
+    for exc in reversed(chain):
+        if "HTTPStatusError" in _class_names(exc):
+            return _response_status(exc)
     return None
 
 
-def _headers_of(exc: BaseException) -> Mapping[str, str]:
-    headers = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-    return headers if isinstance(headers, Mapping) else {}
+def _transport_fault(exc: BaseException) -> str | None:
+    """The kind of fault an exception is when no HTTP error response came: timeout, connection, malformed…"""
+    names = _class_names(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed"
+    if _INCOMPLETE_STREAM_CLASS in names and "finish_reason" in str(exc):
+        return "incomplete"
+    if isinstance(exc, TimeoutError) or names & _TIMEOUT_CLASSES:
+        return "timeout"
+    if isinstance(exc, ConnectionError) or names & _CONNECTION_CLASSES:
+        return "connection"
+    return None
 
 
-def _retry_after_s(exc: BaseException) -> float | None:
-    headers = {k.lower(): v for k, v in _headers_of(exc).items()}
-    if "retry-after-ms" in headers:
-        try:
-            return float(headers["retry-after-ms"]) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+def _number(value: str | None) -> float | None:
     try:
-        return max(0.0, float(value))
+        number = float(value) if value is not None else None
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+        return None
+    return max(0.0, number) if number is not None and math.isfinite(number) else None
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The wait a response asks for: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    milliseconds = _number(lowered.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000.0
+    value = lowered.get("retry-after")
+    seconds = _number(value)
+    if seconds is not None or not value:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _by_status(status: int, text: str, headers: Mapping[str, str]) -> _Diagnosis:
+    if status == 429 and any(marker in text for marker in _QUOTA_MARKERS):
+        return _Diagnosis("quota_exhausted", False, None)
+    if status in _RETRYABLE_STATUS:
+        return _Diagnosis(f"http_{status}", True, _retry_after_s(headers))
+    return _Diagnosis(_FATAL_STATUS_KINDS.get(status, f"http_{status}"), False, None)
 
 
 def _diagnose(exc: BaseException) -> _Diagnosis:
-    """Classify by status code and cause, not class name: litellm wraps most faults in one APIError class."""
+    """Classify a failed attempt by the status the server answered and by the cause, never by class name alone.
+
+    Through litellm every error is an `openai.APIError`, but its class and status often say little: a 529 arrives
+    as a plain APIError, or as an InternalServerError with status 500; a reset connection as an
+    InternalServerError too. So the real HTTP status is looked for first, then the transport fault at the root of
+    the chain (timeout, reset or dropped connection, malformed body, stream cut before its finish reason).
+    """
     if isinstance(exc, _Unusable):
         return _Diagnosis(exc.kind, True, None)
-    if isinstance(exc, json.JSONDecodeError | asyncio.TimeoutError | TimeoutError | ConnectionError):
-        return _Diagnosis(type(exc).__name__, True, None)
-    text = str(exc).lower()
-    if "context window" in text or "context_length_exceeded" in text or "maximum context length" in text:
+    chain = _chain(exc)
+    text = " ".join(str(link) for link in chain).lower()
+    if any(marker in text for marker in _CONTEXT_MARKERS):
         return _Diagnosis("context_length", False, None)
-    status = _status_of(exc)
-    if status == 429 and ("insufficient_quota" in text or "exceeded your current quota" in text):
-        return _Diagnosis("quota_exhausted", False, None)
-    if status in _RETRYABLE_STATUS:
-        return _Diagnosis(f"http_{status}", True, _retry_after_s(exc))
-    if status is not None:
-        return _Diagnosis(_FATAL_STATUS_KINDS.get(status, f"http_{status}"), False, None)
-    name = type(exc).__name__
-    if any(word in name for word in ("Timeout", "Connection", "Protocol", "Network")) or "timed out" in text:
-        return _Diagnosis(name, True, None)
-    return _Diagnosis(name, False, None)
+    answered = _http_error(chain)
+    if answered is not None:
+        return _by_status(answered[0], text, answered[1])
+    for link in reversed(chain):
+        fault = _transport_fault(link)
+        if fault is not None:
+            return _Diagnosis(fault, True, None)
+    for link in reversed(chain):
+        status = _response_status(link)
+        if status is not None:
+            return _by_status(status[0], text, status[1])
+    return _Diagnosis(type(exc).__name__, False, None)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    text: str | None
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+class _RawBody:
+    """litellm's `logger_fn`: keeps the provider's raw response body, as it was before litellm parsed it.
+
+    litellm fills in `finish_reason="stop"` when a non-streamed response has none (OpenAI `finish_reason: null`,
+    Anthropic `stop_reason: null`), so a body cut short by a proxy would pass for a complete answer. The raw body
+    still says the truth.
+    """
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+    def __call__(self, details: Mapping[str, Any]) -> None:
+        """Called by litellm before the request and after the response; the response's body is a string."""
+        body = details.get("original_response")
+        if details.get("log_event_type") == "post_api_call" and isinstance(body, str):
+            self.text = body
+
+    def lacks_finish_reason(self) -> bool:
+        """Whether the raw body is an OpenAI or Anthropic answer with no finish/stop reason; False if unknown."""
+        try:
+            body = json.loads(self.text) if self.text is not None else None
+        except ValueError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        choices = body.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            return choices[0].get("finish_reason") is None
+        if body.get("type") == "message":
+            return body.get("stop_reason") is None
+        return False
+
+
+def _tokens(usage: Any, name: str) -> int:
+    return int(getattr(usage, name, 0) or 0)
+
+
+def _whole(response: Any, raw: _RawBody) -> _Reply:
+    choice = response.choices[0]
+    usage = getattr(response, "usage", None)
+    return _Reply(
+        text=choice.message.content,
+        finish_reason=None if raw.lacks_finish_reason() else choice.finish_reason,
+        input_tokens=_tokens(usage, "prompt_tokens"),
+        output_tokens=_tokens(usage, "completion_tokens"),
+    )
+
+
+async def _assembled(stream: Any) -> _Reply:
+    """A streamed answer joined from its chunks; its finish reason is the last one any chunk carried."""
+    parts: list[str] = []
+    finish_reason: str | None = None
+    usage: Any = None
+    try:
+        async for chunk in stream:
+            usage = getattr(chunk, "usage", None) or usage
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.delta.content:
+                parts.append(choice.delta.content)
+            finish_reason = choice.finish_reason or finish_reason
+    finally:
+        # A stream left behind (timed out, failed) would hold its connection until garbage-collected.
+        await stream.aclose()
+    return _Reply(
+        text="".join(parts),
+        finish_reason=finish_reason,
+        input_tokens=_tokens(usage, "prompt_tokens"),
+        output_tokens=_tokens(usage, "completion_tokens"),
+    )
 
 
 class Client:
-    """Calls models through litellm, at most `concurrency` requests in flight per endpoint, with retries."""
+    """Calls models through litellm, at most `concurrency` requests in flight per endpoint, with retries.
+
+    A call is attempted up to `max_attempts` times, waiting between attempts what the server asks (Retry-After),
+    else an exponential backoff with jitter, never more than `max_wait_s`. `max_total_s`, when set, caps the time
+    one call may spend on its attempts and the waits between them together; time queued behind other calls for
+    the endpoint's concurrency limit does not count. `sleep` is how waits are waited (tests pass a recorder).
+    """
 
     def __init__(
         self,
@@ -172,13 +333,17 @@ class Client:
         timeout_s: float,
         max_attempts: int,
         max_wait_s: float,
+        max_total_s: float | None = None,
         on_retry: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._concurrency = concurrency
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
+        self._max_total_s = max_total_s
         self._on_retry = on_retry
+        self._sleep = sleep
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait_s)
 
@@ -200,12 +365,24 @@ class Client:
     ) -> Completion:
         """One chat completion, retried on transient faults; raises CallFailed when no usable answer came."""
         limit = self._limits.setdefault(endpoint.limiter_key, asyncio.Semaphore(self._concurrency))
+        api_key = endpoint.api_key()
         attempts = 0
+        busy_s = 0.0  # time spent in attempts; with the waits (tenacity's idle_for), what max_total_s caps
+        out_of_attempts = stop_after_attempt(self._max_attempts)
+
+        def stop(state: RetryCallState) -> bool:
+            # Like tenacity's stop_before_delay, but on attempts and waits only: a call queued behind the
+            # concurrency limit has not started, and must not find its budget spent when its turn comes.
+            total = self._max_total_s
+            out_of_time = total is not None and busy_s + state.idle_for + state.upcoming_sleep >= total
+            return out_of_attempts(state) or out_of_time
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception(lambda e: _diagnose(e).retryable),
             before_sleep=self._before_sleep,
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -213,41 +390,63 @@ class Client:
                 with attempt:
                     attempts += 1
                     async with limit:
-                        return await self._attempt(endpoint, messages, params)
+                        started = time.perf_counter()
+                        try:
+                            time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
+                            return await self._attempt(endpoint, api_key, messages, params, time_left)
+                        finally:
+                            busy_s += time.perf_counter() - started
         except Exception as exc:
-            diagnosis = _diagnose(exc)
-            raise CallFailed(diagnosis.kind, _redacted(_short(exc), endpoint.api_key()), attempts) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
+            kind, message = _diagnose(exc).kind, _short(exc, api_key)
+        else:
+            raise AssertionError("unreachable: tenacity either returns or raises")
+        # Raised outside the except block, so the failure keeps no link to the exception (nor its key echoes).
+        raise CallFailed(kind, message, attempts)
+
+    def _time_left(self, spent_s: float) -> float:
+        """How long the next attempt may take: the request timeout, with a margin, within the call's budget."""
+        # litellm's timeout bounds each read, not the whole exchange (a slow trickle of chunks could last forever).
+        limit = self._timeout_s + _TIMEOUT_MARGIN_S
+        return limit if self._max_total_s is None else min(limit, self._max_total_s - spent_s)
 
     async def _attempt(
-        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any]
+        self,
+        endpoint: Endpoint,
+        api_key: str | None,
+        messages: tuple[Message, ...],
+        params: Mapping[str, Any],
+        time_left: float,
     ) -> Completion:
         litellm = _litellm()
+        streamed = params.get("stream") is True
+        # Streamed usage comes only when asked for (OpenAI's stream_options; litellm maps it for other providers).
+        extra = {"stream_options": {"include_usage": True}} if streamed and "stream_options" not in params else {}
+        raw = _RawBody()
         started = time.perf_counter()
-        async with asyncio.timeout(self._timeout_s + 5.0):
+        async with asyncio.timeout(time_left):
             response = await litellm.acompletion(
                 model=endpoint.model,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 api_base=endpoint.api_base,
-                api_key=endpoint.api_key(),
+                api_key=api_key,
                 timeout=self._timeout_s,
                 num_retries=0,
                 max_retries=0,
+                logger_fn=raw,
+                **extra,
                 **params,
             )
+            reply = await _assembled(response) if streamed else _whole(response, raw)
         latency = time.perf_counter() - started
-        choice = response.choices[0]
-        text = choice.message.content
-        if not text:
+        if not reply.text:
             raise _Unusable("empty", "the model returned an empty answer")
-        if not choice.finish_reason:
+        if not reply.finish_reason:
             raise _Unusable("incomplete", "the answer has no finish reason (cut off)")
-        usage = getattr(response, "usage", None)
         return Completion(
-            text=text,
-            finish_reason=str(choice.finish_reason),
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            text=reply.text,
+            finish_reason=str(reply.finish_reason),
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
             latency_s=latency,
         )
 
@@ -263,15 +462,15 @@ def _litellm() -> Any:
     return litellm
 
 
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+def _short(exc: BaseException, secret: str | None) -> str:
+    """The failure in one line for the failures table, the key redacted before cutting (a cut key would escape)."""
+    text = _redacted(" ".join(str(exc).split()), secret)
     return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _redacted(text: str, secret: str | None) -> str:
     """Providers echo parts of a rejected key in error messages; failures are stored and printed, keys never."""
-    if not secret or secret == _PLACEHOLDER_KEY:
-        return text
-    text = text.replace(secret, "[redacted]")
+    if secret and secret != _PLACEHOLDER_KEY:
+        text = text.replace(secret, "[redacted]")
     # A masked echo such as 'sk-abc***xyz' still leaks the key's ends.
     return re.sub(r"\b(sk|sk-ant|key)-[A-Za-z0-9_*.-]{6,}", "[redacted]", text)

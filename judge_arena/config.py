@@ -171,6 +171,12 @@ class RunnerConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one request, in seconds.")
     max_attempts: int = Field(default=4, ge=1, description="Attempts per call, first one included.")
     max_wait_s: float = Field(default=60.0, gt=0, description="Longest wait between two attempts, in seconds.")
+    max_total_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest time one call may spend on its attempts and the waits between them, in seconds; "
+        "time queued for the endpoint's concurrency limit does not count. Unset: no cap.",
+    )
 
 
 class CanaryConfig(_Strict):

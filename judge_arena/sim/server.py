@@ -82,7 +82,11 @@ class RequestRecord:
     """The requested model name; empty when the body could not be read."""
     status: int
     billed: bool
-    """Whether the request would be paid for: a 200 answer."""
+    """Whether the request would be paid for: a 200 answer of the simulated reply, served in full.
+
+    A response a hook served instead (an error, a cut or malformed body, a dropped stream…) is a fault and never
+    billed; a hook that only delays the reply returns None and the reply is billed as usual.
+    """
     messages: tuple[ChatMessage, ...]
     """The conversation as text (empty when the body could not be read)."""
     stream: bool
@@ -350,13 +354,17 @@ async def stream(request: SimRequest, events: Iterator[bytes]) -> web.StreamResp
 
 async def render(request: SimRequest, reply_: Reply) -> web.StreamResponse:
     """A reply rendered as the request asked: its API's format, streamed or not."""
-    if request.api == "openai":
-        if request.stream:
-            return await stream(request, openai_events(request, reply_))
-        return _json(_openai_body(request.model, reply_))
     if request.stream:
-        return await stream(request, anthropic_events(request, reply_))
-    return _json(_anthropic_message(request.model, reply_, streaming=False))
+        events = openai_events if request.api == "openai" else anthropic_events
+        return await stream(request, events(request, reply_))
+    return _json(answer_body(request, reply_))
+
+
+def answer_body(request: SimRequest, reply_: Reply) -> dict[str, Any]:
+    """The JSON body of a non-streamed answer in the request's API (a hook can alter it before sending it)."""
+    if request.api == "openai":
+        return _openai_body(request.model, reply_)
+    return _anthropic_message(request.model, reply_, streaming=False)
 
 
 class _Service:
@@ -396,7 +404,7 @@ class _Service:
         return _json({"object": "list", "data": data})
 
     async def _chat(self, api: Api, http: web.Request) -> web.StreamResponse:
-        model, messages, streamed = "", tuple[ChatMessage, ...](), False
+        model, messages, streamed, hooked = "", tuple[ChatMessage, ...](), False, False
         response: web.StreamResponse | None = None
         try:
             try:
@@ -406,6 +414,7 @@ class _Service:
                 request = _request(api, http, body, messages)
                 if self.hook is not None:
                     response = await self.hook(request)
+                    hooked = response is not None
                 if response is None:
                     response = await render(request, request.reply)
             except _RequestError as exc:
@@ -415,7 +424,7 @@ class _Service:
             if self._keep_log:
                 # No response means the handler (or a hook) raised: aiohttp answers 500, if anything.
                 status = response.status if response is not None else 500
-                record = RequestRecord(http.path, model, status, status == 200, messages, streamed)
+                record = RequestRecord(http.path, model, status, status == 200 and not hooked, messages, streamed)
                 with self._lock:
                     self._records.append(record)
 

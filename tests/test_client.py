@@ -1,0 +1,519 @@
+"""The client against the fault simulator, through litellm on both routes, streamed or not.
+
+Every fault is diagnosed and retried (or not), Retry-After is honoured within max_wait_s, max_total_s caps a call,
+keys never leak, and under mixed faults every call ends answered or failed with its reason, paid at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from judge_arena.client import CallFailed, Client, Endpoint
+from judge_arena.records import Message
+from judge_arena.sim.faults import FAULT_KINDS, Fault, FaultKind, FaultPlan
+from judge_arena.sim.models import ChatMessage
+from judge_arena.sim.server import Reply, RequestRecord, SimRequest, SimulatorServer, error_response
+
+Route = Literal["openai", "anthropic"]
+ROUTES: tuple[Route, ...] = ("openai", "anthropic")
+PATHS: dict[Route, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+MODEL = "sim-good-terse"
+KEY_ENV = "JUDGE_ARENA_TEST_KEY"
+SENTINEL = "sk-sentinel-0123456789abcdefghij"
+TIMEOUT_S = 0.15
+MAX_TOKENS = 64
+"""Short answers: litellm spends a few milliseconds of CPU on every streamed chunk."""
+FINISHED = {"stop", "length"}
+"""The finish reasons of a complete answer (a short max_tokens makes most of them 'length')."""
+
+DIAGNOSES: dict[FaultKind, tuple[str, bool]] = {
+    "rate_limit": ("http_429", True),
+    "rate_limit_date": ("http_429", True),
+    "rate_limit_ms": ("http_429", True),
+    "quota": ("quota_exhausted", False),
+    "server_error": ("http_500", True),
+    "unavailable": ("http_503", True),
+    "overloaded": ("http_529", True),
+    "hang": ("timeout", True),
+    "reset": ("connection", True),
+    "malformed": ("malformed", True),
+    "cut": ("incomplete", True),
+    "drop": ("connection", True),
+    "empty_text": ("empty", True),
+    "no_content": ("empty", True),
+    "echo_key": ("auth", False),
+}
+"""What the client makes of each fault: the failure kind, and whether it is retried."""
+
+
+STREAM_SENSITIVE: set[FaultKind] = {
+    *("hang", "reset", "malformed", "cut", "drop", "empty_text", "no_content"),
+    *("overloaded", "quota"),
+}
+"""Faults also tried on streamed calls: those whose body or transport differs when streamed, and two error statuses
+(the other statuses reach litellm exactly as they do unstreamed)."""
+
+
+def _cases(kinds: Iterable[FaultKind]) -> list[Any]:
+    return [
+        pytest.param(kind, route, stream, id=f"{kind}-{route}-{'streamed' if stream else 'whole'}")
+        for kind in kinds
+        for route in ROUTES
+        for stream in ((False, True) if kind in STREAM_SENSITIVE else (False,))
+    ]
+
+
+def _diagnosis(kind: FaultKind, route: Route, stream: bool) -> tuple[str, bool]:
+    if (kind, route, stream) == ("malformed", "anthropic", True):
+        # litellm's Anthropic stream reader drops an event it cannot parse, then finds no stop reason.
+        return "incomplete", True
+    return DIAGNOSES[kind]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SENTINEL)
+
+
+@pytest.fixture
+def question(request: pytest.FixtureRequest) -> str:
+    """A question no other test asks, so each test finds its own requests in the shared simulator's log."""
+    return f"[{request.node.name}] How does binary search work?"
+
+
+@pytest.fixture
+def faults(sim: SimulatorServer) -> Iterator[Callable[[FaultPlan], SimulatorServer]]:
+    def install(plan: FaultPlan) -> SimulatorServer:
+        sim.hook = plan.hook()
+        return sim
+
+    yield install
+    sim.hook = None
+
+
+@dataclass
+class Harness:
+    """A client whose waits and retries are recorded; waits are not slept unless `real_sleep`."""
+
+    client: Client
+    sleeps: list[float] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)
+
+
+def _harness(
+    *,
+    max_attempts: int = 3,
+    max_wait_s: float = 10.0,
+    max_total_s: float | None = None,
+    concurrency: int = 4,
+    timeout_s: float = TIMEOUT_S,
+    real_sleep: bool = False,
+) -> Harness:
+    sleeps: list[float] = []
+    retries: list[str] = []
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+        if real_sleep:
+            await asyncio.sleep(seconds)
+
+    client = Client(
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        max_attempts=max_attempts,
+        max_wait_s=max_wait_s,
+        max_total_s=max_total_s,
+        on_retry=retries.append,
+        sleep=record,
+    )
+    return Harness(client, sleeps, retries)
+
+
+def _endpoint(sim: SimulatorServer, route: Route, model: str = MODEL) -> Endpoint:
+    api_base = f"{sim.url}/v1" if route == "openai" else sim.url
+    return Endpoint(model=f"{route}/{model}", api_base=api_base, api_key_env=KEY_ENV)
+
+
+def _params(stream: bool) -> dict[str, Any]:
+    return {"max_tokens": MAX_TOKENS, "stream": True} if stream else {"max_tokens": MAX_TOKENS}
+
+
+async def _ask(harness: Harness, sim: SimulatorServer, route: Route, question: str, stream: bool = False) -> Any:
+    return await harness.client.complete(_endpoint(sim, route), (Message("user", question),), _params(stream))
+
+
+async def _fail(
+    harness: Harness, sim: SimulatorServer, route: Route, question: str, stream: bool = False
+) -> CallFailed:
+    with pytest.raises(CallFailed) as failed:
+        await _ask(harness, sim, route, question, stream)
+    return failed.value
+
+
+async def _log_of(sim: SimulatorServer, question: str, count: int, prefix: bool = False) -> list[RequestRecord]:
+    """The question's requests (or those of questions starting with it) once `count` are logged.
+
+    A hung request is logged only when the hook sees its client go, a little after the client gave up.
+    """
+    deadline = time.monotonic() + 3.0
+    while True:
+        records = [
+            r
+            for r in sim.requests
+            if r.messages
+            and (r.messages[-1].content.startswith(question) if prefix else r.messages[-1].content == question)
+        ]
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm(sim: SimulatorServer) -> None:
+    """One call per route first: litellm's first call sets itself up for longer than the tests' timeouts."""
+
+    async def warm() -> None:
+        client = Client(concurrency=1, timeout_s=30, max_attempts=1, max_wait_s=1)
+        for route in ROUTES:
+            keyed = _endpoint(sim, route)
+            keyless = Endpoint(keyed.model, keyed.api_base, api_key_env=None)
+            await client.complete(keyless, (Message("user", "warm-up"),), {"max_tokens": 10})
+
+    asyncio.run(warm())
+
+
+# --- every fault, both routes, streamed or not ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "route", "stream"), _cases(FAULT_KINDS))
+async def test_every_fault_is_diagnosed_and_retried_or_not(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str, kind: FaultKind, route: Route, stream: bool
+) -> None:
+    sim = faults(FaultPlan([Fault(kind)], retry_after_s=2, hang_s=10))
+    harness = _harness(max_attempts=2)
+    failure = await _fail(harness, sim, route, question, stream)
+    expected_kind, retried = _diagnosis(kind, route, stream)
+    assert (failure.kind, failure.attempts) == (expected_kind, 2 if retried else 1), failure.message
+    assert harness.retries == [expected_kind] * (failure.attempts - 1)
+    records = await _log_of(sim, question, failure.attempts)
+    assert len(records) == failure.attempts
+    assert not any(r.billed for r in records)
+
+
+@pytest.mark.parametrize(("kind", "route", "stream"), _cases([k for k in FAULT_KINDS if DIAGNOSES[k][1]]))
+async def test_a_transient_fault_then_the_answer(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str, kind: FaultKind, route: Route, stream: bool
+) -> None:
+    sim = faults(FaultPlan([Fault(kind, first=1)], retry_after_s=2, hang_s=10))
+    harness = _harness()
+    completion = await _ask(harness, sim, route, question, stream)
+    assert completion.text and completion.finish_reason in FINISHED and completion.output_tokens > 0
+    assert harness.retries == [_diagnosis(kind, route, stream)[0]]
+    records = await _log_of(sim, question, 2)
+    assert sorted(r.billed for r in records) == [False, True]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_streamed_answer_is_assembled_with_its_usage(sim: SimulatorServer, question: str, route: Route) -> None:
+    streamed = await _ask(_harness(), sim, route, question, stream=True)
+    whole = await _ask(_harness(), sim, route, question)
+    assert streamed == type(whole)(**{**vars(whole), "latency_s": streamed.latency_s})
+    assert streamed.input_tokens > 0 and streamed.output_tokens > 0
+    assert [r.stream for r in await _log_of(sim, question, 2)] == [True, False]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("kind", ["cut", "empty_text"])
+async def test_litellm_fills_in_a_missing_finish_reason(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str, kind: FaultKind, route: Route
+) -> None:
+    """Measured on litellm 1.110.2: why the client reads the raw body before believing `finish_reason`."""
+    import litellm
+
+    sim = faults(FaultPlan([Fault(kind)]))
+    endpoint = _endpoint(sim, route)
+    response = await litellm.acompletion(
+        model=endpoint.model,
+        messages=[{"role": "user", "content": question}],
+        api_base=endpoint.api_base,
+        api_key=SENTINEL,
+        max_tokens=MAX_TOKENS,
+        num_retries=0,
+        max_retries=0,
+    )
+    choice = response.choices[0]
+    assert choice.finish_reason == "stop"  # the body said null (cut) or a real stop (empty_text)
+    if kind == "cut":
+        assert choice.message.content
+    else:
+        assert choice.message.content == ("" if route == "openai" else None)
+
+
+# --- fail fast ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        (400, "bad parameter", "bad_request"),
+        (400, "This model's maximum context length is 8192 tokens", "context_length"),
+        (401, "invalid x-api-key", "auth"),
+        (403, "forbidden", "forbidden"),
+        (404, "no such model", "not_found"),
+        (422, "unprocessable", "bad_request"),
+    ],
+)
+async def test_client_errors_fail_at_once(
+    sim: SimulatorServer, question: str, route: Route, status: int, message: str, kind: str
+) -> None:
+    async def refuse(request: SimRequest) -> web.StreamResponse:
+        return error_response(request.api, status, "invalid_request_error", message)
+
+    sim.hook = refuse
+    try:
+        failure = await _fail(_harness(), sim, route, question)
+    finally:
+        sim.hook = None
+    assert (failure.kind, failure.attempts) == (kind, 1)
+
+
+async def test_an_unknown_model_fails_at_once(sim: SimulatorServer, question: str) -> None:
+    harness = _harness()
+    endpoint = _endpoint(sim, "openai", model="no-such-model")
+    with pytest.raises(CallFailed) as failed:
+        await harness.client.complete(endpoint, (Message("user", question),), {})
+    assert (failed.value.kind, failed.value.attempts) == ("not_found", 1)
+
+
+# --- Retry-After ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    ("kind", "retry_after_s", "max_wait_s", "waits"),
+    [
+        ("rate_limit", 2.0, 10.0, (2.0, 2.0)),
+        ("rate_limit", 2.0, 0.5, (0.5, 0.5)),
+        ("rate_limit_date", 3.0, 10.0, (2.0, 4.0)),
+        ("rate_limit_date", 3.0, 0.5, (0.5, 0.5)),
+        ("rate_limit_ms", 0.25, 10.0, (0.25, 0.25)),  # Retry-After says 1 s; retry-after-ms is the precise one
+    ],
+)
+async def test_retry_after_is_honoured_within_max_wait(
+    faults: Callable[[FaultPlan], SimulatorServer],
+    question: str,
+    route: Route,
+    kind: FaultKind,
+    retry_after_s: float,
+    max_wait_s: float,
+    waits: tuple[float, float],
+) -> None:
+    sim = faults(FaultPlan([Fault(kind, first=1)], retry_after_s=retry_after_s))
+    harness = _harness(max_wait_s=max_wait_s)
+    await _ask(harness, sim, route, question)
+    assert len(harness.sleeps) == 1
+    assert waits[0] <= harness.sleeps[0] <= waits[1]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_unreadable_retry_after_falls_back_to_backoff(
+    sim: SimulatorServer, question: str, route: Route
+) -> None:
+    first = True
+
+    async def garbled(request: SimRequest) -> web.StreamResponse | None:
+        nonlocal first
+        if not first:
+            return None
+        first = False
+        response = error_response(request.api, 503, "service_unavailable", "busy")
+        response.headers["Retry-After"] = "when pigs fly"
+        return response
+
+    sim.hook = garbled
+    harness = _harness(max_wait_s=0.3)
+    try:
+        await _ask(harness, sim, route, question)
+    finally:
+        sim.hook = None
+    assert len(harness.sleeps) == 1 and 0 <= harness.sleeps[0] <= 0.3
+
+
+# --- the total time cap ---------------------------------------------------------------------------------------
+
+
+async def test_max_total_s_caps_attempts_and_waits(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str
+) -> None:
+    sim = faults(FaultPlan([Fault("hang")], hang_s=10))
+    harness = _harness(max_attempts=20, max_wait_s=0.05, max_total_s=0.5, real_sleep=True)
+    started = time.monotonic()
+    failure = await _fail(harness, sim, "anthropic", question)
+    elapsed = time.monotonic() - started
+    assert failure.kind == "timeout"
+    assert 2 <= failure.attempts <= 4
+    assert 0.45 <= elapsed < 0.8
+
+
+async def test_a_wait_past_the_budget_is_not_waited(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str
+) -> None:
+    sim = faults(FaultPlan([Fault("rate_limit")], retry_after_s=5))
+    harness = _harness(max_attempts=5, max_total_s=2.0)
+    failure = await _fail(harness, sim, "openai", question)
+    assert (failure.kind, failure.attempts, harness.sleeps) == ("http_429", 1, [])
+
+
+async def test_time_queued_for_the_endpoint_is_not_spent_from_the_budget(sim: SimulatorServer, question: str) -> None:
+    injector = FaultPlan([Fault("server_error", first=1)]).hook()
+
+    async def slow(request: SimRequest) -> web.StreamResponse | None:
+        await asyncio.sleep(0.06)
+        return await injector(request)
+
+    sim.hook = slow
+    # One request at a time, five calls: the last one's first attempt fails about 0.3 s after it was made, past its
+    # budget of 0.25 s, though its own two attempts take about 0.15 s. Counted from the call, it would fail.
+    harness = _harness(concurrency=1, max_wait_s=0.01, max_total_s=0.25)
+    try:
+        answers = await asyncio.gather(*(_ask(harness, sim, "openai", f"{question} {i}") for i in range(5)))
+    finally:
+        sim.hook = None
+    assert all(a.text for a in answers)
+    assert harness.retries == ["http_500"] * 5
+
+
+# --- secrets --------------------------------------------------------------------------------------------------
+
+
+def _echo(repeats: int, status: int) -> Callable[[SimRequest], Awaitable[web.StreamResponse]]:
+    async def echo(request: SimRequest) -> web.StreamResponse:
+        sent = request.http.headers.get("x-api-key") or request.http.headers["Authorization"].removeprefix("Bearer ")
+        masked = f"{sent[:8]}***{sent[-4:]}"
+        message = "; ".join([f"Incorrect API key provided: {sent} (shown as {masked})"] * repeats)
+        return error_response(request.api, status, "invalid_request_error", message)
+
+    return echo
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    ("repeats", "status"),
+    [(1, 401), (12, 401), (1, 500)],
+    ids=["auth", "echoed-past-the-cut", "retried"],
+)
+async def test_an_echoed_key_never_leaks(
+    sim: SimulatorServer,
+    question: str,
+    route: Route,
+    stream: bool,
+    repeats: int,
+    status: int,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim.hook = _echo(repeats, status)
+    try:
+        failure = await _fail(_harness(), sim, route, question, stream)
+    finally:
+        sim.hook = None
+    assert failure.kind == ("auth" if status == 401 else "http_500")
+    assert "[redacted]" in failure.message or "REDACTED" in failure.message
+    out, err = capfd.readouterr()
+    for text in (str(failure), repr(failure), failure.message, caplog.text, out, err):
+        assert "sk-sentinel" not in text
+        assert SENTINEL[-12:] not in text
+    # No link back to the exception that quoted the key, for a traceback to print.
+    assert failure.__cause__ is None and failure.__context__ is None
+
+
+async def test_the_faults_echo_is_redacted_too(faults: Callable[[FaultPlan], SimulatorServer], question: str) -> None:
+    sim = faults(FaultPlan([Fault("echo_key")]))
+    failure = await _fail(_harness(), sim, "openai", question)
+    assert failure.kind == "auth"
+    assert "Incorrect API key provided: [redacted]" in failure.message
+    assert SENTINEL not in str(failure)
+
+
+# --- mixed faults ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _mocked_http(path: str) -> web.Request:
+    return make_mocked_request("POST", path)
+
+
+def _predicted(plan: FaultPlan, route: Route, stream: bool, question: str, max_attempts: int) -> tuple[str | None, int]:
+    """What the plan makes of one call: the failure kind (None: answered) and the number of requests."""
+    request = SimRequest(
+        api=route,
+        http=_mocked_http(PATHS[route]),
+        model=MODEL,
+        body={},
+        messages=(ChatMessage("user", question),),
+        stream=stream,
+        reply=Reply(id="", text="", finish="stop", input_tokens=0, output_tokens=0),
+    )
+    for n in range(max_attempts):
+        fault = plan.choose(request, n)
+        if fault is None:
+            return None, n + 1
+        kind, retried = _diagnosis(fault, route, stream)
+        if not retried or n + 1 == max_attempts:
+            return kind, n + 1
+    raise AssertionError("max_attempts must be ≥ 1")
+
+
+async def test_mixed_faults_every_call_answered_or_failed_and_paid_once(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str
+) -> None:
+    plan = FaultPlan([Fault(kind, rate=0.3 / len(FAULT_KINDS)) for kind in FAULT_KINDS], seed=2024, hang_s=10)
+    sim = faults(plan)
+    # A longer timeout here: 16 calls at once keep the event loop busy, and a timeout that fires on an answer
+    # already sent would be a fault the plan did not make (and a second bill, which the test would catch).
+    harness = _harness(max_attempts=4, max_wait_s=0.01, concurrency=16, timeout_s=0.5, real_sleep=True)
+    # Streamed calls cost litellm ten times the CPU of whole ones: one in ten keeps the test fast.
+    calls = [(route, i % 10 == 0, f"{question} #{i} {route}") for i in range(100) for route in ROUTES]
+
+    async def call(route: Route, stream: bool, text: str) -> Any:
+        try:
+            return await _ask(harness, sim, route, text, stream)
+        except CallFailed as failure:
+            return failure
+
+    outcomes = await asyncio.gather(*(call(*c) for c in calls))
+    predicted = [_predicted(plan, route, stream, text, 4) for route, stream, text in calls]
+    log = await _log_of(sim, question, sum(count for _, count in predicted), prefix=True)
+    faulted = sum(not r.billed for r in log) / len(log)
+    assert 0.2 < faulted < 0.4
+    for (route, stream, text), outcome, (kind, count) in zip(calls, outcomes, predicted, strict=True):
+        records = [r for r in log if r.messages[-1].content == text]
+        assert len(records) == count, (route, stream, text)
+        if isinstance(outcome, CallFailed):
+            assert (outcome.kind, outcome.attempts) == (kind, count)
+            assert outcome.message
+            assert not any(r.billed for r in records)
+        else:
+            assert kind is None and outcome.text and outcome.finish_reason in FINISHED
+            assert sum(r.billed for r in records) == 1
+    failed = sum(isinstance(o, CallFailed) for o in outcomes)
+    assert 0 < failed < len(calls) // 10
