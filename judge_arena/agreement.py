@@ -366,6 +366,21 @@ def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: i
     return votes
 
 
+def judge_agreement(
+    battles: Sequence[Battle], judges: Sequence[str], normalizations: Sequence[str]
+) -> list[GroupAgreement]:
+    """Every pair of judges' vote-level agreement on the same games, one comparison per normalization."""
+    votes = run_votes(battles)
+    voters = {vote.voter for vote in votes}
+    rows: list[GroupAgreement] = []
+    for normalization in normalizations:
+        groups = [VoterGroup(f"{j}/{normalization}", (f"{j}/{normalization}",)) for j in judges]
+        present = [group for group in groups if group.name in voters]
+        if len(present) > 1:
+            rows += compare_groups(votes, present, within=False)
+    return rows
+
+
 def position_consistency(battles: Iterable[Battle]) -> list[Consistency]:
     """Each judge's position consistency per normalization: over all categories, then per category (by name).
 

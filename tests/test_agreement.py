@@ -466,3 +466,31 @@ def test_agreement_command_on_a_run_and_bad_votes(tmp_path: Path, capsys: pytest
     assert main(["agreement", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "winner" in err
+
+
+def test_judge_agreement_compares_judges_within_each_normalization() -> None:
+    from judge_arena.agreement import judge_agreement
+    from judge_arena.records import Battle
+
+    def game(judge: str, normalization: str, prompt: str, label: str) -> list[Battle]:
+        # both orders agree, so each game pair is one combined vote
+        flipped = {"A>B": "B>A", "B>A": "A>B", "A=B": "A=B"}[label]
+        winner = {"A>B": "model_a", "B>A": "model_b", "A=B": "tie"}
+        return [
+            Battle(prompt, "c", judge, normalization, "x", "y", label, winner[label], 1.0),  # type: ignore[arg-type]
+            Battle(prompt, "c", judge, normalization, "y", "x", flipped, winner[flipped], 1.0),  # type: ignore[arg-type]
+        ]
+
+    battles = [
+        *game("j1", "raw", "p1", "A>B"),
+        *game("j2", "raw", "p1", "A>B"),
+        *game("j1", "raw", "p2", "A>B"),
+        *game("j2", "raw", "p2", "B>A"),
+        *game("j1", "plain", "p1", "A=B"),
+        *game("j2", "plain", "p1", "A=B"),
+    ]
+    rows = judge_agreement(battles, ["j1", "j2"], ["raw", "plain"])
+    assert [(r.first, r.second) for r in rows] == [("j1/raw", "j2/raw"), ("j1/plain", "j2/plain")]
+    assert (rows[0].with_ties.agree, rows[0].with_ties.pairs) == (1, 2)
+    assert (rows[1].with_ties.agree, rows[1].with_ties.pairs, rows[1].without_ties.pairs) == (1, 1, 0)
+    assert judge_agreement(battles, ["j1"], ["raw"]) == []

@@ -11,10 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from judge_arena.agreement import judge_agreement, position_consistency
 from judge_arena.arena import ArenaRun
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
+from judge_arena.report.agreement import agreement_table, consistency_table
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
 from judge_arena.views import View, canary_warnings
@@ -163,6 +165,12 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
                 f"  per category: {rated} of {len(categories)} rated; a category whose models meet in fewer than "
                 f"{MIN_PROMPTS} prompts gets a note instead (categories.csv)"
             )
+    agreement = judge_agreement(run.battles, [j.name for j in config.judges], config.normalizations)
+    if agreement:
+        console.print(agreement_table(agreement))
+    consistency = [c for c in position_consistency(run.battles) if c.category is None]
+    if consistency:
+        console.print(consistency_table(consistency))
     truth = ground_truth(config, views)
     if truth:
         one_judge = len(config.judges) == 1
