@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Protocol
 
+from judge_arena.budget import Budget, BudgetExceeded
 from judge_arena.client import CallFailed, Client
 from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_context
 from judge_arena.defence import canary_answer, enabled_canaries
@@ -93,6 +94,17 @@ def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
     return [*itertools.combinations(names, 2), *((name, canary) for canary in canaries for name in names)]
 
 
+def planned_calls(inputs: Inputs) -> int:
+    """The calls a complete run asks for, made or cached: every turn of every answer and both orders of every game.
+
+    A judge re-asked for a missing verdict asks once more, so a run may ask for a few more than this.
+    """
+    config = inputs.config
+    turns = sum(len(prompt.turns) for prompt in inputs.prompts)
+    games = len(candidate_pairs(config)) * len(inputs.prompts) * len(config.judges) * len(config.normalizations) * 2
+    return len(config.candidates) * turns + games
+
+
 def run_arena(inputs: Inputs, progress: Progress | None = None, *, simulator_url: str | None = None) -> ArenaRun:
     """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given."""
     config = inputs.config
@@ -121,6 +133,7 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
         ),
         simulator_url,
         on_change=progress.calls if progress else None,
+        budget=Budget(config.budget.max_usd) if config.budget else None,
     )
     failures: list[Failure] = []
     pairs = candidate_pairs(config)
@@ -137,6 +150,9 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
             return await generate_answer(candidate.name, prompt, complete)
         except CallFailed as exc:
             failures.append(Failure("generate", f"{candidate.name} × {prompt.id}", str(exc)))
+            return None
+        except BudgetExceeded:
+            # Not a failure: the answer is simply not made in this run, and a rerun resumes it.
             return None
         finally:
             if progress:
@@ -180,6 +196,8 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
             except CallFailed as exc:
                 item = f"{judge.name}: {game.answer_a.model} vs {game.answer_b.model} on {prompt.id} ({normalization})"
                 failures.append(Failure("judge", item, str(exc)))
+                return None
+            except BudgetExceeded:
                 return None
             finally:
                 if progress:

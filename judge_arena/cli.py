@@ -1,7 +1,8 @@
 """The `judge-arena` command: wires the stages together; the logic lives in the stage modules.
 
 Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail),
-2 bad input (config, suite, template, leaderboard, votes).
+2 bad input (config, suite, template, leaderboard, votes), 3 the run stopped at its budget (`budget.max_usd`; the
+report covers what was done, and a rerun with a larger budget resumes from the cache; takes precedence over 1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from judge_arena.metrics import FORMATS
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUDGET = 3
 
 
 class _BadInput(Exception):
@@ -39,6 +41,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     folder = write_report(run, views)
     print_run(console, run, views, folder)
     canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)
+    if run.stats.refused:
+        return EXIT_BUDGET
     return EXIT_FAILURES if run.failures or canaries_failed else EXIT_OK
 
 

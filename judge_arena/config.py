@@ -55,6 +55,13 @@ class SuiteConfig(_Strict):
     limit: int | None = Field(default=None, gt=0, description="Use only the first N prompts (quick runs).")
 
 
+class PriceConfig(_Strict):
+    """What a model's tokens cost, in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million output (completion) tokens.")
+
+
 class ModelConfig(_Strict):
     """A model reached through litellm: a candidate or a judge."""
 
@@ -82,6 +89,13 @@ class ModelConfig(_Strict):
         description=(
             "The model's context window, in tokens. A prompt whose user turns together count more cl100k tokens "
             "(`style.count_tokens`) is a config error, found before any call; unset: not checked."
+        ),
+    )
+    price: PriceConfig | None = Field(
+        default=None,
+        description=(
+            "Token prices, used only with `budget`; unset: litellm's bundled price map for `model`, and a config "
+            "error when the map does not know it."
         ),
     )
 
@@ -196,6 +210,16 @@ class CanaryConfig(_Strict):
     )
 
 
+class BudgetConfig(_Strict):
+    """A cap on the estimated spend of one run; the run stops cleanly before a call would exceed it."""
+
+    max_usd: float = Field(
+        gt=0,
+        description="Most the run may spend, in US dollars, on calls it makes (cached calls are free); a rerun "
+        "starts again at 0 and resumes from the cache.",
+    )
+
+
 class ArenaConfig(_Strict):
     """The whole arena: suites, candidates, judges, normalizations, pairing, rating and runner options."""
 
@@ -213,6 +237,9 @@ class ArenaConfig(_Strict):
     rating: RatingConfig = Field(default_factory=RatingConfig, description="Rating options.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Call and output options.")
     canaries: CanaryConfig = Field(default_factory=CanaryConfig, description="Canary candidates (all off by default).")
+    budget: BudgetConfig | None = Field(
+        default=None, description="Spend cap of the run; every model then needs a known price. Unset: no cap."
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> ArenaConfig:
@@ -379,6 +406,10 @@ def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
                 raise ConfigError(
                     f"{path}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
                 )
+    if config.budget is not None:
+        from judge_arena.budget import check_prices
+
+        check_prices(config, path)
     runner = config.runner.model_copy(
         update={
             "cache_dir": absolute(config.runner.cache_dir),

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from judge_arena.budget import Budget, BudgetExceeded
 from judge_arena.client import CallFailed, Client, Endpoint
 from judge_arena.config import ModelConfig
 from judge_arena.records import Message
@@ -30,6 +31,12 @@ class CallStats:
     failed: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     """Retries by fault kind (http_429, timeout, …)."""
+    refused: int = 0
+    """Calls not made because the budget was reached: neither failed nor cached."""
+    max_usd: float | None = None
+    """The run's budget in US dollars; None without one (and then no spend is estimated)."""
+    spent_usd: float = 0.0
+    """Cost of the calls made, from their reported usage and the models' prices (0 without a budget)."""
 
     @property
     def total_retries(self) -> int:
@@ -46,8 +53,10 @@ class CallRunner:
         client_factory: Callable[[Callable[[str], None]], Client],
         simulator_url: str | None,
         on_change: Callable[[CallStats], None] | None = None,
+        budget: Budget | None = None,
     ) -> None:
-        self.stats = CallStats()
+        self.stats = CallStats(max_usd=budget.max_usd if budget else None)
+        self._budget = budget
         self._store = store
         self._client = client_factory(self._count_retry)
         self._simulator_url = simulator_url
@@ -63,7 +72,12 @@ class CallRunner:
             self._on_change(self.stats)
 
     async def complete(self, model: ModelConfig, messages: tuple[Message, ...]) -> Completion:
-        """The completion of this request: cached, shared with an identical call in flight, or made now."""
+        """The completion of this request: cached, shared with an identical call in flight, or made now.
+
+        Raises:
+            CallFailed: The call failed for good (recorded in the store).
+            BudgetExceeded: The call would take the run past its budget; it was not made.
+        """
         key = CallKey(
             model=model.model,
             api_base=model.api_base,
@@ -86,7 +100,7 @@ class CallRunner:
         self._in_flight[digest] = future
         try:
             completion = await self._claimed_or_made(model, key)
-        except CallFailed as failure:
+        except (CallFailed, BudgetExceeded) as failure:
             future.set_exception(failure)
             future.exception()  # marks it retrieved: only the waiters re-raise it
             raise
@@ -109,6 +123,14 @@ class CallRunner:
                 self._changed()
                 return done
         try:
+            reservation = self._budget.reserve(model, key.messages) if self._budget else 0.0
+        except BudgetExceeded:
+            self._store.release(key)
+            self.stats.refused += 1
+            self._changed()
+            raise
+        completion: Completion | None = None
+        try:
             completion = await self._client.complete(
                 Endpoint.of(model, self._simulator_url), key.messages, model.params
             )
@@ -119,6 +141,9 @@ class CallRunner:
             self._changed()
             raise
         finally:
+            if self._budget:
+                self._budget.settle(model, reservation, completion)
+                self.stats.spent_usd = self._budget.spent_usd
             self._store.release(key)
         self.stats.made += 1
         self._changed()

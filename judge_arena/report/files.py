@@ -68,6 +68,14 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
             "retries": dict(stats.retries),
         },
         "failures": len(run.failures),
+        "budget": None
+        if stats.max_usd is None
+        else {
+            "max_usd": stats.max_usd,
+            "spent_usd": round(stats.spent_usd, 6),
+            "reached": stats.refused > 0,
+            "refused_calls": stats.refused,
+        },
         "defence": {j.name: j.defence for j in config.judges},
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),

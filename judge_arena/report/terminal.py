@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from judge_arena.agreement import judge_agreement, position_consistency
-from judge_arena.arena import ArenaRun
+from judge_arena.arena import ArenaRun, planned_calls
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
@@ -24,7 +24,21 @@ from judge_arena.views import View, canary_warnings
 
 def _calls_text(stats: CallStats) -> str:
     retries = f", {stats.total_retries} retries" if stats.total_retries else ""
-    return f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{retries}"
+    refused = f", {stats.refused} refused by the budget" if stats.refused else ""
+    spend = f"; ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated)" if stats.max_usd is not None else ""
+    return f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{retries}{refused}{spend}"
+
+
+def budget_message(run: ArenaRun) -> str | None:
+    """The line saying how far a run stopped by its budget got; None when the budget (if any) was not reached."""
+    stats = run.stats
+    if not stats.refused or stats.max_usd is None:
+        return None
+    done = stats.made + stats.cached + stats.failed
+    return (
+        f"budget reached: ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated); {done} of "
+        f"{planned_calls(run.inputs)} calls made (or from cache); rerun with a larger budget to resume"
+    )
 
 
 class LiveProgress:
@@ -181,7 +195,7 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
         f"{_calls_text(stats)}; {run.elapsed_s:.1f} s"
     )
-    if stats.made == 0 and stats.failed == 0:
+    if stats.made == 0 and stats.failed == 0 and stats.refused == 0:
         console.print("[green]Everything came from the cache: no model call was made.[/green]")
     if stats.retries:
         console.print("retries: " + ", ".join(f"{kind} {n}" for kind, n in stats.retries.most_common()))
@@ -195,4 +209,7 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.print(f"[yellow]suspicious answers[/yellow] (flags on judged games; see battles.csv): {kinds}")
     for warning in canary_warnings(config, views):
         console.print(f"[red]canary:[/red] {escape(warning)}")
+    stopped = budget_message(run)
+    if stopped:
+        console.print(f"[yellow]{escape(stopped)}[/yellow]")
     console.print(f"report: {folder}")
