@@ -16,7 +16,7 @@ from judge_arena.arena import ArenaRun, planned_calls
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
-from judge_arena.report.agreement import agreement_table, consistency_table
+from judge_arena.report.agreement import agreement_table
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
 from judge_arena.views import View, canary_warnings
@@ -182,9 +182,12 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
     agreement = judge_agreement(run.battles, [j.name for j in config.judges], config.normalizations)
     if agreement:
         console.print(agreement_table(agreement))
-    consistency = [c for c in position_consistency(run.battles) if c.category is None]
+    consistency = [c for c in position_consistency(run.battles) if c.category is None and c.pairs]
     if consistency:
-        console.print(consistency_table(consistency))
+        shares = ", ".join(
+            f"{c.judge}/{c.normalization} {c.value:.2f} ({c.first} lean first, {c.second} second)" for c in consistency
+        )
+        console.print(f"Position consistency (same winner in both orders): {shares}")
     truth = ground_truth(config, views)
     if truth:
         one_judge = len(config.judges) == 1
