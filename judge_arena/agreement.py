@@ -49,6 +49,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
+from judge_arena.errors import InputFileError
 from judge_arena.judge import LABELS, outcome
 from judge_arena.records import Battle, Winner
 
@@ -78,17 +79,8 @@ _WINNERS: dict[str, Winner] = {"model_a": "model_a", "model_b": "model_b", "tie"
 _DIGITS = re.compile(r"[0-9]+")
 
 
-class VotesInputError(ValueError):
-    """An input file that cannot be used; the message names the file and, where known, the place and field."""
-
-    def __init__(self, path: str, reason: str, *, where: str | None = None, field: str | None = None) -> None:
-        self.path = path
-        self.where = where
-        self.field = field
-        self.reason = reason
-        place = path if where is None else f"{path} {where}"
-        what = reason if field is None else f"field '{field}': {reason}"
-        super().__init__(f"{place}: {what}")
+class VotesInputError(InputFileError):
+    """A vote or battles file that cannot be read."""
 
 
 _Fail = Callable[[str, str], VotesInputError]

@@ -57,6 +57,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from judge_arena.errors import InputFileError
 from judge_arena.rating import FloatArray, Leaderboard
 
 Format = Literal["auto", "run", "arena-hard", "chatbot-arena"]
@@ -73,17 +74,8 @@ ARENA_HARD_FIELDS = ("model", "score", "lower", "upper")
 _EPSILON = float(np.finfo(np.float64).eps)
 
 
-class MetricsInputError(ValueError):
-    """An input file that cannot be used; the message names the file and, where known, the line and field."""
-
-    def __init__(self, path: str, reason: str, *, line: int | None = None, field: str | None = None) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.reason = reason
-        where = path if line is None else f"{path} line {line}"
-        what = reason if field is None else f"field '{field}': {reason}"
-        super().__init__(f"{where}: {what}")
+class MetricsInputError(InputFileError):
+    """A leaderboard or model-map file that cannot be read."""
 
 
 @dataclass(frozen=True)

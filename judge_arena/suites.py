@@ -49,23 +49,15 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from judge_arena.errors import InputFileError
 from judge_arena.records import Prompt
 
 SuiteFormat = Literal["judge-arena", "arena-hard", "mt-bench"]
 """The suite file formats `load_suite` understands."""
 
 
-class SuiteError(ValueError):
+class SuiteError(InputFileError):
     """A suite file that cannot be loaded; the message names the file and, where known, the line and field."""
-
-    def __init__(self, path: str, reason: str, *, line: int | None = None, field: str | None = None) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.reason = reason
-        where = path if line is None else f"{path} line {line}"
-        what = reason if field is None else f"field '{field}': {reason}"
-        super().__init__(f"{where}: {what}")
 
 
 @dataclass(frozen=True)
