@@ -367,8 +367,9 @@ def leaderboard(
     _check_anchor(anchor, aggregate.models)
     _check_anchor(reference, aggregate.models)
     full, params = _bootstrap(aggregate, rounds=rounds, seed=seed, l2=l2)
-    values = _to_ratings(
-        aggregate.theta(full),
+    # The full-data fit rides along as row 0, so it is scaled and anchored exactly like the samples.
+    scaled = _to_ratings(
+        aggregate.theta(np.vstack([full, params])),
         aggregate.models,
         scale=scale,
         base=base,
@@ -376,15 +377,7 @@ def leaderboard(
         anchor=anchor,
         anchor_rating=anchor_rating,
     )
-    samples = _to_ratings(
-        aggregate.theta(params),
-        aggregate.models,
-        scale=scale,
-        base=base,
-        init_rating=init_rating,
-        anchor=anchor,
-        anchor_rating=anchor_rating,
-    )
+    values, samples = scaled[0], scaled[1:]
     lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
     win: FloatArray | None = None
     win_lower: FloatArray | None = None
