@@ -1,4 +1,4 @@
-"""Model calls: litellm, bounded concurrency per endpoint, timeouts and the one retry layer. The only network code.
+"""Model calls: litellm, throttling per endpoint, timeouts and the one retry layer. The only network code.
 
 litellm's own retries and the SDKs' are switched off (each would retry 3 times under ours, multiplying requests and
 spend); tenacity owns every retry, with exponential jitter that honours the provider's Retry-After.
@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from judge_arena.config import SIMULATOR, ModelConfig
+from judge_arena.limiter import AdaptiveConcurrency, Outcome, RateLimiter, Reservation, estimate_cost
 from judge_arena.records import Message
 from judge_arena.store import Completion
 
@@ -62,7 +63,7 @@ class Endpoint:
 
     @property
     def limiter_key(self) -> str:
-        """Requests to the same host or provider share one concurrency limit."""
+        """Requests to the same host or provider share one concurrency limit and one rate limiter."""
         return self.api_base or self.model.split("/", 1)[0]
 
     def api_key(self) -> str | None:
@@ -107,6 +108,8 @@ _FATAL_STATUS_KINDS = {
 }
 _CONTEXT_MARKERS = ("context window", "context_length_exceeded", "maximum context length")
 _QUOTA_MARKERS = ("insufficient_quota", "exceeded your current quota")
+_THROTTLED_KINDS = {"http_429", "http_529"}
+"""Refusals that mean 'too much at once' (rate limited, overloaded): the endpoint's concurrency is halved."""
 
 # Transport faults are recognised by the names of classes in an exception's MRO, so that httpx and httpx2 (the
 # SDKs' fork), aiohttp, the SDKs and litellm are all covered without importing any of them here.
@@ -157,6 +160,26 @@ def _http_error(chain: list[BaseException]) -> tuple[int, Mapping[str, str]] | N
         if "HTTPStatusError" in _class_names(exc):
             return _response_status(exc)
     return None
+
+
+def _error_headers(exc: BaseException) -> Mapping[str, str]:
+    """The headers of the error response a failed attempt got; empty when no response came."""
+    chain = _chain(exc)
+    answered = _http_error(chain)
+    if answered is not None and answered[1]:
+        return answered[1]
+    for link in chain:
+        headers = getattr(link, "litellm_response_headers", None)
+        if isinstance(headers, Mapping) and headers:
+            return headers
+    return {}
+
+
+def _success_headers(response: Any) -> Mapping[str, str]:
+    """The response headers litellm keeps on an answer (whole or streamed), names prefixed `llm_provider-`."""
+    hidden = getattr(response, "_hidden_params", None)
+    headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
+    return headers if isinstance(headers, Mapping) else {}
 
 
 def _transport_fault(exc: BaseException) -> str | None:
@@ -317,13 +340,29 @@ async def _assembled(stream: Any) -> _Reply:
     )
 
 
+@dataclass(frozen=True)
+class Gate:
+    """What admits requests to one endpoint: its adaptive concurrency, then its request and token budgets."""
+
+    concurrency: AdaptiveConcurrency
+    rate: RateLimiter
+
+
 class Client:
-    """Calls models through litellm, at most `concurrency` requests in flight per endpoint, with retries.
+    """Calls models through litellm, throttled per endpoint, with retries.
+
+    Per endpoint (`Endpoint.limiter_key`), at most `concurrency` requests are in flight; the limit is halved when
+    the provider refuses for load (429, 529) and grows back by one after `increase_after` successes. Requests then
+    wait, in turn, for the endpoint's budgets: `requests_per_minute` and `tokens_per_minute` when set, and whatever
+    the provider's rate-limit headers announce (limits, what remains, when an exhausted budget comes back). A
+    request's tokens are estimated before it is sent (its messages, plus `max_tokens` or `output_estimate`) and
+    corrected by the usage of its response.
 
     A call is attempted up to `max_attempts` times, waiting between attempts what the server asks (Retry-After),
     else an exponential backoff with jitter, never more than `max_wait_s`. `max_total_s`, when set, caps the time
-    one call may spend on its attempts and the waits between them together; time queued behind other calls for
-    the endpoint's concurrency limit does not count. `sleep` is how waits are waited (tests pass a recorder).
+    one call may spend on its attempts and the waits between them together; time queued for the endpoint (its
+    concurrency and budgets) does not count. `sleep` is how waits are waited and `clock` how the budgets tell time
+    (tests pass fakes).
     """
 
     def __init__(
@@ -334,18 +373,43 @@ class Client:
         max_attempts: int,
         max_wait_s: float,
         max_total_s: float | None = None,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        output_estimate: int = 1024,
+        increase_after: int = 8,
         on_retry: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._concurrency = concurrency
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
         self._max_total_s = max_total_s
+        self._requests_per_minute = requests_per_minute
+        self._tokens_per_minute = tokens_per_minute
+        self._output_estimate = output_estimate
+        self._increase_after = increase_after
         self._on_retry = on_retry
         self._sleep = sleep
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._clock = clock
+        self._gates: dict[str, Gate] = {}
         self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait_s)
+
+    def gate(self, endpoint: Endpoint) -> Gate:
+        """The concurrency limit and rate limiter the endpoint shares with the others of its `limiter_key`."""
+        gate = self._gates.get(endpoint.limiter_key)
+        if gate is None:
+            gate = self._gates[endpoint.limiter_key] = Gate(
+                AdaptiveConcurrency(self._concurrency, increase_after=self._increase_after),
+                RateLimiter(
+                    requests_per_minute=self._requests_per_minute,
+                    tokens_per_minute=self._tokens_per_minute,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                ),
+            )
+        return gate
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
@@ -364,15 +428,17 @@ class Client:
         self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any]
     ) -> Completion:
         """One chat completion, retried on transient faults; raises CallFailed when no usable answer came."""
-        limit = self._limits.setdefault(endpoint.limiter_key, asyncio.Semaphore(self._concurrency))
+        gate = self.gate(endpoint)
+        cost = estimate_cost(messages, params, self._output_estimate)
         api_key = endpoint.api_key()
         attempts = 0
         busy_s = 0.0  # time spent in attempts; with the waits (tenacity's idle_for), what max_total_s caps
+        waived: float | None = None  # the hold a refusal set, once this call has waited its Retry-After
         out_of_attempts = stop_after_attempt(self._max_attempts)
 
         def stop(state: RetryCallState) -> bool:
-            # Like tenacity's stop_before_delay, but on attempts and waits only: a call queued behind the
-            # concurrency limit has not started, and must not find its budget spent when its turn comes.
+            # Like tenacity's stop_before_delay, but on attempts and waits only: a call queued for the endpoint
+            # has not started, and must not find its budget spent when its turn comes.
             total = self._max_total_s
             out_of_time = total is not None and busy_s + state.idle_for + state.upcoming_sleep >= total
             return out_of_attempts(state) or out_of_time
@@ -389,13 +455,29 @@ class Client:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    async with limit:
+                    ticket = await gate.concurrency.acquire()
+                    outcome: Outcome = "other"
+                    try:
+                        reservation = await gate.rate.acquire(cost, waived)
                         started = time.perf_counter()
                         try:
                             time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
-                            return await self._attempt(endpoint, api_key, messages, params, time_left)
+                            completion = await self._attempt(
+                                endpoint, api_key, messages, params, time_left, gate.rate, reservation
+                            )
+                        except Exception as exc:
+                            diagnosis = _diagnose(exc)
+                            hold = gate.rate.observe(_error_headers(exc))
+                            # The Retry-After this call will wait is the same wait as the refusal's hold.
+                            waived = hold if diagnosis.retry_after_s is not None else None
+                            outcome = "throttled" if diagnosis.kind in _THROTTLED_KINDS else "other"
+                            raise
                         finally:
                             busy_s += time.perf_counter() - started
+                        outcome = "ok"
+                        return completion
+                    finally:
+                        gate.concurrency.release(ticket, outcome)
         except Exception as exc:
             kind, message = _diagnose(exc).kind, _short(exc, api_key)
         else:
@@ -416,6 +498,8 @@ class Client:
         messages: tuple[Message, ...],
         params: Mapping[str, Any],
         time_left: float,
+        rate: RateLimiter,
+        reservation: Reservation,
     ) -> Completion:
         litellm = _litellm()
         streamed = params.get("stream") is True
@@ -436,8 +520,12 @@ class Client:
                 **extra,
                 **params,
             )
+            rate.observe(_success_headers(response))
             reply = await _assembled(response) if streamed else _whole(response, raw)
         latency = time.perf_counter() - started
+        if reply.input_tokens or reply.output_tokens:
+            # Billed even when the answer is unusable: the provider counted these tokens.
+            rate.settle(reservation, reply.input_tokens, reply.output_tokens)
         if not reply.text:
             raise _Unusable("empty", "the model returned an empty answer")
         if not reply.finish_reason:

@@ -191,6 +191,17 @@ class RunnerConfig(_Strict):
         description="Longest time one call may spend on its attempts and the waits between them, in seconds; "
         "time queued for the endpoint's concurrency limit does not count. Unset: no cap.",
     )
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="Requests per minute per endpoint; unset: only what the provider's headers say."
+    )
+    tokens_per_minute: float | None = Field(
+        default=None, gt=0, description="Tokens (input + max output) per minute per endpoint; unset: headers only."
+    )
+    output_estimate: int = Field(
+        default=1024,
+        gt=0,
+        description="Output tokens assumed for a request without max_tokens, until its usage is known.",
+    )
 
 
 class CanaryConfig(_Strict):
