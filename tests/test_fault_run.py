@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import re
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,6 @@ from judge_arena.config import load_config
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.faults import Fault, FaultInjector, FaultPlan
 from judge_arena.store import Store
-
-pytestmark = pytest.mark.skip(
-    reason="known stall, under investigation (issue 4): with 30 % mixed faults the run crawls at about one call per "
-    "few seconds once the rate limiter and AIMD concurrency are in the client, and after an earlier run_arena in the "
-    "same process; it passed in 12 s before. Remove this mark to run it."
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
@@ -89,12 +81,7 @@ def faulted(
     assert abs(sum(f.rate for f in FAULTS) - 0.30) < 1e-9
     hook = FaultPlan(FAULTS, seed=11, retry_after_s=0.01, hang_s=5).hook()
     with SimulatorServer(hook=hook) as sim:
-        # In a fresh interpreter: after an earlier run_arena in the same process (any test before this one), this
-        # faulted run crawls at about one call per few seconds (cause not yet found; see the report), though alone
-        # it takes seconds.
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            run = pool.submit(_run, _config(folder), sim.url).result(timeout=120)
-        yield run, sim, hook, folder
+        yield _run(_config(folder), sim.url), sim, hook, folder
 
 
 def test_every_item_is_answered_or_failed_with_its_reason(

@@ -277,7 +277,9 @@ def _rate_limited(kind: FaultKind, request: SimRequest, wait_s: float) -> web.Re
 
 
 def _rate_limit_headers(request: SimRequest, wait_s: float, reset_at: datetime.datetime) -> dict[str, str]:
-    limits = {"requests": 500, "tokens": 30_000}
+    # Generous announced limits, like a paid tier's: the client's limiter obeys them, so a small token budget here
+    # would throttle a whole test run to a few requests a minute.
+    limits = {"requests": 10_000, "tokens": 50_000_000}
     if request.api == "openai":
         headers = {}
         for unit, limit in limits.items():
@@ -285,7 +287,7 @@ def _rate_limit_headers(request: SimRequest, wait_s: float, reset_at: datetime.d
             headers[f"x-ratelimit-remaining-{unit}"] = "0"
             headers[f"x-ratelimit-reset-{unit}"] = f"{wait_s:g}s"
         return headers
-    limits |= {"input-tokens": 20_000, "output-tokens": 10_000}
+    limits |= {"input-tokens": 40_000_000, "output-tokens": 10_000_000}
     stamp = reset_at.isoformat(timespec="seconds").replace("+00:00", "Z")
     headers = {}
     for unit, limit in limits.items():
