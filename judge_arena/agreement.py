@@ -49,7 +49,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from judge_arena.errors import InputFileError
+from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.judge import LABELS, outcome
 from judge_arena.records import Battle, Winner
 
@@ -569,17 +569,7 @@ def _json_records(text: str, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
             ) from None
         places = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
     else:
-        places = []
-        # Split on "\n" only: str.splitlines would also split on U+2028, which JSON allows inside strings.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                places.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise VotesInputError(
-                    shown, f"invalid JSON: {exc.msg} (column {exc.colno})", where=f"line {number}"
-                ) from None
+        places = [(f"line {number}", value) for number, value in json_lines(text, shown, VotesInputError)]
     for where, item in places:
         if not isinstance(item, dict):
             raise VotesInputError(shown, f"expected a JSON object, got {_type_name(item)}", where=where)

@@ -57,7 +57,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from judge_arena.errors import InputFileError
+from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.rating import FloatArray, Leaderboard
 
 Format = Literal["auto", "run", "arena-hard", "chatbot-arena"]
@@ -523,14 +523,7 @@ def _load_run(text: str, shown: str, *, judge: str | None, normalization: str | 
 
 def _load_arena_hard(text: str, shown: str) -> Board:
     entries: list[tuple[int, BoardEntry]] = []
-    # Split on "\n" only: str.splitlines would also split on U+2028 and friends, which JSON allows in strings.
-    for line, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise MetricsInputError(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=line) from None
+    for line, record in json_lines(text, shown, MetricsInputError):
         if not isinstance(record, dict):
             raise MetricsInputError(shown, f"must be a JSON object, got {type(record).__name__}", line=line)
         for field in ARENA_HARD_FIELDS:

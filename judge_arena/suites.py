@@ -33,7 +33,6 @@ latter two where they apply: an empty file has no line, invalid JSON no field)::
 from __future__ import annotations
 
 import codecs
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,7 +48,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from judge_arena.errors import InputFileError
+from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.records import Prompt
 
 SuiteFormat = Literal["judge-arena", "arena-hard", "mt-bench"]
@@ -220,14 +219,7 @@ def _read_objects(path: Path, shown: str) -> list[tuple[int, dict[str, Any]]]:
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SuiteError(shown, f"invalid UTF-8 at byte {column} of the line", line=line) from None
     objects: list[tuple[int, dict[str, Any]]] = []
-    # Split on "\n" only: str.splitlines would also split on U+2028 and friends, which JSON allows in strings.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SuiteError(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=number) from None
+    for number, obj in json_lines(text, shown, SuiteError):
         if not isinstance(obj, dict):
             raise SuiteError(shown, f"must be a JSON object, got {_json_type(obj)}", line=number)
         objects.append((number, obj))

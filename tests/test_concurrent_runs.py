@@ -67,10 +67,10 @@ def test_two_processes_share_one_cache_and_pay_once(tmp_path: Path, sim: Simulat
         assert store.count_completions() == len(billed)
         assert store.count_failures() == 0
 
-    boards = [pd_read(folder / "leaderboard.csv") for folder in sorted((tmp_path / "runs").iterdir())]
+    boards = [_lines(folder / "leaderboard.csv") for folder in sorted((tmp_path / "runs").iterdir())]
     assert len(boards) == 2 and boards[0] == boards[1]
 
 
-def pd_read(path: Path) -> list[str]:
+def _lines(path: Path) -> list[str]:
     """The leaderboard file's lines (both runs must write the same numbers)."""
     return path.read_text().splitlines()

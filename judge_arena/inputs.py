@@ -1,6 +1,8 @@
-"""The error of an input file that cannot be used, shared by every loader so each message reads the same way."""
+"""What every loader of an input file shares: its error, so each message reads the same way, and JSON Lines."""
 
 from __future__ import annotations
+
+import json
 
 
 class InputFileError(ValueError):
@@ -27,3 +29,17 @@ class InputFileError(ValueError):
         place = path if self.where is None else f"{path} {self.where}"
         what = reason if field is None else f"field '{field}': {reason}"
         super().__init__(f"{place}: {what}")
+
+
+def json_lines(text: str, shown: str, error: type[InputFileError]) -> list[tuple[int, object]]:
+    """The JSON value of each non-blank line with its line number; `error` names the line of invalid JSON."""
+    values: list[tuple[int, object]] = []
+    # Split on "\n" only: str.splitlines would also split on U+2028 and friends, which JSON allows in strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            values.append((number, json.loads(raw)))
+        except json.JSONDecodeError as exc:
+            raise error(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=number) from None
+    return values
