@@ -6,6 +6,7 @@ table: they are reported, and retried on the next run, never served as results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -78,11 +79,12 @@ class CallKey:
     params: tuple[tuple[str, Any], ...]
     messages: tuple[Message, ...]
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of every field."""
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        """SHA-256 of the canonical JSON of every field (computed once: every store operation looks it up)."""
+        return hashlib.sha256(self.canonical_json.encode("utf-8")).hexdigest()
 
+    @functools.cached_property
     def canonical_json(self) -> str:
         """The request as canonical JSON (sorted keys): what is hashed and stored beside the result."""
         return json.dumps(
@@ -151,7 +153,7 @@ class Store:
             (
                 key.digest,
                 key.model,
-                key.canonical_json(),
+                key.canonical_json,
                 completion.text,
                 completion.finish_reason,
                 completion.input_tokens,
