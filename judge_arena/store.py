@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
 from judge_arena.records import Message
 
 _SCHEMA = """
@@ -111,6 +113,10 @@ class Completion:
     latency_s: float
 
 
+def _is_locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
 class Store:
     """The SQLite cache of completions, the log of failures, and the claims that keep processes from paying twice.
 
@@ -124,9 +130,18 @@ class Store:
         self._host = socket.gethostname()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        # Switching a new file to WAL can fail with "locked" at once, without SQLite's busy wait, while another
+        # process is creating the same cache; retrying the set-up is safe (every statement in it is idempotent).
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_locked),
+            stop=stop_after_delay(30.0),
+            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         """Close the database."""
