@@ -138,6 +138,15 @@ async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress
         on_change=progress.calls if progress else None,
         budget=Budget(config.budget.max_usd) if config.budget else None,
     )
+    try:
+        return await _played(inputs, runner, progress, started)
+    finally:
+        await runner.aclose()
+
+
+async def _played(inputs: Inputs, runner: CallRunner, progress: Progress | None, started: float) -> ArenaRun:
+    """Every answer and every verdict of the arena, as far as the calls succeed and the budget allows."""
+    config = inputs.config
     failures: list[Failure] = []
     pairs = candidate_pairs(config)
     judge_items = len(pairs) * len(inputs.prompts) * len(config.judges) * len(config.normalizations) * 2

@@ -2,11 +2,17 @@
 
 litellm's own retries and the SDKs' are switched off (each would retry 3 times under ours, multiplying requests and
 spend); tenacity owns every retry, with exponential jitter that honours the provider's Retry-After.
+
+On the openai and anthropic routes (which include every OpenAI-compatible server) litellm is handed SDK clients
+whose HTTP transport is ours: it sees each successful answer the moment its last byte arrives, before any parsing,
+and hands it to the caller to keep (a receipt), so that a process killed while litellm parses does not lose an
+answer it has paid for; the same transport serves a kept receipt back through litellm to recover it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import email.utils
 import functools
@@ -15,10 +21,11 @@ import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -30,7 +37,7 @@ from tenacity import (
 from judge_arena.config import SIMULATOR, ModelConfig
 from judge_arena.limiter import AdaptiveConcurrency, Outcome, RateLimiter, Reservation, estimate_cost
 from judge_arena.records import Message
-from judge_arena.store import Completion
+from judge_arena.store import Completion, Receipt
 
 _PLACEHOLDER_KEY = "no-key"
 """Sent to endpoints that need no key (simulator, local servers): the SDKs refuse to send a request without one."""
@@ -267,49 +274,127 @@ class _Reply:
     output_tokens: int
 
 
-class _RawBody:
-    """litellm's `logger_fn`: keeps the provider's raw response body, as it was before litellm parsed it.
+def _lacks_finish_reason(received: Receipt | None) -> bool:
+    """Whether an answer's body is an OpenAI or Anthropic answer with no finish/stop reason; False if unknown.
 
     litellm fills in `finish_reason="stop"` when a non-streamed response has none (OpenAI `finish_reason: null`,
-    Anthropic `stop_reason: null`), so a body cut short by a proxy would pass for a complete answer. The raw body
-    still says the truth.
+    Anthropic `stop_reason: null`), so a body cut short by a proxy would pass for a complete answer. The body as it
+    arrived still says the truth.
+    """
+    try:
+        body = json.loads(received.body) if received is not None else None
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0].get("finish_reason") is None
+    if body.get("type") == "message":
+        return body.get("stop_reason") is None
+    return False
+
+
+@dataclass
+class _Exchange:
+    """One request's HTTP answer as the transport sees it, shared with it through `_EXCHANGE`."""
+
+    on_receipt: Callable[[Receipt], None] | None = None
+    """Called with a successful answer the moment it has arrived in full."""
+    replay: Receipt | None = None
+    """An answer received earlier, served instead of asking the provider."""
+    received: Receipt | None = None
+    """The successful answer, once it has arrived (or been replayed)."""
+
+    def receive(self, receipt: Receipt) -> None:
+        self.received = receipt
+        if self.on_receipt is not None:
+            self.on_receipt(receipt)
+
+
+_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("judge_arena_exchange", default=None)
+"""The exchange of the request being made in this task (litellm gives no per-request hook at the HTTP level)."""
+
+
+class _ReceivingTransport(httpx.AsyncBaseTransport):
+    """The HTTP transport under litellm's openai and anthropic routes: sees each successful answer as it arrives.
+
+    Parsing an answer (the SDK's, then litellm's) takes milliseconds, and answers that arrive together are parsed
+    one after the other; a receipt taken at the last byte, before any of that, keeps the time in which a killed
+    process loses an answer it has paid for to about the time of writing it down. Bodies are asked for
+    uncompressed, so that what is kept is exactly what is parsed.
     """
 
     def __init__(self) -> None:
-        self.text: str | None = None
+        self._network = httpx.AsyncHTTPTransport()
 
-    def __call__(self, details: Mapping[str, Any]) -> None:
-        """Called by litellm before the request and after the response; the response's body is a string."""
-        body = details.get("original_response")
-        if details.get("log_event_type") == "post_api_call" and isinstance(body, str):
-            self.text = body
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        exchange = _EXCHANGE.get()
+        if exchange is not None and exchange.replay is not None:
+            replayed = exchange.replay
+            exchange.received = replayed
+            return httpx.Response(200, headers={"content-type": replayed.content_type}, content=replayed.body)
+        request.headers["accept-encoding"] = "identity"
+        started = time.perf_counter()
+        response = await self._network.handle_async_request(request)
+        if exchange is None or response.status_code != 200 or not isinstance(response.stream, httpx.AsyncByteStream):
+            return response
+        content_type = response.headers.get("content-type", "")
+        return httpx.Response(
+            200,
+            headers=response.headers,
+            stream=_ReceivedStream(response.stream, content_type, started, exchange),
+            extensions=response.extensions,
+        )
 
-    def lacks_finish_reason(self) -> bool:
-        """Whether the raw body is an OpenAI or Anthropic answer with no finish/stop reason; False if unknown."""
-        try:
-            body = json.loads(self.text) if self.text is not None else None
-        except ValueError:
-            return False
-        if not isinstance(body, dict):
-            return False
-        choices = body.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            return choices[0].get("finish_reason") is None
-        if body.get("type") == "message":
-            return body.get("stop_reason") is None
-        return False
+    async def aclose(self) -> None:
+        await self._network.aclose()
+
+
+class _ReceivedStream(httpx.AsyncByteStream):
+    """A response body passed on as it is read; a receipt of all of it once it has ended or been closed.
+
+    SDKs stop reading a stream at its last event and close it; what was read by then is the answer. A body closed
+    early (a timeout, a dropped connection) is kept all the same: recovering it finds it unusable.
+    """
+
+    def __init__(self, body: httpx.AsyncByteStream, content_type: str, started: float, exchange: _Exchange) -> None:
+        self._body = body
+        self._content_type = content_type
+        self._started = started
+        self._exchange = exchange
+        self._parts: list[bytes] = []
+        self._kept = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._body:
+            self._parts.append(chunk)
+            yield chunk
+        self._keep()
+        # Let the other answers that arrived at the same time be written down before this one is parsed.
+        await asyncio.sleep(0)
+
+    async def aclose(self) -> None:
+        self._keep()
+        await self._body.aclose()
+
+    def _keep(self) -> None:
+        if not self._kept:
+            self._kept = True
+            latency_s = time.perf_counter() - self._started
+            self._exchange.receive(Receipt(self._content_type, b"".join(self._parts), latency_s))
 
 
 def _tokens(usage: Any, name: str) -> int:
     return int(getattr(usage, name, 0) or 0)
 
 
-def _whole(response: Any, raw: _RawBody) -> _Reply:
+def _whole(response: Any, received: Receipt | None) -> _Reply:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
     return _Reply(
         text=choice.message.content,
-        finish_reason=None if raw.lacks_finish_reason() else choice.finish_reason,
+        finish_reason=None if _lacks_finish_reason(received) else choice.finish_reason,
         input_tokens=_tokens(usage, "prompt_tokens"),
         output_tokens=_tokens(usage, "completion_tokens"),
     )
@@ -394,6 +479,8 @@ class Client:
         self._sleep = sleep
         self._clock = clock
         self._gates: dict[str, Gate] = {}
+        self._transport: _ReceivingTransport | None = None
+        self._sdk_clients: dict[tuple[str, str | None, str | None], Any] = {}
         self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait_s)
 
     def gate(self, endpoint: Endpoint) -> Gate:
@@ -425,9 +512,17 @@ class Client:
             self._on_retry(_diagnose(exc).kind if exc is not None else "unknown")
 
     async def complete(
-        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any]
+        self,
+        endpoint: Endpoint,
+        messages: tuple[Message, ...],
+        params: Mapping[str, Any],
+        on_receipt: Callable[[Receipt], None] | None = None,
     ) -> Completion:
-        """One chat completion, retried on transient faults; raises CallFailed when no usable answer came."""
+        """One chat completion, retried on transient faults; raises CallFailed when no usable answer came.
+
+        `on_receipt` is given each successful answer the moment it has arrived, before it is parsed (on the openai
+        and anthropic routes), to be kept until the completion itself is stored.
+        """
         gate = self.gate(endpoint)
         cost = estimate_cost(messages, params, self._output_estimate)
         api_key = endpoint.api_key()
@@ -463,7 +558,7 @@ class Client:
                         try:
                             time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
                             completion = await self._attempt(
-                                endpoint, api_key, messages, params, time_left, gate.rate, reservation
+                                endpoint, api_key, messages, params, time_left, gate.rate, reservation, on_receipt
                             )
                         except Exception as exc:
                             diagnosis = _diagnose(exc)
@@ -500,14 +595,48 @@ class Client:
         time_left: float,
         rate: RateLimiter,
         reservation: Reservation,
+        on_receipt: Callable[[Receipt], None] | None,
     ) -> Completion:
+        started = time.perf_counter()
+        async with asyncio.timeout(time_left):
+            reply, headers = await self._exchange(endpoint, api_key, messages, params, _Exchange(on_receipt))
+        rate.observe(headers)
+        if reply.input_tokens or reply.output_tokens:
+            # Billed even when the answer is unusable: the provider counted these tokens.
+            rate.settle(reservation, reply.input_tokens, reply.output_tokens)
+        return _usable(reply, time.perf_counter() - started)
+
+    async def recover(
+        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any], receipt: Receipt
+    ) -> Completion | None:
+        """The completion in an answer received earlier (by a process that died before storing it), parsed through
+        litellm exactly as on arrival, with no request; None if it is unusable, and the call must be made again."""
+        try:
+            reply, _ = await self._exchange(endpoint, endpoint.api_key(), messages, params, _Exchange(replay=receipt))
+            return _usable(reply, receipt.latency_s)
+        except Exception:
+            return None
+
+    async def _exchange(
+        self,
+        endpoint: Endpoint,
+        api_key: str | None,
+        messages: tuple[Message, ...],
+        params: Mapping[str, Any],
+        exchange: _Exchange,
+    ) -> tuple[_Reply, Mapping[str, str]]:
+        """One request through litellm, its answer read to the end; the answer's response headers."""
         litellm = _litellm()
         streamed = params.get("stream") is True
         # Streamed usage comes only when asked for (OpenAI's stream_options; litellm maps it for other providers).
-        extra = {"stream_options": {"include_usage": True}} if streamed and "stream_options" not in params else {}
-        raw = _RawBody()
-        started = time.perf_counter()
-        async with asyncio.timeout(time_left):
+        extra: dict[str, Any] = (
+            {"stream_options": {"include_usage": True}} if streamed and "stream_options" not in params else {}
+        )
+        sdk_client = self._sdk_client(endpoint, api_key)
+        if sdk_client is not None:
+            extra["client"] = sdk_client
+        token = _EXCHANGE.set(exchange)
+        try:
             response = await litellm.acompletion(
                 model=endpoint.model,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
@@ -516,27 +645,70 @@ class Client:
                 timeout=self._timeout_s,
                 num_retries=0,
                 max_retries=0,
-                logger_fn=raw,
                 **extra,
                 **params,
             )
-            rate.observe(_success_headers(response))
-            reply = await _assembled(response) if streamed else _whole(response, raw)
-        latency = time.perf_counter() - started
-        if reply.input_tokens or reply.output_tokens:
-            # Billed even when the answer is unusable: the provider counted these tokens.
-            rate.settle(reservation, reply.input_tokens, reply.output_tokens)
-        if not reply.text:
-            raise _Unusable("empty", "the model returned an empty answer")
-        if not reply.finish_reason:
-            raise _Unusable("incomplete", "the answer has no finish reason (cut off)")
-        return Completion(
-            text=reply.text,
-            finish_reason=str(reply.finish_reason),
-            input_tokens=reply.input_tokens,
-            output_tokens=reply.output_tokens,
-            latency_s=latency,
-        )
+            reply = await _assembled(response) if streamed else _whole(response, exchange.received)
+        finally:
+            _EXCHANGE.reset(token)
+        return reply, _success_headers(response)
+
+    def _sdk_client(self, endpoint: Endpoint, api_key: str | None) -> Any:
+        """The client litellm is to send this endpoint's requests with (ours, on our transport); None on routes
+        other than openai and anthropic, which litellm serves with its own (no receipts, no raw-body checks)."""
+        route = _route(endpoint.model)
+        if route not in ("openai", "anthropic"):
+            return None
+        key = (route, endpoint.api_base, api_key)
+        client = self._sdk_clients.get(key)
+        if client is None:
+            if self._transport is None:
+                self._transport = _ReceivingTransport()
+            if route == "openai":
+                import openai
+
+                # openai 3.x is typed for httpx2 clients and accepts httpx ones too, as litellm's own handler uses.
+                http: Any = httpx.AsyncClient(transport=self._transport, timeout=self._timeout_s)
+                client = openai.AsyncOpenAI(
+                    api_key=api_key, base_url=endpoint.api_base, http_client=http, max_retries=0
+                )
+            else:
+                from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+                client = AsyncHTTPHandler(timeout=self._timeout_s, transport=self._transport)
+            self._sdk_clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the connections this client holds (call before its event loop ends)."""
+        if self._transport is not None:
+            await self._transport.aclose()
+        self._transport = None
+        self._sdk_clients.clear()
+
+
+def _usable(reply: _Reply, latency_s: float) -> Completion:
+    """The completion in a reply, or _Unusable if the reply is empty or cut off."""
+    if not reply.text:
+        raise _Unusable("empty", "the model returned an empty answer")
+    if not reply.finish_reason:
+        raise _Unusable("incomplete", "the answer has no finish reason (cut off)")
+    return Completion(
+        text=reply.text,
+        finish_reason=str(reply.finish_reason),
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+        latency_s=latency_s,
+    )
+
+
+@functools.cache
+def _route(model: str) -> str:
+    """The provider litellm routes a model string to ('openai' for 'gpt-4o' as for 'openai/...')."""
+    try:
+        return str(_litellm().get_llm_provider(model=model)[1])
+    except Exception:
+        return model.split("/", 1)[0]
 
 
 @functools.cache

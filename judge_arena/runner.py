@@ -1,12 +1,15 @@
 """Cache-first execution of model calls: look up the store, else call the model once and commit the result.
 
 Identical requests in flight at the same moment share one call (raw and plain views of an unformatted answer
-render the same judge prompt, for instance), so nothing is paid twice within a run either.
+render the same judge prompt, for instance), so nothing is paid twice within a run either. An answer is written down
+as a receipt the moment it arrives, before it is parsed; a run that finds the receipt of a process killed before it
+stored the answer recovers the answer from it instead of paying for it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,8 @@ class CallStats:
     failed: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     """Retries by fault kind (http_429, timeout, …)."""
+    recovered: int = 0
+    """Answers a killed run had received but not stored, recovered from their receipts instead of paid again."""
     refused: int = 0
     """Calls not made because the budget was reached: neither failed nor cached."""
     max_usd: float | None = None
@@ -113,7 +118,8 @@ class CallRunner:
         return completion
 
     async def _claimed_or_made(self, model: ModelConfig, key: CallKey) -> Completion:
-        """Wait while another process makes this call; else claim it, make it, store it and release the claim."""
+        """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process
+        received), store it and release the claim."""
         while (claim := self._store.claim(key)) == "busy":
             await asyncio.sleep(_CLAIM_POLL_S)
         if claim == "done":
@@ -123,16 +129,30 @@ class CallRunner:
                 self._changed()
                 return done
         try:
+            endpoint = Endpoint.of(model, self._simulator_url)
+            receipt = self._store.receipt(key)
+            recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
+            if recovered is not None:
+                self._store.put(key, recovered)
+                self.stats.recovered += 1
+                self._changed()
+                return recovered
+            return await self._made(model, endpoint, key)
+        finally:
+            self._store.release(key)
+
+    async def _made(self, model: ModelConfig, endpoint: Endpoint, key: CallKey) -> Completion:
+        """Make the call within the budget, keeping its answer's receipt until the completion is stored."""
+        try:
             reservation = self._budget.reserve(model, key.messages) if self._budget else 0.0
         except BudgetExceeded:
-            self._store.release(key)
             self.stats.refused += 1
             self._changed()
             raise
         completion: Completion | None = None
         try:
             completion = await self._client.complete(
-                Endpoint.of(model, self._simulator_url), key.messages, model.params
+                endpoint, key.messages, model.params, on_receipt=functools.partial(self._store.put_receipt, key)
             )
             self._store.put(key, completion)
         except CallFailed as failure:
@@ -144,7 +164,10 @@ class CallRunner:
             if self._budget:
                 self._budget.settle(model, reservation, completion)
                 self.stats.spent_usd = self._budget.spent_usd
-            self._store.release(key)
         self.stats.made += 1
         self._changed()
         return completion
+
+    async def aclose(self) -> None:
+        """Close the client's connections (call before the event loop ends)."""
+        await self._client.aclose()

@@ -1,11 +1,14 @@
 """The cache: every model call's result, keyed by everything that can change it. The only persistence module.
 
 SQLite in WAL mode, one row per successful call, committed the moment the call returns. Failures go to their own
-table: they are reported, and retried on the next run, never served as results.
+table: they are reported, and retried on the next run, never served as results. A provider's answer is also kept as
+a receipt the moment its last byte arrives, before it is parsed, so that a process killed in between leaves the
+answer behind for the next run instead of having it paid for again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -14,6 +17,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +48,14 @@ CREATE TABLE IF NOT EXISTS failures (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key);
+CREATE TABLE IF NOT EXISTS receipts (
+    key TEXT PRIMARY KEY,
+    request TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    latency_s REAL NOT NULL,
+    received_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -117,6 +129,16 @@ def _is_locked(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """A provider's successful HTTP answer as it arrived, not yet parsed: what a resumed run can still use."""
+
+    content_type: str
+    body: bytes
+    latency_s: float
+    """From sending the request to the answer's last byte."""
+
+
 class Store:
     """The SQLite cache of completions, the log of failures, and the claims that keep processes from paying twice.
 
@@ -162,27 +184,52 @@ class Store:
         return None if row is None else Completion(*row)
 
     def put(self, key: CallKey, completion: Completion) -> None:
-        """Record a successful completion (committed at once)."""
+        """Record a successful completion (committed at once); its receipt is no longer needed."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.digest,
+                    key.model,
+                    key.canonical_json,
+                    completion.text,
+                    completion.finish_reason,
+                    completion.input_tokens,
+                    completion.output_tokens,
+                    completion.latency_s,
+                    time.time(),
+                ),
+            )
+            self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
+
+    def put_receipt(self, key: CallKey, receipt: Receipt) -> None:
+        """Keep an answer that has arrived but is not parsed yet (committed at once)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.digest,
-                key.model,
-                key.canonical_json,
-                completion.text,
-                completion.finish_reason,
-                completion.input_tokens,
-                completion.output_tokens,
-                completion.latency_s,
-                time.time(),
-            ),
+            "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?)",
+            (key.digest, key.canonical_json, receipt.content_type, receipt.body, receipt.latency_s, time.time()),
         )
+
+    def receipt(self, key: CallKey) -> Receipt | None:
+        """The answer an earlier process received for this call and did not get to store, or None."""
+        row = self._db.execute(
+            "SELECT content_type, body, latency_s FROM receipts WHERE key = ?", (key.digest,)
+        ).fetchone()
+        return None if row is None else Receipt(row[0], bytes(row[1]), row[2])
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def claim(self, key: CallKey) -> Claim:
         """Claim the call for this process, unless it is answered already or a live process has claimed it."""
         digest = key.digest
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if self._db.execute("SELECT 1 FROM completions WHERE key = ?", (digest,)).fetchone():
                 return "done"
             holder = self._db.execute(
@@ -195,8 +242,6 @@ class Store:
                 (digest, self._owner, self._host, os.getpid(), time.time()),
             )
             return "claimed"
-        finally:
-            self._db.execute("COMMIT")
 
     def _holds(self, host: str, pid: int, claimed_at: float) -> bool:
         # The age limit also covers a reused pid on this host.
@@ -208,11 +253,13 @@ class Store:
         self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, self._owner))
 
     def record_failure(self, key: CallKey, kind: str, message: str, attempts: int) -> None:
-        """Log a failed call; it stays uncached, so the next run tries it again."""
-        self._db.execute(
-            "INSERT INTO failures (key, model, kind, message, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.digest, key.model, kind, message, attempts, time.time()),
-        )
+        """Log a failed call; it stays uncached, so the next run tries it again (its receipt, unusable, goes)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO failures (key, model, kind, message, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (key.digest, key.model, kind, message, attempts, time.time()),
+            )
+            self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
 
     def count_completions(self) -> int:
         """Number of cached completions."""

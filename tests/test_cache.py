@@ -8,17 +8,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from judge_arena.client import CallFailed, Endpoint
+from judge_arena.client import CallFailed, Client, Endpoint
 from judge_arena.config import ModelConfig
 from judge_arena.records import Message
 from judge_arena.runner import CallRunner
-from judge_arena.store import CallKey, Completion, Store
+from judge_arena.sim import SimulatorServer
+from judge_arena.store import CallKey, Completion, Receipt, Store
 
 MESSAGES = (Message("system", "You judge."), Message("user", "Which is better?"))
 BASE_KEY = CallKey(model="openai/m", api_base=None, params=(("temperature", 0.0),), messages=MESSAGES)
@@ -56,7 +58,11 @@ class _FakeClient:
         self.delay_s = delay_s
 
     async def complete(
-        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any]
+        self,
+        endpoint: Endpoint,
+        messages: tuple[Message, ...],
+        params: Mapping[str, Any],
+        on_receipt: Callable[[Receipt], None] | None = None,
     ) -> Completion:
         self.calls += 1
         await asyncio.sleep(self.delay_s)
@@ -149,3 +155,42 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
             "UPDATE claims SET owner = 'live-run', pid = ? WHERE key = ?", (os.getppid(), BASE_KEY.digest)
         )
         assert store.claim(BASE_KEY) == "busy"
+
+
+def test_a_receipt_is_kept_until_its_call_is_stored_or_failed(tmp_path: Path) -> None:
+    receipt = Receipt("application/json", b'{"choices": []}', 0.25)
+    other = CallKey("openai/m2", None, (), MESSAGES)
+    with Store(tmp_path / "c.sqlite") as store:
+        store.put_receipt(BASE_KEY, receipt)
+        store.put_receipt(other, receipt)
+        with Store(tmp_path / "c.sqlite") as another_process:
+            assert another_process.receipt(BASE_KEY) == receipt
+        store.put(BASE_KEY, Completion("done", "stop", 1, 1, 0.25))
+        store.record_failure(other, "malformed", "not JSON", 1)
+        assert store.receipt(BASE_KEY) is None and store.receipt(other) is None
+        assert store.get(BASE_KEY) is not None and store.get(other) is None
+
+
+async def test_an_answer_a_dead_process_received_is_recovered_not_paid_again(tmp_path: Path) -> None:
+    def client(_on_retry: Callable[[str], None]) -> Client:
+        return Client(concurrency=2, timeout_s=30, max_attempts=1, max_wait_s=1)
+
+    with SimulatorServer() as sim:
+        base = f"{sim.url}/v1"
+        model = ModelConfig(name="m", model="openai/sim-good-terse", api_base=base, params={"max_tokens": 50})
+        key = CallKey(model.model, model.api_base, tuple(sorted(model.params.items())), MESSAGES)
+        receipts: list[Receipt] = []
+        first = client(print)
+        answered = await first.complete(Endpoint.of(model, None), MESSAGES, model.params, receipts.append)
+        await first.aclose()
+        with Store(tmp_path / "c.sqlite") as store:
+            store.put_receipt(key, receipts[0])  # left behind by a process killed before it stored the answer
+            runner = CallRunner(store, client, simulator_url=None)
+            try:
+                recovered = await runner.complete(model, MESSAGES)
+            finally:
+                await runner.aclose()
+            assert recovered == replace(answered, latency_s=receipts[0].latency_s)
+            assert (runner.stats.recovered, runner.stats.made, runner.stats.cached) == (1, 0, 0)
+            assert store.get(key) == recovered and store.receipt(key) is None
+        assert sum(r.billed for r in sim.requests) == 1

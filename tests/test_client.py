@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pytest
@@ -23,6 +23,7 @@ from judge_arena.records import Message
 from judge_arena.sim.faults import FAULT_KINDS, Fault, FaultKind, FaultPlan
 from judge_arena.sim.models import ChatMessage
 from judge_arena.sim.server import Reply, RequestRecord, SimRequest, SimulatorServer, error_response
+from judge_arena.store import Receipt
 
 Route = Literal["openai", "anthropic"]
 ROUTES: tuple[Route, ...] = ("openai", "anthropic")
@@ -398,6 +399,53 @@ async def test_time_queued_for_the_endpoint_is_not_spent_from_the_budget(sim: Si
         sim.hook = None
     assert all(a.text for a in answers)
     assert harness.retries == ["http_500"] * 5
+
+
+# --- receipts -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_answer_kept_on_arrival_is_recovered_with_no_request(
+    sim: SimulatorServer, question: str, route: Route, stream: bool
+) -> None:
+    receipts: list[Receipt] = []
+    endpoint, messages = _endpoint(sim, route), (Message("user", question),)
+    answered = await _harness().client.complete(endpoint, messages, _params(stream), on_receipt=receipts.append)
+    assert len(receipts) == 1
+    receipt = receipts[0]
+    assert receipt.content_type.startswith("text/event-stream" if stream else "application/json")
+    assert 0 < receipt.latency_s <= answered.latency_s
+
+    fresh = _harness().client  # as in a process started after the one that received the answer died
+    recovered = await fresh.recover(endpoint, messages, _params(stream), receipt)
+    assert recovered == replace(answered, latency_s=receipt.latency_s)
+    assert len(await _log_of(sim, question, 2)) == 1, "the recovery asked the simulator"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(("kind", "kept"), [("malformed", True), ("cut", True), ("server_error", False)])
+async def test_an_unusable_answer_is_kept_but_not_recovered(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str, route: Route, kind: FaultKind, kept: bool
+) -> None:
+    """The receipt is taken before parsing, so a 200 with a broken body is kept too; only errors are not."""
+    sim = faults(FaultPlan([Fault(kind)]))
+    receipts: list[Receipt] = []
+    endpoint, messages = _endpoint(sim, route), (Message("user", question),)
+    failure = await _fail_with(_harness(max_attempts=1), endpoint, messages, receipts.append)
+    assert failure.kind == DIAGNOSES[kind][0]
+    assert len(receipts) == (1 if kept else 0)
+    for receipt in receipts:
+        assert await _harness().client.recover(endpoint, messages, _params(False), receipt) is None
+    assert len(await _log_of(sim, question, 2)) == 1
+
+
+async def _fail_with(
+    harness: Harness, endpoint: Endpoint, messages: tuple[Message, ...], on_receipt: Callable[[Receipt], None]
+) -> CallFailed:
+    with pytest.raises(CallFailed) as failed:
+        await harness.client.complete(endpoint, messages, _params(False), on_receipt=on_receipt)
+    return failed.value
 
 
 # --- secrets --------------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """SIGKILL at random points, then resume: the results are those of an uninterrupted run, and no answer that was
-committed is ever paid for again.
+kept (stored, or received and written down as a receipt) is ever paid for again.
 
-What the client cannot close: a request the server has answered (and billed) while the process dies before
-committing the answer is paid again by the resumed run. The simulator delays every request before answering, so
-that, as with real models, nearly all of a request's time in flight comes before it is billed; the test then checks
-that every key paid twice was first paid by a killed process just before (or as) it died, and reports how many.
+What no client can close: an answer the server sends (and bills) in the last moments before the process dies,
+before its receipt is written, or to a process already dead, is paid again by the resumed run. The simulator delays
+every request before answering, so that, as with real models, nearly all of a request's time in flight comes
+before it is billed; the test checks that every key paid twice was first paid by a killed process just before (or
+as) it died, and reports how many.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _config(folder: Path, api_base: str) -> Path:
     model = {"api_base": api_base}
     config = {
         "name": "resume",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 6}],
+        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 20}],
         "candidates": [
             {"name": "strong", "model": "openai/sim-strong-plain", **model},
             {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
@@ -95,12 +96,16 @@ def _config(folder: Path, api_base: str) -> Path:
     return path
 
 
-def _committed(cache: Path) -> set[Key]:
-    """The requests whose answers are in the cache, keyed as the server sees them."""
+def _kept(cache: Path, table: str = "completions") -> set[Key]:
+    """The requests whose answers are stored in the cache (or only received, with table="receipts"), keyed as the
+    server sees them."""
     if not cache.exists():
         return set()
     with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT request FROM completions").fetchall()
+        try:
+            rows = db.execute(f"SELECT request FROM {table}").fetchall()
+        except sqlite3.OperationalError:  # the first process died before it had created the tables
+            return set()
     keys = set()
     for (request,) in rows:
         parsed = json.loads(request)
@@ -129,12 +134,15 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
         path = _config(tmp_path / "killed", f"{sim.url}/v1")
         cache = path.parent / "cache" / CACHE_FILE
         command = [sys.executable, "-m", "judge_arena.cli", "run", str(path)]
-        kills: list[tuple[int, float, set[Key]]] = []  # process, time of death, keys committed by then
+        kills: list[tuple[int, float, set[Key], set[Key]]] = []  # process, time of death, keys stored, received
         process = 0
+        # Kills land anywhere in a process's life, not only in its first requests: a process lives for `stride`
+        # answers on average, and the kills spread over the first four fifths of the run.
+        stride = max(1, total * 4 // (5 * KILLS))
         while len(kills) < KILLS:
-            remaining = total - len(_committed(cache))
+            remaining = total - len(_kept(cache))
             assert remaining > 8, "the run finished before all kills were made: lower KILLS or enlarge the run"
-            target = len(latency.billings()) + rng.randint(1, max(1, total // (2 * KILLS)))
+            target = len(latency.billings()) + rng.randint(1, 2 * stride - 1)
             latency.process = process
             child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while len(latency.billings()) < target and child.poll() is None:
@@ -145,7 +153,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
             child.wait()  # reaped: a zombie would still look alive to the claims of the next process
             assert child.returncode == -signal.SIGKILL, "the run ended before it was killed"
             time.sleep(LATENCY_S * 2)  # requests the dead process left in flight are still answered (and billed)
-            kills.append((process, died, _committed(cache)))
+            kills.append((process, died, _kept(cache), _kept(cache, "receipts")))
             process += 1
 
         latency.process = process
@@ -163,15 +171,16 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     by_key: dict[Key, list[Billing]] = defaultdict(list)
     for billing in billings:
         by_key[billing.key].append(billing)
-    assert len(by_key) == total == len(_committed(cache))
+    assert len(by_key) == total == len(_kept(cache))
 
-    # The guaranteed property: once an answer is committed, its key is never paid for again.
-    for killed, _, committed in kills:
-        paid_again = [b.key for b in billings if b.process > killed and b.key in committed]
-        assert not paid_again, f"{len(paid_again)} committed answers paid again after kill {killed}"
+    # The guaranteed property: once an answer is kept, its key is never paid for again.
+    for killed, _, stored, received in kills:
+        paid_again = [b.key for b in billings if b.process > killed and b.key in stored | received]
+        assert not paid_again, f"{len(paid_again)} kept answers paid again after kill {killed}"
+    recovered = sum(len(received - stored) for _, _, stored, received in kills)
 
-    # Within one process nothing is paid twice; across processes, only what a killed one had not committed yet.
-    death = {killed: at for killed, at, _ in kills}
+    # Within one process nothing is paid twice; across processes, only what a killed one had not kept yet.
+    death = {killed: at for killed, at, _, _ in kills}
     twice = {key: paid for key, paid in by_key.items() if len(paid) > 1}
     for key, paid in twice.items():
         assert len({b.process for b in paid}) == len(paid), key
@@ -183,8 +192,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
             )
     lags = [death[paid[0].process] - paid[0].at for paid in twice.values()]
     report = (
-        f"{KILLS} kills, {len(billings)} billed for {total} keys, {len(twice)} keys billed twice: "
-        f"{sum(lag >= 0 for lag in lags)} answered before the kill but not committed, "
+        f"{KILLS} kills, {len(billings)} billed for {total} keys; {recovered} answers received but not stored by a "
+        f"killed process recovered from their receipts; {len(twice)} keys billed twice: "
+        f"{sum(lag >= 0 for lag in lags)} answered before the kill but not kept, "
         f"{sum(lag < 0 for lag in lags)} in flight at the kill and answered after it; "
         f"answered at most {max(lags, default=0) * 1000:.0f} ms before the kill"
     )

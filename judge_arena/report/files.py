@@ -64,6 +64,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "calls": {
             "made": stats.made,
             "cached": stats.cached,
+            "recovered": stats.recovered,
             "failed": stats.failed,
             "retries": dict(stats.retries),
         },

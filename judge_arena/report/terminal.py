@@ -25,8 +25,11 @@ from judge_arena.views import View, canary_warnings
 def _calls_text(stats: CallStats) -> str:
     retries = f", {stats.total_retries} retries" if stats.total_retries else ""
     refused = f", {stats.refused} refused by the budget" if stats.refused else ""
+    recovered = f", {stats.recovered} recovered from an interrupted run" if stats.recovered else ""
     spend = f"; ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated)" if stats.max_usd is not None else ""
-    return f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{retries}{refused}{spend}"
+    return (
+        f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{recovered}{retries}{refused}{spend}"
+    )
 
 
 def budget_message(run: ArenaRun) -> str | None:
@@ -34,7 +37,7 @@ def budget_message(run: ArenaRun) -> str | None:
     stats = run.stats
     if not stats.refused or stats.max_usd is None:
         return None
-    done = stats.made + stats.cached + stats.failed
+    done = stats.made + stats.cached + stats.recovered + stats.failed
     return (
         f"budget reached: ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated); {done} of "
         f"{planned_calls(run.inputs)} calls made (or from cache); rerun with a larger budget to resume"
@@ -198,7 +201,7 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
         f"{_calls_text(stats)}; {run.elapsed_s:.1f} s"
     )
-    if stats.made == 0 and stats.failed == 0 and stats.refused == 0:
+    if stats.made == stats.failed == stats.refused == stats.recovered == 0:
         console.print("[green]Everything came from the cache: no model call was made.[/green]")
     if stats.retries:
         console.print("retries: " + ", ".join(f"{kind} {n}" for kind, n in stats.retries.most_common()))
