@@ -16,12 +16,14 @@ import contextvars
 import datetime
 import email.utils
 import functools
+import gc
 import json
 import math
 import os
 import re
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,14 +321,16 @@ _EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("ju
 class _ReceivingTransport(httpx.AsyncBaseTransport):
     """The HTTP transport under litellm's openai and anthropic routes: sees each successful answer as it arrives.
 
-    Parsing an answer (the SDK's, then litellm's) takes milliseconds, and answers that arrive together are parsed
-    one after the other; a receipt taken at the last byte, before any of that, keeps the time in which a killed
-    process loses an answer it has paid for to about the time of writing it down. Bodies are asked for
-    uncompressed, so that what is kept is exactly what is parsed.
+    The network side runs on a thread of its own (`_io_loop`). The run's event loop is busy for long stretches
+    (litellm spends milliseconds parsing each answer, the stages render and screen prompts), and an answer that
+    arrives meanwhile would wait for its turn; the I/O thread reads it at once and hands it to `on_receipt` before
+    the answer goes back to the SDK and litellm to be parsed, so that a process killed in between has it written
+    down. Bodies are asked for uncompressed, so that what is kept is exactly what is parsed; they are read whole,
+    streamed ones too (the client only ever uses a stream once it has ended).
     """
 
     def __init__(self) -> None:
-        self._network = httpx.AsyncHTTPTransport()
+        self._network: httpx.AsyncHTTPTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         exchange = _EXCHANGE.get()
@@ -335,54 +339,42 @@ class _ReceivingTransport(httpx.AsyncBaseTransport):
             exchange.received = replayed
             return httpx.Response(200, headers={"content-type": replayed.content_type}, content=replayed.body)
         request.headers["accept-encoding"] = "identity"
+        # Cancelling the wait (a timeout) cancels the exchange on the I/O thread too.
+        status, headers, body, extensions = await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._exchange(request, exchange), _io_loop())
+        )
+        return httpx.Response(status, headers=headers, content=body, extensions=extensions)
+
+    async def _exchange(
+        self, request: httpx.Request, exchange: _Exchange | None
+    ) -> tuple[int, httpx.Headers, bytes, dict[str, Any]]:
+        """On the I/O thread: the request sent, its answer read to the end and, if successful, kept."""
+        if self._network is None:
+            self._network = httpx.AsyncHTTPTransport()
         started = time.perf_counter()
         response = await self._network.handle_async_request(request)
-        if exchange is None or response.status_code != 200 or not isinstance(response.stream, httpx.AsyncByteStream):
-            return response
-        content_type = response.headers.get("content-type", "")
-        return httpx.Response(
-            200,
-            headers=response.headers,
-            stream=_ReceivedStream(response.stream, content_type, started, exchange),
-            extensions=response.extensions,
-        )
+        try:
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
+        finally:
+            await response.aclose()
+        if exchange is not None and response.status_code == 200:
+            content_type = response.headers.get("content-type", "")
+            exchange.receive(Receipt(content_type, body, time.perf_counter() - started))
+        passed_on = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+        return response.status_code, response.headers, body, passed_on
 
     async def aclose(self) -> None:
-        await self._network.aclose()
+        network, self._network = self._network, None
+        if network is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(network.aclose(), _io_loop()))
 
 
-class _ReceivedStream(httpx.AsyncByteStream):
-    """A response body passed on as it is read; a receipt of all of it once it has ended or been closed.
-
-    SDKs stop reading a stream at its last event and close it; what was read by then is the answer. A body closed
-    early (a timeout, a dropped connection) is kept all the same: recovering it finds it unusable.
-    """
-
-    def __init__(self, body: httpx.AsyncByteStream, content_type: str, started: float, exchange: _Exchange) -> None:
-        self._body = body
-        self._content_type = content_type
-        self._started = started
-        self._exchange = exchange
-        self._parts: list[bytes] = []
-        self._kept = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._body:
-            self._parts.append(chunk)
-            yield chunk
-        self._keep()
-        # Let the other answers that arrived at the same time be written down before this one is parsed.
-        await asyncio.sleep(0)
-
-    async def aclose(self) -> None:
-        self._keep()
-        await self._body.aclose()
-
-    def _keep(self) -> None:
-        if not self._kept:
-            self._kept = True
-            latency_s = time.perf_counter() - self._started
-            self._exchange.receive(Receipt(self._content_type, b"".join(self._parts), latency_s))
+@functools.cache
+def _io_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of the process's HTTP I/O thread, started on first use (a daemon: it ends with the process)."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="judge-arena-http", daemon=True).start()
+    return loop
 
 
 def _tokens(usage: Any, name: str) -> int:
@@ -714,8 +706,15 @@ def _route(model: str) -> str:
 @functools.cache
 def _litellm() -> Any:
     """litellm, imported on first use (the import takes seconds) and kept quiet: failures are ours to report."""
-    import litellm
-
+    # The import makes millions of long-lived objects: collecting garbage while it runs costs more than half a
+    # second, and every later full collection would walk them all again (0.1-0.2 s holding the GIL, which stalls
+    # the I/O thread that writes answers down). Collect none during the import, then set them aside for good.
+    gc.disable()
+    try:
+        import litellm
+    finally:
+        gc.freeze()
+        gc.enable()
     litellm.suppress_debug_info = True
     litellm.telemetry = False
     litellm.num_retries = 0

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -164,10 +165,15 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+        # Receipts are written from the client's I/O thread, on a connection of their own.
+        self._receipts_db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._receipts_db.execute("PRAGMA synchronous=NORMAL")
+        self._receipts_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+        self._receipts_db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -203,11 +209,12 @@ class Store:
             self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
 
     def put_receipt(self, key: CallKey, receipt: Receipt) -> None:
-        """Keep an answer that has arrived but is not parsed yet (committed at once)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?)",
-            (key.digest, key.canonical_json, receipt.content_type, receipt.body, receipt.latency_s, time.time()),
-        )
+        """Keep an answer that has arrived but is not parsed yet (committed at once; callable from any thread)."""
+        with self._receipts_lock:
+            self._receipts_db.execute(
+                "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?)",
+                (key.digest, key.canonical_json, receipt.content_type, receipt.body, receipt.latency_s, time.time()),
+            )
 
     def receipt(self, key: CallKey) -> Receipt | None:
         """The answer an earlier process received for this call and did not get to store, or None."""
