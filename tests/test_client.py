@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -421,6 +422,40 @@ async def test_an_answer_kept_on_arrival_is_recovered_with_no_request(
     recovered = await fresh.recover(endpoint, messages, _params(stream), receipt)
     assert recovered == replace(answered, latency_s=receipt.latency_s)
     assert len(await _log_of(sim, question, 2)) == 1, "the recovery asked the simulator"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_answer_is_written_down_while_the_event_loop_is_busy(
+    sim: SimulatorServer, question: str, route: Route
+) -> None:
+    """Answers are read on the client's I/O thread: one arriving while the run's loop is busy (parsing, rendering)
+    is written down at once, not when the loop comes round to it."""
+    asked = threading.Event()
+
+    async def slow(request: SimRequest) -> None:
+        asked.set()
+        await asyncio.sleep(0.2)  # then answered (and billed) as usual
+
+    received_at: list[float] = []
+    sim.hook = slow
+    try:
+        call = asyncio.create_task(
+            _harness(timeout_s=5.0).client.complete(
+                _endpoint(sim, route),
+                (Message("user", question),),
+                _params(False),
+                on_receipt=lambda _: received_at.append(time.monotonic()),
+            )
+        )
+        while not asked.is_set():
+            await asyncio.sleep(0.005)
+        time.sleep(1.0)  # the event loop is blocked: nothing on it runs
+        busy_until = time.monotonic()
+        answered = await call
+    finally:
+        sim.hook = None
+    assert answered.text and len(received_at) == 1
+    assert received_at[0] < busy_until - 0.5
 
 
 @pytest.mark.parametrize("route", ROUTES)
