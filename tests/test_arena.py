@@ -92,7 +92,9 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
     run = _run(path, sim)
     views = rate_views(run.inputs.config, run.battles, run.answers)
     assert [(v.judge, v.label) for v in views] == [("judge", "raw"), ("judge", "plain"), ("judge", "raw+sc")]
-    assert [c.name for c in views[2].board.coefficients] == ["tokens", "headers", "lists", "bold"]
+    style_controlled = views[2].board
+    assert style_controlled is not None
+    assert [c.name for c in style_controlled.coefficients] == ["tokens", "headers", "lists", "bold"]
     for view in views:
         assert view.board is not None
         assert {r.model for r in view.board.rows} == {"strong-plain", "markdown-weak", "strong-markdown"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JUDGE = "sim-judge"
 
 
-def _caller(model: str):  # type: ignore[no-untyped-def]
+def _caller(model: str) -> Callable[[tuple[Message, ...]], Awaitable[Completion]]:
     async def complete(messages: tuple[Message, ...]) -> Completion:
         text = reply(model, [ChatMessage(m.role, m.content) for m in messages])
         return Completion(text, "stop", 0, 0, 0.0)
