@@ -44,6 +44,9 @@ from judge_arena.store import Completion, Receipt
 _PLACEHOLDER_KEY = "no-key"
 """Sent to endpoints that need no key (simulator, local servers): the SDKs refuse to send a request without one."""
 
+_RECEIVING_ROUTES = ("openai", "anthropic")
+"""The litellm routes whose HTTP goes through our transport (receipts, raw-body checks)."""
+
 _TIMEOUT_MARGIN_S = 5.0
 """Beyond the request timeout, how long an attempt may last in all before it is cancelled."""
 
@@ -603,6 +606,8 @@ class Client:
     ) -> Completion | None:
         """The completion in an answer received earlier (by a process that died before storing it), parsed through
         litellm exactly as on arrival, with no request; None if it is unusable, and the call must be made again."""
+        if _route(endpoint.model) not in _RECEIVING_ROUTES:
+            return None  # litellm's own HTTP stack would send the request instead of replaying the receipt
         try:
             reply, _ = await self._exchange(endpoint, endpoint.api_key(), messages, params, _Exchange(replay=receipt))
             return _usable(reply, receipt.latency_s)
@@ -649,7 +654,7 @@ class Client:
         """The client litellm is to send this endpoint's requests with (ours, on our transport); None on routes
         other than openai and anthropic, which litellm serves with its own (no receipts, no raw-body checks)."""
         route = _route(endpoint.model)
-        if route not in ("openai", "anthropic"):
+        if route not in _RECEIVING_ROUTES:
             return None
         key = (route, endpoint.api_base, api_key)
         client = self._sdk_clients.get(key)

@@ -424,6 +424,16 @@ async def test_an_answer_kept_on_arrival_is_recovered_with_no_request(
     assert len(await _log_of(sim, question, 2)) == 1, "the recovery asked the simulator"
 
 
+async def test_a_route_litellm_serves_itself_recovers_nothing(sim: SimulatorServer, question: str) -> None:
+    """On a route under litellm's own HTTP stack, a replay would be a real (paid) request: it is not attempted."""
+    receipts: list[Receipt] = []
+    messages = (Message("user", question),)
+    await _harness().client.complete(_endpoint(sim, "openai"), messages, _params(False), on_receipt=receipts.append)
+    elsewhere = Endpoint(f"hosted_vllm/{MODEL}", f"{sim.url}/v1", api_key_env=None)
+    assert await _harness().client.recover(elsewhere, messages, _params(False), receipts[0]) is None
+    assert len(await _log_of(sim, question, 2)) == 1
+
+
 @pytest.mark.parametrize("route", ROUTES)
 async def test_an_answer_is_written_down_while_the_event_loop_is_busy(
     sim: SimulatorServer, question: str, route: Route
