@@ -4,9 +4,10 @@ litellm's own retries and the SDKs' are switched off (each would retry 3 times u
 spend); tenacity owns every retry, with exponential jitter that honours the provider's Retry-After.
 
 On the openai and anthropic routes (which include every OpenAI-compatible server) litellm is handed SDK clients
-whose HTTP transport is ours: it sees each successful answer the moment its last byte arrives, before any parsing,
-and hands it to the caller to keep (a receipt), so that a process killed while litellm parses does not lose an
-answer it has paid for; the same transport serves a kept receipt back through litellm to recover it.
+whose HTTP transport is ours: on an I/O thread of its own, it sees each successful answer the moment its last byte
+arrives, before any parsing, and hands it to the caller to keep (a receipt), so that a process killed while litellm
+parses does not lose an answer it has paid for; the same transport serves a kept receipt back through litellm to
+recover it.
 """
 
 from __future__ import annotations
@@ -344,11 +345,11 @@ class _ReceivingTransport(httpx.AsyncBaseTransport):
         request.headers["accept-encoding"] = "identity"
         # Cancelling the wait (a timeout) cancels the exchange on the I/O thread too.
         status, headers, body, extensions = await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._exchange(request, exchange), _io_loop())
+            asyncio.run_coroutine_threadsafe(self._fetch(request, exchange), _io_loop())
         )
         return httpx.Response(status, headers=headers, content=body, extensions=extensions)
 
-    async def _exchange(
+    async def _fetch(
         self, request: httpx.Request, exchange: _Exchange | None
     ) -> tuple[int, httpx.Headers, bytes, dict[str, Any]]:
         """On the I/O thread: the request sent, its answer read to the end and, if successful, kept."""
