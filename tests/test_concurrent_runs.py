@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
+from judge_arena.report.files import _staged_folder
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import Store
 
@@ -90,3 +92,13 @@ def test_processes_creating_one_new_cache_at_once_all_open_it(tmp_path: Path) ->
         for attempt in range(25):
             path = str(tmp_path / f"cache-{attempt}.sqlite")
             assert pool.map(_open_store, [path] * 6) == [0] * 6
+
+
+def test_runs_finishing_in_the_same_second_get_report_folders_of_their_own(tmp_path: Path) -> None:
+    # Two runs of one config finishing in the same second once both took the same name, and one failed.
+    (tmp_path / "arena-20240101-000000").mkdir()  # an earlier run's report
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: _staged_folder(tmp_path, "arena-20240101-000000"), range(8)))
+    folders = sorted(folder.name for _, folder in claimed)
+    assert folders == sorted(f"arena-20240101-000000-{n}" for n in range(2, 10))
+    assert all(staging.is_dir() and staging.name == f".{folder.name}.partial" for staging, folder in claimed)

@@ -5,6 +5,7 @@ The folder is written under a temporary name and renamed when complete, so a rep
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict
@@ -100,19 +101,32 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     }
 
 
+def _staged_folder(root: Path, base: str) -> tuple[Path, Path]:
+    """A new staging folder and the free report name it will be renamed to (`base`, else `base-2`, `base-3`, …).
+
+    Another run finishing in the same second may be choosing at the same moment: creating the staging folder is
+    the atomic claim on a name, and the name is checked free only once claimed (the only process that could still
+    take it is the one holding its staging folder).
+    """
+    for suffix in itertools.count(1):
+        name = base if suffix == 1 else f"{base}-{suffix}"
+        staging, folder = root / f".{name}.partial", root / name
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        if not folder.exists():
+            return staging, folder
+        staging.rmdir()
+    raise AssertionError("unreachable: itertools.count never ends")
+
+
 def write_report(run: ArenaRun, views: list[View]) -> Path:
     """Write the run's report folder and return its path."""
     config = run.inputs.config
     root = config.runner.output_dir
     root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = root / f"{config.name}-{stamp}"
-    suffix = 1
-    while folder.exists():
-        suffix += 1
-        folder = root / f"{config.name}-{stamp}-{suffix}"
-    staging = root / f".{folder.name}.partial"
-    staging.mkdir()
+    staging, folder = _staged_folder(root, f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     boards = leaderboard_frame(views)
     boards.to_csv(staging / "leaderboard.csv", index=False)
