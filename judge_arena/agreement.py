@@ -49,9 +49,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
 from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.judge import LABELS, outcome
 from judge_arena.records import Battle, Winner
+from judge_arena.runs import NO_FLAGS, read_table
 
 Orders = Literal["combined", "separate"]
 ORDERS: tuple[Orders, ...] = ("combined", "separate")
@@ -63,8 +66,8 @@ CLASSES: tuple[Winner, ...] = ("model_a", "tie", "model_b")
 VOTE_FIELDS = ("question_id", "model_a", "model_b", "winner", "judge")
 """Fields every record of a pairwise-vote file must have; ``turn`` is optional (1 when absent)."""
 
-RUN_COLUMNS = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "weight")
-"""Columns a run's battles.csv must have; ``flags`` is optional."""
+RUN_SIGNATURE = ("prompt_id", "judge", "normalization", "model_a", "model_b", "label", "winner")
+"""Columns that mark a CSV file as a run's battles.csv (`judge_arena.runs.COLUMNS` has them all)."""
 
 VOTE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 """File types `load_pairwise_votes` reads, by suffix."""
@@ -474,9 +477,13 @@ def load_battles(path: Path) -> list[Battle]:
     if path.is_dir():
         path = path / "battles.csv"
     shown = str(path)
-    rows = _csv_records(_read_text(path, shown), shown, RUN_COLUMNS)
-    if not rows:
+    table = read_table(path, "battles.csv", error=VotesInputError)
+    if table.empty:
         raise VotesInputError(shown, "no battles (the file has only a header)")
+    rows = [
+        (f"line {line}", {str(k): "" if v is pd.NA else v for k, v in row.items()})
+        for line, row in zip(table.index, table.to_dict(orient="records"), strict=True)
+    ]
     battles = []
     seen: dict[tuple[str, ...], str] = {}
     for where, row in rows:
@@ -538,7 +545,7 @@ def _has_run_header(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, csv.Error):
         # Unreadable here means unreadable as votes too; that reader reports it with the details.
         return False
-    return set(RUN_COLUMNS) <= set(header)
+    return set(RUN_SIGNATURE) <= set(header)
 
 
 def _read_text(path: Path, shown: str) -> str:
@@ -643,7 +650,7 @@ def _vote(record: Mapping[str, Any], shown: str, where: str) -> Vote:
     return Vote(question_id, model_a, model_b, _WINNERS[winner], voter, turn)
 
 
-def _battle(row: Mapping[str, str], shown: str, where: str) -> Battle:
+def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
     def fail(field: str, reason: str) -> VotesInputError:
         return VotesInputError(shown, reason, where=where, field=field)
 
@@ -658,10 +665,7 @@ def _battle(row: Mapping[str, str], shown: str, where: str) -> Battle:
     expected = outcome(label, 1.0)[0] if label is not None else None
     if winner != expected:
         raise fail("winner", f"must be {expected or 'empty'} for label {label or '(empty)'}; got {winner!r}")
-    try:
-        weight = float(row["weight"])
-    except ValueError:
-        raise fail("weight", f"must be a number; got {row['weight']!r}") from None
+    weight = float(row["weight"])
     if not math.isfinite(weight) or weight < 0:
         raise fail("weight", f"must be a finite number >= 0; got {row['weight']!r}")
     return Battle(
@@ -674,7 +678,7 @@ def _battle(row: Mapping[str, str], shown: str, where: str) -> Battle:
         label=label,
         winner=expected,
         weight=weight,
-        flags=tuple(flag for flag in row.get("flags", "").split(";") if flag),
+        flags=() if row["defence_flags"] in ("", NO_FLAGS) else tuple(row["defence_flags"].split(";")),
     )
 
 

@@ -65,13 +65,18 @@ def _metrics(args: argparse.Namespace, console: Console) -> int:
 
     try:
         evaluated = load_leaderboard(
-            args.evaluated, fmt=args.format, judge=args.judge, normalization=args.normalization
+            args.evaluated,
+            fmt=args.format,
+            judge=args.judge,
+            normalization=args.normalization,
+            style_control=args.style_control,
         )
         reference = load_leaderboard(
             args.reference,
             fmt=args.reference_format,
             judge=args.reference_judge,
             normalization=args.reference_normalization,
+            style_control=args.reference_style_control,
         )
         model_map = load_model_map(args.map) if args.map else None
         result = compare(evaluated, reference, model_map=model_map)
@@ -144,6 +149,10 @@ def _parser() -> argparse.ArgumentParser:
         metrics.add_argument(f"--{prefix}format", choices=FORMATS, default="auto", help=f"{whose} file format")
         metrics.add_argument(f"--{prefix}judge", help=f"judge of the {whose} run's view (run files only)")
         metrics.add_argument(f"--{prefix}normalization", help=f"normalization of the {whose} run's view")
+        metrics.add_argument(
+            f"--{prefix}style-control",
+            help=f"style control of the {whose} run's view: none, or the style set of its raw+sc view",
+        )
     metrics.set_defaults(handler=_metrics)
     agreement = commands.add_parser(
         "agreement", help="vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency"

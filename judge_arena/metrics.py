@@ -59,6 +59,7 @@ import pandas as pd
 
 from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.rating import FloatArray, Leaderboard
+from judge_arena.runs import read_table, select_view
 
 Format = Literal["auto", "run", "arena-hard", "chatbot-arena"]
 FORMATS: tuple[Format, ...] = ("auto", "run", "arena-hard", "chatbot-arena")
@@ -67,7 +68,8 @@ FORMATS: tuple[Format, ...] = ("auto", "run", "arena-hard", "chatbot-arena")
 Z_975 = 1.959963984540054
 """97.5th percentile of the standard normal: a 95 % interval is ± Z_975 standard deviations."""
 
-RUN_COLUMNS = ("judge", "normalization", "model", "rating", "lower", "upper")
+RUN_SIGNATURE = ("judge", "model", "rating", "lower", "upper")
+"""Columns that mark a CSV file as a run's leaderboard.csv (`judge_arena.runs.COLUMNS` has them all)."""
 CHATBOT_ARENA_COLUMNS = ("rating", "rating_q025", "rating_q975")
 ARENA_HARD_FIELDS = ("model", "score", "lower", "upper")
 
@@ -342,13 +344,19 @@ def _rename(board: Board, model_map: Mapping[str, str] | None) -> tuple[dict[str
 
 
 def load_leaderboard(
-    path: Path, *, fmt: Format = "auto", judge: str | None = None, normalization: str | None = None
+    path: Path,
+    *,
+    fmt: Format = "auto",
+    judge: str | None = None,
+    normalization: str | None = None,
+    style_control: str | None = None,
 ) -> Board:
     """Load a leaderboard from a run folder or file, in one of the `FORMATS`.
 
-    - ``run``: a run's ``leaderboard.csv`` (a run folder stands for the file in it); `judge` and
-      `normalization` select one of its views and may be omitted when only one view matches.
-      Score = ``rating``, interval = ``lower``–``upper``.
+    - ``run``: a run's ``leaderboard.csv`` (a run folder stands for the file in it); `judge`, `normalization`
+      and `style_control` (``none``, or the style set of a ``raw+sc`` view) select one of its views and may be
+      omitted when only one view matches (`judge_arena.runs.select_view`). Score = ``rating``, interval =
+      ``lower``–``upper``.
     - ``arena-hard``: Arena-Hard-Auto ``bootstrap_stats`` JSONL, one object a line with ``model``, ``score``,
       ``lower``, ``upper`` and optional ``results`` (the bootstrap samples); other keys are ignored.
     - ``chatbot-arena``: a Chatbot Arena ratings CSV: model name in ``index`` (or ``model``), ``rating``,
@@ -361,10 +369,12 @@ def load_leaderboard(
     shown = str(source)
     text = _read_text(source, shown)
     kind = _detect(source, text, shown) if fmt == "auto" else fmt
-    if kind != "run" and (judge is not None or normalization is not None):
-        raise MetricsInputError(shown, "a judge and a normalization select a view of a run's leaderboard.csv only")
+    if kind != "run" and any(selector is not None for selector in (judge, normalization, style_control)):
+        raise MetricsInputError(
+            shown, "a judge, a normalization and a style control select a view of a run's leaderboard.csv only"
+        )
     if kind == "run":
-        return _load_run(text, shown, judge=judge, normalization=normalization)
+        return _load_run(source, shown, judge=judge, normalization=normalization, style_control=style_control)
     if kind == "arena-hard":
         return _load_arena_hard(text, shown)
     if kind == "chatbot-arena":
@@ -435,14 +445,14 @@ def _detect(path: Path, text: str, shown: str) -> Format:
     if path.suffix.lower() == ".jsonl":
         return "arena-hard"
     header = set(next(csv.reader(io.StringIO(text)), []))
-    if set(RUN_COLUMNS) <= header:
+    if set(RUN_SIGNATURE) <= header:
         return "run"
     if set(CHATBOT_ARENA_COLUMNS) <= header:
         return "chatbot-arena"
     raise MetricsInputError(
         shown,
         "cannot tell the format: expected a .jsonl file (arena-hard), or a CSV with columns "
-        f"{', '.join(RUN_COLUMNS)} (run) or {', '.join(CHATBOT_ARENA_COLUMNS)} (chatbot-arena)",
+        f"{', '.join(RUN_SIGNATURE)} (run) or {', '.join(CHATBOT_ARENA_COLUMNS)} (chatbot-arena)",
     )
 
 
@@ -498,27 +508,24 @@ def _csv_rows(text: str, shown: str, required: Sequence[str]) -> list[tuple[int,
     return rows
 
 
-def _load_run(text: str, shown: str, *, judge: str | None, normalization: str | None) -> Board:
-    rows = _csv_rows(text, shown, RUN_COLUMNS)
-    views = list(dict.fromkeys((row["judge"], row["normalization"]) for _, row in rows))
-    chosen = [v for v in views if (judge is None or v[0] == judge) and (normalization is None or v[1] == normalization)]
-    available = ", ".join(f"{j}/{n}" for j, n in views) or "none"
-    if not chosen:
-        wanted = f"judge={judge!r}, normalization={normalization!r}"
-        raise MetricsInputError(shown, f"no view with {wanted}; views (judge/normalization): {available}")
-    if len(chosen) > 1:
-        raise MetricsInputError(
-            shown, f"{len(chosen)} views match; choose a judge and a normalization among: {available}"
-        )
-    view = chosen[0]
+def _load_run(
+    source: Path, shown: str, *, judge: str | None, normalization: str | None, style_control: str | None
+) -> Board:
+    boards = read_table(source, "leaderboard.csv", error=MetricsInputError)
+    name, rows = select_view(
+        boards,
+        shown,
+        judge=judge,
+        normalization=normalization,
+        style_control=style_control,
+        error=MetricsInputError,
+    )
     entries: list[tuple[int, BoardEntry]] = []
-    for line, row in rows:
-        if (row["judge"], row["normalization"]) != view:
-            continue
-        lower, upper = _interval(shown, line, ("lower", "upper"), (row["lower"], row["upper"]))
-        model = _name(row["model"], shown, line, "model")
-        entries.append((line, BoardEntry(model, _number(row["rating"], shown, line, "rating"), lower, upper)))
-    return _board(shown, f"{shown} [{view[0]}/{view[1]}]", entries)
+    for line, row in zip(rows.index, rows.itertuples(index=False), strict=True):
+        lower, upper = _interval(shown, line, ("lower", "upper"), (row.lower, row.upper))
+        model = _name(row.model, shown, line, "model")
+        entries.append((line, BoardEntry(model, _number(row.rating, shown, line, "rating"), lower, upper)))
+    return _board(shown, f"{shown} [{name}]", entries)
 
 
 def _load_arena_hard(text: str, shown: str) -> Board:

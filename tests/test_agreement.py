@@ -356,7 +356,7 @@ def test_unreadable_vote_files(tmp_path: Path) -> None:
         load_votes(path)
 
 
-HEADER = "prompt_id,category,judge,normalization,model_a,model_b,label,winner,weight,flags\n"
+HEADER = "prompt_id,category,judge,normalization,model_a,model_b,label,winner,weight,defence_flags\n"
 ROW = "1,c,j,raw,a,b,A>B,model_a,1.0,\n"
 
 
@@ -369,7 +369,7 @@ ROW = "1,c,j,raw,a,b,A>B,model_a,1.0,\n"
         (HEADER + "1,c,j,raw,a,b,A>B,model_a,heavy,\n", r"line 2: field 'weight'"),
         (HEADER + "1,c,,raw,a,b,A>B,model_a,1.0,\n", r"line 2: field 'judge'"),
         (HEADER + ROW + ROW, r"line 3: the same game as line 2"),
-        (HEADER.replace("label,", ""), r"line 1: field 'label': missing column"),
+        (HEADER.replace("label,", ""), r"line 1: missing column\(s\) label"),
         (HEADER, r"no battles"),
     ],
 )
@@ -449,7 +449,7 @@ def test_group_agreement_is_plain_data() -> None:
 def test_agreement_command_on_a_run_and_bad_votes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from judge_arena.cli import main
 
-    header = "prompt_id,category,judge,normalization,model_a,model_b,label,winner,weight,flags\n"
+    header = "prompt_id,category,judge,normalization,model_a,model_b,label,winner,weight,defence_flags\n"
     rows = [
         "q1,c,j,raw,x,y,A>B,model_a,1,",
         "q1,c,j,raw,y,x,B>A,model_b,1,",

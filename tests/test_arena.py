@@ -109,11 +109,19 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
     folder = next((tmp_path / "runs").iterdir())
     board = pd.read_csv(folder / "leaderboard.csv")
     assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 9
-    assert set(board["style_control"].fillna("")) == {"", "both"}
+    # every view is named by one column, and a plain pandas reader sees no missing style control
+    assert set(board["view"]) == {"raw", "plain", "raw+sc"}
+    assert set(zip(board["view"], board["style_control"], strict=True)) == {
+        ("raw", "none"),
+        ("plain", "none"),
+        ("raw+sc", "both"),
+    }
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["calls"]["made"] == 0 and summary["battles"] == len(run.battles)
+    assert all(key.isidentifier() for key in summary["flagged_battles"])
     battles = pd.read_csv(folder / "battles.csv")
     assert len(battles) == len(run.battles)
+    assert "flags" not in battles.columns and set(battles["defence_flags"]) == {"none"}
 
 
 def test_multi_turn_mt_bench_prompt_asks_turn_two_with_turn_one_answer(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judge_arena.report.files import _staged_folder
+from judge_arena.runs import _staged_folder
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import Store
 

@@ -33,6 +33,7 @@ from judge_arena.metrics import (
 from judge_arena.rating import leaderboard
 from judge_arena.report.files import leaderboard_frame
 from judge_arena.report.metrics import print_metrics
+from judge_arena.runs import COLUMNS
 from judge_arena.views import View
 
 STATS = Path("arena-hard-v0.1") / "benchmark_stats"
@@ -248,6 +249,7 @@ def arena_hard_line(model: str, score: float, lower: float, upper: float, result
 
 
 CHATBOT_ARENA_HEADER = "index,rating,variance,rating_q975,rating_q025,num_battles,final_ranking"
+RUN_HEADER = ",".join(COLUMNS["leaderboard.csv"])
 
 
 @pytest.fixture
@@ -326,7 +328,7 @@ def test_compare_refuses_two_models_matching_one_map_entry() -> None:
         compare(board, board, model_map={"m": "MODEL"})
 
 
-def run_folder(tmp_path: Path) -> tuple[Path, dict[str, Board]]:
+def run_folder(tmp_path: Path, *, style_controlled: bool = False) -> tuple[Path, dict[str, Board]]:
     """A run folder whose leaderboard.csv is written by the report code, and the boards with their samples."""
     rng = np.random.default_rng(0)
     strength = {"m1": 1.0, "m2": 0.5, "m3": 0.0, "m4": -0.8}
@@ -342,10 +344,33 @@ def run_folder(tmp_path: Path) -> tuple[Path, dict[str, Board]]:
         "plain": leaderboard(battles.iloc[::-1].reset_index(drop=True), rounds=30, seed=2, baseline="m3"),
     }
     views = [View("judge", norm, board, games=120, unparsed=0) for norm, board in boards.items()]
+    if style_controlled:
+        styled = leaderboard(battles, rounds=30, seed=3, baseline="m3")
+        views.append(View("judge", "raw", styled, games=120, unparsed=0, style="both"))
+        boards["raw+sc"] = styled
     folder = tmp_path / "runs" / "demo-20250101-000000"
     folder.mkdir(parents=True)
     leaderboard_frame(views).to_csv(folder / "leaderboard.csv", index=False)
     return folder, {norm: board_from_leaderboard(board, norm) for norm, board in boards.items()}
+
+
+def test_a_style_controlled_view_is_selected_by_its_style_control(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, boards = run_folder(tmp_path, style_controlled=True)
+    # raw and raw+sc share normalization=raw: the normalization alone is ambiguous, never a mix of both views
+    with pytest.raises(MetricsInputError, match=r"2 views match; .* judge/raw, judge/plain, judge/raw\+sc"):
+        load_leaderboard(folder, normalization="raw")
+    for style_control, view in (("none", "raw"), ("both", "raw+sc")):
+        loaded = load_leaderboard(folder, normalization="raw", style_control=style_control)
+        assert loaded.label.endswith(f"[judge/{view}]")
+        assert [e.score for e in loaded.entries] == pytest.approx([e.score for e in boards[view].entries])
+    command = ["metrics", str(folder), str(folder), "--normalization", "raw", "--reference-normalization", "raw"]
+    assert cli_main(command) == 2
+    assert "choose a judge, a normalization and a style control" in capsys.readouterr().err
+    assert cli_main([*command, "--style-control", "none", "--reference-style-control", "both"]) == 0
+    out = capsys.readouterr().out
+    assert "[judge/raw]" in out and "[judge/raw+sc]" in out
 
 
 def test_run_leaderboard_csv_loads_the_selected_view(tmp_path: Path) -> None:
@@ -364,7 +389,9 @@ def test_run_leaderboard_csv_needs_a_view_when_it_holds_several(tmp_path: Path) 
     folder, _ = run_folder(tmp_path)
     with pytest.raises(MetricsInputError, match=r"2 views match; choose .* judge/raw, judge/plain"):
         load_leaderboard(folder)
-    with pytest.raises(MetricsInputError, match=r"no view with judge='other', normalization=None"):
+    with pytest.raises(
+        MetricsInputError, match=r"no view with judge='other'; views \(judge/view\): judge/raw, judge/p"
+    ):
         load_leaderboard(folder, judge="other")
     assert load_leaderboard(folder, normalization="raw").label.endswith("[judge/raw]")
 
@@ -407,7 +434,13 @@ GOOD = arena_hard_line("a", 1, 0, 2)
         ("r.csv", [CHATBOT_ARENA_HEADER, "a,1,1,2,0,1,1", "b,1,1,2"], r"line 3: wrong number of fields"),
         ("r.csv", ["name,rating,rating_q025,rating_q975", "a,1,0,2"], r"missing the model name column 'index'"),
         ("x.csv", ["model,score", "a,1"], r"x.csv: cannot tell the format"),
-        ("v.csv", ["judge,normalization,model,rating,lower,upper", "j,raw,a,abc,0,1"], r"line 2: field 'rating'"),
+        ("v.csv", [RUN_HEADER, "j,raw,raw,none,a,abc,0,1,,,,1,1,1"], r"line 2: field 'rating': must be a number"),
+        ("v.csv", [RUN_HEADER, "j,raw,raw,none,a,1,2,1,,,,1,1,1"], r"line 2: field 'lower': 2.0 is above upper"),
+        (
+            "v.csv",
+            ["judge,normalization,model,rating,lower,upper", "j,raw,a,1,0,2"],
+            r"line 1: missing column\(s\) view",
+        ),
     ],
 )
 def test_bad_leaderboard_files_name_the_file_line_and_field(
@@ -428,9 +461,9 @@ def test_unreadable_leaderboard_inputs(tmp_path: Path) -> None:
     with pytest.raises(MetricsInputError, match=r"latin.jsonl line 2: not UTF-8 text"):
         load_leaderboard(latin)
     ratings = write_lines(tmp_path / "ratings.csv", [CHATBOT_ARENA_HEADER, "a,1,1,2,0,1,1"])
-    with pytest.raises(MetricsInputError, match=r"ratings.csv: a judge and a normalization select"):
+    with pytest.raises(MetricsInputError, match=r"ratings.csv: a judge, a normalization and a style control select"):
         load_leaderboard(ratings, judge="j")
-    with pytest.raises(MetricsInputError, match=r"ratings.csv line 1: missing column\(s\) judge, normalization"):
+    with pytest.raises(MetricsInputError, match=r"ratings.csv line 1: missing column\(s\) judge, view, normalization"):
         load_leaderboard(ratings, fmt="run")
 
 

@@ -1,13 +1,11 @@
-"""The run's output folder: leaderboards (CSV and JSON), battles, answers, failures and a summary.
+"""The run's report: its views, battles, answers, failures and summary as the tables of a run folder.
 
-The folder is written under a temporary name and renamed when complete, so a report is never half there.
+`judge_arena.runs` owns the folder's format and writes it.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,24 @@ import pandas as pd
 
 from judge_arena.arena import ArenaRun
 from judge_arena.defence import enabled_canaries
+from judge_arena.records import Battle
+from judge_arena.runs import ANSWER_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
 from judge_arena.views import View, battles_frame, canary_warnings
+
+
+def _view_columns(view: View) -> dict[str, str]:
+    return {
+        "judge": view.judge,
+        "view": view.label,
+        "normalization": view.normalization,
+        "style_control": view.style or NO_STYLE_CONTROL,
+    }
 
 
 def leaderboard_frame(views: list[View]) -> pd.DataFrame:
     """All views' leaderboards in one long table: one row per (judge, view, model)."""
-    frames = []
-    for view in views:
-        if view.board is None:
-            continue
-        frame = view.board.to_frame()
-        frame.insert(0, "style_control", view.style or "")
-        frame.insert(0, "normalization", view.normalization)
-        frame.insert(0, "judge", view.judge)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frames = [view.board.to_frame().assign(**_view_columns(view)) for view in views if view.board is not None]
+    return table("leaderboard.csv", frames)
 
 
 def category_frame(views: list[View]) -> pd.DataFrame:
@@ -39,13 +40,17 @@ def category_frame(views: list[View]) -> pd.DataFrame:
     for view in views:
         for category, entry in view.by_category.items():
             frame = entry.board.to_frame() if entry.board is not None else pd.DataFrame([{}])
-            frame.insert(0, "note", entry.note or "")
-            frame.insert(0, "battles", entry.battles)
-            frame.insert(0, "category", category)
-            frame.insert(0, "view", view.label)
-            frame.insert(0, "judge", view.judge)
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            frames.append(
+                frame.assign(**_view_columns(view), category=category, category_battles=entry.battles, note=entry.note)
+            )
+    return table("categories.csv", frames)
+
+
+def battles_table(battles: Sequence[Battle]) -> pd.DataFrame:
+    """The battles as battles.csv holds them: the rating stage's table with the defence's flags."""
+    frame = battles_frame(battles)
+    frame["defence_flags"] = [";".join(b.flags) or NO_FLAGS for b in battles]
+    return table("battles.csv", [frame])
 
 
 def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
@@ -82,14 +87,15 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),
         "flagged_battles": {
-            kind: sum(any(f.startswith(kind) for f in b.flags) for b in run.battles)
-            for kind in ("neutralized:", "injection:")
+            kind: sum(any(f.startswith(f"{kind}:") for f in b.flags) for b in run.battles)
+            for kind in ("neutralized", "injection")
         },
         "views": [
             {
                 "judge": v.judge,
+                "view": v.label,
                 "normalization": v.normalization,
-                "style_control": v.style,
+                "style_control": v.style or NO_STYLE_CONTROL,
                 "coefficients": [asdict(c) for c in v.board.coefficients] if v.board else [],
                 "games": v.games,
                 "unparsed": v.unparsed,
@@ -101,46 +107,15 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     }
 
 
-def _staged_folder(root: Path, base: str) -> tuple[Path, Path]:
-    """A new staging folder and the free report name it will be renamed to (`base`, else `base-2`, `base-3`, …).
-
-    Another run finishing in the same second may be choosing at the same moment: creating the staging folder is
-    the atomic claim on a name, and the name is checked free only once claimed (the only process that could still
-    take it is the one holding its staging folder).
-    """
-    for suffix in itertools.count(1):
-        name = base if suffix == 1 else f"{base}-{suffix}"
-        staging, folder = root / f".{name}.partial", root / name
-        try:
-            staging.mkdir()
-        except FileExistsError:
-            continue
-        if not folder.exists():
-            return staging, folder
-        staging.rmdir()
-    raise AssertionError("unreachable: itertools.count never ends")
-
-
 def write_report(run: ArenaRun, views: list[View]) -> Path:
-    """Write the run's report folder and return its path."""
+    """Write the run's report folder (`judge_arena.runs` describes it) and return its path."""
     config = run.inputs.config
-    root = config.runner.output_dir
-    root.mkdir(parents=True, exist_ok=True)
-    staging, folder = _staged_folder(root, f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-    boards = leaderboard_frame(views)
-    boards.to_csv(staging / "leaderboard.csv", index=False)
-    category_frame(views).to_csv(staging / "categories.csv", index=False)
-    (staging / "leaderboard.json").write_text(json.dumps(boards.to_dict(orient="records"), indent=2))
-    battles = battles_frame(run.battles)
-    battles["flags"] = [";".join(b.flags) for b in run.battles]
-    battles.to_csv(staging / "battles.csv", index=False)
-    with (staging / "answers.jsonl").open("w", encoding="utf-8") as out:
-        for answer in run.answers:
-            out.write(json.dumps(asdict(answer), ensure_ascii=False) + "\n")
-    pd.DataFrame([asdict(f) for f in run.failures], columns=["stage", "item", "reason"]).to_csv(
-        staging / "failures.csv", index=False
+    folder = RunFolder(
+        boards=leaderboard_frame(views),
+        categories=category_frame(views),
+        battles=battles_table(run.battles),
+        answers=pd.DataFrame([asdict(answer) for answer in run.answers], columns=list(ANSWER_FIELDS)),
+        failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
+        summary=summary(run, views),
     )
-    (staging / "summary.json").write_text(json.dumps(summary(run, views), indent=2))
-    staging.rename(folder)
-    return folder
+    return write_run(folder, config.runner.output_dir, config.name)

@@ -1,0 +1,419 @@
+"""The run folder: its files and their columns (one definition), the writer and the typed reader.
+
+A run folder holds:
+
+- ``leaderboard.csv`` (and the same rows in ``leaderboard.json``): one row per (judge, view, model). A *view* is
+  named by its normalization and its style control together (``raw``, ``plain``, ``raw+sc``); ``normalization``
+  and ``style_control`` (``none``, ``length``, ``markdown`` or ``both``) say the same apart.
+- ``categories.csv``: one row per (judge, view, category, model); a category without a board has one row with a
+  ``note`` and no model.
+- ``battles.csv``: one row per judged game, as shown to the judge; ``defence_flags`` holds the defence's flags
+  joined with ``;``, or ``none``.
+- ``answers.jsonl``: one candidate answer a line; ``failures.csv``: the work items that failed; ``summary.json``:
+  counts, calls, budget and per-view notes.
+
+Column names are plain identifiers. A value that is absent on purpose is written out (``none``); an empty cell is
+a missing value: the label and winner of an unparsed verdict, the note of a category that has a board, the model
+columns of one that has none.
+
+`write_run` writes a folder under a hidden staging name and renames it when complete, so a report is never half
+there; `load_run` reads one back as DataFrames with the dtypes of `COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from glob import escape as glob_escape
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from judge_arena.inputs import InputFileError
+from judge_arena.rating import LeaderboardRow
+from judge_arena.records import Answer
+
+Kind = Literal["text", "number", "count", "optional text", "optional number", "optional count"]
+"""What a column holds. Text is read as pandas' "string" dtype, a number as float64, a count as int64 (Int64 when
+optional). An optional column may have empty cells (missing values); a text one reads them as <NA>."""
+
+NO_STYLE_CONTROL = "none"
+"""`style_control` of a view fitted without style covariates."""
+
+NO_FLAGS = "none"
+"""`defence_flags` of a battle the defence did not flag."""
+
+_KIND_OF_FIELD: Mapping[str, Kind] = {
+    "str": "text",
+    "float": "number",
+    "float | None": "optional number",
+    "int": "count",
+}
+_BOARD_ROW: dict[str, Kind] = {f.name: _KIND_OF_FIELD[str(f.type)] for f in fields(LeaderboardRow)}
+_VIEW: dict[str, Kind] = {"judge": "text", "view": "text", "normalization": "text", "style_control": "text"}
+
+
+_OPTIONAL: Mapping[Kind, Kind] = {"text": "optional text", "number": "optional number", "count": "optional count"}
+
+
+COLUMNS: Mapping[str, Mapping[str, Kind]] = {
+    "leaderboard.csv": {**_VIEW, **_BOARD_ROW},
+    "categories.csv": {
+        **_VIEW,
+        "category": "text",
+        "category_battles": "count",
+        "note": "optional text",
+        **{name: _OPTIONAL.get(kind, kind) for name, kind in _BOARD_ROW.items()},
+    },
+    "battles.csv": {
+        "prompt_id": "text",
+        "category": "text",
+        "judge": "text",
+        "normalization": "text",
+        "model_a": "text",
+        "model_b": "text",
+        "label": "optional text",
+        "winner": "optional text",
+        "weight": "number",
+        "defence_flags": "text",
+    },
+    "failures.csv": {"stage": "text", "item": "text", "reason": "text"},
+}
+"""Every CSV file of a run folder and its columns, in order. `categories.csv`'s `category_battles` counts the
+category's games; its `battles` (from the board's rows) counts one model's games, as in `leaderboard.csv`."""
+
+ANSWER_FIELDS = tuple(f.name for f in fields(Answer))
+"""Keys of each line of ``answers.jsonl`` (the columns of `RunFolder.answers`)."""
+
+STALE_AFTER_S = 600.0
+"""A staging folder left this long by a process that no longer holds its lock is removed by the next run of the
+same name (a kill while writing the report leaves one behind)."""
+
+_LOCK = ".writing"
+_DTYPES: Mapping[Kind, str] = {
+    "text": "string",
+    "optional text": "string",
+    "number": "float64",
+    "optional number": "float64",
+    "count": "int64",
+    "optional count": "Int64",
+}
+
+
+class RunFolderError(InputFileError):
+    """A run folder, or one of its files, that cannot be read; the message names the file, line and field."""
+
+
+@dataclass(frozen=True, eq=False)
+class RunFolder:
+    """A run folder's contents as typed tables; `COLUMNS` gives each table's columns and kinds.
+
+    The CSV tables are indexed by their line in the file (index name ``line``), so a check on a row can name it.
+    """
+
+    boards: pd.DataFrame
+    """``leaderboard.csv``: every view's leaderboard, one row per (judge, view, model)."""
+    categories: pd.DataFrame
+    """``categories.csv``: every view's per-category leaderboards."""
+    battles: pd.DataFrame
+    """``battles.csv``: one row per judged game."""
+    answers: pd.DataFrame
+    """``answers.jsonl``: one row per candidate answer; ``turns`` holds a tuple of strings."""
+    failures: pd.DataFrame
+    """``failures.csv``: stage, item and reason of each failed work item."""
+    summary: Mapping[str, Any]
+    """``summary.json``."""
+
+    def board(
+        self, *, judge: str | None = None, normalization: str | None = None, style_control: str | None = None
+    ) -> pd.DataFrame:
+        """The rows of the one view that matches every selector given; see `select_view`."""
+        return select_view(
+            self.boards, "leaderboard.csv", judge=judge, normalization=normalization, style_control=style_control
+        )[1]
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def load_run(path: Path) -> RunFolder:
+    """Read a run folder written by `judge-arena run` (or `write_run`) into typed tables.
+
+    Raises `RunFolderError` naming the file (and the line and field) when a file is missing or does not have the
+    run folder's columns and values.
+    """
+    if not path.is_dir():
+        raise RunFolderError(str(path), "not a run folder" if path.exists() else "no such folder")
+    summary_path = path / "summary.json"
+    try:
+        summary = json.loads(_text(summary_path, RunFolderError))
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(str(summary_path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    if not isinstance(summary, dict):
+        raise RunFolderError(str(summary_path), "must be a JSON object")
+    return RunFolder(
+        boards=read_table(path / "leaderboard.csv"),
+        categories=read_table(path / "categories.csv"),
+        battles=read_table(path / "battles.csv"),
+        answers=_read_answers(path / "answers.jsonl"),
+        failures=read_table(path / "failures.csv"),
+        summary=summary,
+    )
+
+
+def read_table(path: Path, file: str | None = None, *, error: type[InputFileError] = RunFolderError) -> pd.DataFrame:
+    """A CSV file holding one of a run folder's tables (`file`, a key of `COLUMNS`; default: the path's name),
+    checked against its columns and typed; indexed by line.
+
+    Columns beyond the table's are kept as text. `error` is the exception raised (a caller reading the file as
+    its own input names its own error type).
+    """
+    columns = COLUMNS[file or path.name]
+    shown = str(path)
+    reader = csv.reader(io.StringIO(_text(path, error), newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise error(shown, "empty file; expected a header row")
+        missing = [name for name in columns if name not in header]
+        if missing:
+            raise error(shown, f"missing column(s) {', '.join(missing)}", line=1)
+        kinds: dict[str, Kind] = {name: columns.get(name, "text") for name in header}
+        lines: list[int] = []
+        values: dict[str, list[object]] = {name: [] for name in header}
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise error(shown, f"{len(cells)} cells, the header has {len(header)}", line=reader.line_num)
+            lines.append(reader.line_num)
+            for name, cell in zip(header, cells, strict=True):
+                values[name].append(_value(cell, kinds[name], shown, reader.line_num, name, error))
+    except csv.Error as exc:
+        raise error(shown, f"invalid CSV: {exc}", line=reader.line_num) from None
+    index = pd.Index(lines, name="line", dtype="int64")
+    return pd.DataFrame({name: pd.Series(values[name], index=index, dtype=_DTYPES[kinds[name]]) for name in header})
+
+
+def select_view(
+    boards: pd.DataFrame,
+    shown: str,
+    *,
+    judge: str | None = None,
+    normalization: str | None = None,
+    style_control: str | None = None,
+    error: type[InputFileError] = RunFolderError,
+) -> tuple[str, pd.DataFrame]:
+    """The name (``judge/view``) and rows of the one view of `boards` that every given selector matches.
+
+    A selector left None matches any value. Raises `error` naming `shown` when no view or several match, listing
+    the views there are.
+    """
+    keys = boards[["judge", "view", "normalization", "style_control"]].drop_duplicates()
+    wanted = {"judge": judge, "normalization": normalization, "style_control": style_control}
+    chosen = keys
+    for column, value in wanted.items():
+        if value is not None:
+            chosen = chosen[chosen[column] == value]
+    available = ", ".join(f"{j}/{v}" for j, v in zip(keys["judge"], keys["view"], strict=True)) or "none"
+    if chosen.empty:
+        given = ", ".join(f"{column}={value!r}" for column, value in wanted.items() if value is not None)
+        raise error(shown, f"no view with {given}; views (judge/view): {available}")
+    if len(chosen) > 1:
+        raise error(
+            shown,
+            f"{len(chosen)} views match; choose a judge, a normalization and a style control among: {available} "
+            f"(a view named <normalization>+sc has style control {', '.join(sorted(set(keys['style_control'])))})",
+        )
+    judge_name, view = str(chosen["judge"].iloc[0]), str(chosen["view"].iloc[0])
+    rows = boards[(boards["judge"] == judge_name) & (boards["view"] == view)]
+    return f"{judge_name}/{view}", rows
+
+
+def _text(path: Path, error: type[InputFileError]) -> str:
+    shown = str(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise error(shown, "no such file") from None
+    except UnicodeDecodeError:
+        raise error(shown, "not UTF-8 text") from None
+    except OSError as exc:
+        raise error(shown, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type[InputFileError]) -> object:
+    optional = kind.startswith("optional")
+    if kind.endswith("text"):
+        return None if optional and cell == "" else cell
+    if cell.strip() == "":
+        if optional:
+            return None
+        raise error(shown, "missing value", line=line, field=field)
+    try:
+        number = float(cell)
+    except ValueError:
+        raise error(shown, f"must be a number, got {cell!r}", line=line, field=field) from None
+    if kind.endswith("count"):
+        if not number.is_integer():
+            raise error(shown, f"must be a whole number, got {cell!r}", line=line, field=field)
+        return int(number)
+    if math.isnan(number):
+        raise error(shown, f"must be a number, got {cell!r}", line=line, field=field)
+    return number
+
+
+def _read_answers(path: Path) -> pd.DataFrame:
+    shown = str(path)
+    rows = []
+    for number, line in enumerate(_text(path, RunFolderError).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(shown, f"invalid JSON: {exc.msg}", line=number) from None
+        if not isinstance(record, dict) or set(record) != set(ANSWER_FIELDS):
+            raise RunFolderError(shown, f"must be an object with keys {', '.join(ANSWER_FIELDS)}", line=number)
+        rows.append({**record, "turns": tuple(record["turns"])})
+    frame = pd.DataFrame(rows, columns=list(ANSWER_FIELDS))
+    return frame.astype({"model": "string", "prompt_id": "string", "output_tokens": "int64", "latency_s": "float64"})
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def table(file: str, frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The frames stacked into one of `COLUMNS`' tables: its columns in order, with their dtypes; a column a frame
+    lacks is missing there, a column the table does not have is left out."""
+    columns = COLUMNS[file]
+    frames = list(frames)
+    stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+    return stacked.reindex(columns=list(columns)).astype({name: _DTYPES[kind] for name, kind in columns.items()})
+
+
+def write_run(run: RunFolder, root: Path, name: str) -> Path:
+    """Write a run folder under `root`, named `<name>-<date>-<time>` (with `-2`, `-3`, … if taken); return it.
+
+    The tables must have exactly the columns of `COLUMNS` (and `ANSWER_FIELDS`), in that order. The folder is
+    written as a hidden staging folder and renamed when complete, so it is never seen half-written; staging
+    folders of earlier runs of the same name that were killed while writing theirs are removed first.
+    """
+    for file, frame in (
+        ("leaderboard.csv", run.boards),
+        ("categories.csv", run.categories),
+        ("battles.csv", run.battles),
+        ("failures.csv", run.failures),
+    ):
+        if list(frame.columns) != list(COLUMNS[file]):
+            raise ValueError(f"{file}: columns {list(frame.columns)}, expected {list(COLUMNS[file])}")
+    if list(run.answers.columns) != list(ANSWER_FIELDS):
+        raise ValueError(f"answers.jsonl: columns {list(run.answers.columns)}, expected {list(ANSWER_FIELDS)}")
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(root, name)
+    staging, folder = _staged_folder(root, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # A fresh staging folder is never stale, so no cleaner can take the lock before this does.
+    with _lock(staging, blocking=True):
+        try:
+            _write_files(run, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        (staging / _LOCK).unlink()
+        staging.rename(folder)
+    return folder
+
+
+def _write_files(run: RunFolder, staging: Path) -> None:
+    run.boards.to_csv(staging / "leaderboard.csv", index=False)
+    (staging / "leaderboard.json").write_text(
+        json.dumps(_records(run.boards), indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    run.categories.to_csv(staging / "categories.csv", index=False)
+    run.battles.to_csv(staging / "battles.csv", index=False)
+    with (staging / "answers.jsonl").open("w", encoding="utf-8") as out:
+        for record in _records(run.answers):
+            out.write(json.dumps({**record, "turns": list(record["turns"])}, ensure_ascii=False) + "\n")
+    run.failures.to_csv(staging / "failures.csv", index=False)
+    (staging / "summary.json").write_text(json.dumps(run.summary, indent=2), encoding="utf-8")
+
+
+def remove_stale_staging(root: Path, name: str, *, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the staging folders of runs named `name` that nobody is writing; return the removed ones.
+
+    A staging folder is stale when it is older than `stale_after_s` and its writer's lock is free (the lock dies
+    with the process that held it): a report another process is writing right now is never touched.
+    """
+    pattern = re.compile(rf"\.{re.escape(name)}-\d{{8}}-\d{{6}}(-\d+)?\.partial")
+    removed = []
+    for staging in root.glob(f".{glob_escape(name)}-*.partial"):
+        if not pattern.fullmatch(staging.name):
+            continue
+        # Another run may finish with it, or remove it, at any moment: a folder that has gone is not an error.
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - staging.stat().st_mtime < stale_after_s:
+                continue
+            with _lock(staging, blocking=False) as held:
+                if held:
+                    shutil.rmtree(staging)
+                    removed.append(staging)
+    return removed
+
+
+@contextlib.contextmanager
+def _lock(staging: Path, *, blocking: bool) -> Iterator[bool]:
+    """Hold the staging folder's writer lock; yields False when another process holds it (non-blocking)."""
+    descriptor = os.open(staging / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)
+
+
+def _staged_folder(root: Path, base: str) -> tuple[Path, Path]:
+    """A new staging folder and the free report name it will be renamed to (`base`, else `base-2`, `base-3`, …).
+
+    Another run finishing in the same second may be choosing at the same moment: creating the staging folder is
+    the atomic claim on a name, and the name is checked free only once claimed (the only process that could still
+    take it is the one holding its staging folder).
+    """
+    for suffix in itertools.count(1):
+        name = base if suffix == 1 else f"{base}-{suffix}"
+        staging, folder = root / f".{name}.partial", root / name
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        if not folder.exists():
+            return staging, folder
+        staging.rmdir()
+    raise AssertionError("unreachable: itertools.count never ends")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as JSON-ready dicts: a missing value becomes None."""
+    return [
+        {str(key): None if _missing(value) else value for key, value in row.items()}
+        for row in frame.astype(object).to_dict(orient="records")
+    ]
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
