@@ -45,7 +45,10 @@ class View:
     self_judged: tuple[str, ...] = ()
     """Candidates sharing a model family with this judge (for the panel: with any of its judges)."""
     board_without_self: Leaderboard | None = None
-    """Panel only: the leaderboard when no judge votes on a battle of its own family (None when none does)."""
+    """Panel only: the leaderboard when no judge votes on a battle of its own family (None when none does, or when
+    those battles cannot be rated: `note_without_self` says why)."""
+    note_without_self: str = ""
+    """Panel only: why `board_without_self` could not be fitted (e.g. a model left with no battle), else empty."""
     style: str | None = None
     """The style covariates the view is controlled for (a `rating.STYLE_SETS` name), or None."""
     by_category: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
@@ -183,16 +186,22 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
             except ValueError as exc:
                 views.append(replace(view, note=str(exc)))
                 continue
-            without_self = None
+            without_self, note_without_self = None, ""
             if judge == PANEL and style is None and not panel_without_self.empty:
                 others = panel_without_self[panel_without_self["normalization"] == normalization]
-                without_self = leaderboard(others[others["winner"].notna()], **options)
+                # Dropping self-judged votes can leave a model (the baseline, say) with no battle at all; the
+                # run has paid for its calls, so that board gets a note and every other one is still reported.
+                try:
+                    without_self = leaderboard(others[others["winner"].notna()], **options)
+                except ValueError as exc:
+                    note_without_self = f"without self-judged votes: {exc}"
             views.append(
                 replace(
                     view,
                     board=board,
                     self_judged=_self_judged(config, judge),
                     board_without_self=without_self,
+                    note_without_self=note_without_self,
                     by_category=leaderboards_by(decided, "category", **view_options),
                 )
             )

@@ -101,3 +101,30 @@ def test_views_flag_self_preference_and_refit_the_panel_without_it() -> None:
     # without self-votes only the unbiased order remains: gpt-small first, then claude-small, then local
     assert without["gpt-small"] > without["claude-small"] > without["local"]
     assert with_self["local"] < with_self["gpt-small"]
+
+
+def test_a_panel_refit_that_leaves_a_model_without_battles_gets_a_note_and_the_other_boards() -> None:
+    # Without same-family votes the baseline (gpt family) meets no one: the gpt judge may not vote on its games
+    # and the claude judge may not vote on games against its two claude candidates. The refit once raised
+    # InsufficientDataError after every call was paid for, and no report was written.
+    config = _config(
+        candidates=[
+            {"name": "gpt-small", "model": "openai/gpt-4o-mini"},
+            {"name": "claude-small", "model": "anthropic/claude-haiku"},
+            {"name": "claude-big", "model": "anthropic/claude-opus"},
+        ],
+        pairing={"mode": "all-pairs", "baseline": "gpt-small"},
+    )
+    models = [c.name for c in config.candidates]
+    battles = [
+        _battle(judge, a, b, "A>B" if (p + models.index(a)) % 3 else "B>A", f"p{p}")
+        for judge in ("gpt-judge", "claude-judge")
+        for a, b in itertools.permutations(models, 2)
+        for p in range(4)
+    ]
+    answers = [Answer(model, f"p{p}", ("An answer.",), 3, 0.1) for model in models for p in range(4)]
+    views = rate_views(config, battles, answers)
+    panel = next(v for v in views if v.judge == PANEL and v.style is None)
+    assert panel.board is not None and panel.board_without_self is None
+    assert "without self-judged votes: 'gpt-small' has no battles" in panel.note_without_self
+    assert all(v.board is not None for v in views if v.style is None)

@@ -100,6 +100,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
                 "games": v.games,
                 "unparsed": v.unparsed,
                 "note": v.note,
+                "note_without_self": v.note_without_self,
             }
             for v in views
         ],

@@ -143,6 +143,8 @@ def _print_notes(console: Console, view: View) -> None:
                         f"{prefix}   {row.model}: {row.rating:.0f} ({row.lower:.0f}–{row.upper:.0f}) with same-family "
                         f"votes, {other.rating:.0f} ({other.lower:.0f}–{other.upper:.0f}) without"
                     )
+        if view.note_without_self:
+            console.print(f"{prefix}   not rated {escape(view.note_without_self)}")
 
 
 def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str], float] | None:
