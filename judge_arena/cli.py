@@ -17,6 +17,7 @@ from rich.markup import escape
 from judge_arena.agreement import ORDERS
 from judge_arena.config import ConfigError, load_config
 from judge_arena.metrics import FORMATS
+from judge_arena.metrics import ORDERS as AGREEMENT_ORDERS
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -79,7 +80,7 @@ def _metrics(args: argparse.Namespace, console: Console) -> int:
             style_control=args.reference_style_control,
         )
         model_map = load_model_map(args.map) if args.map else None
-        result = compare(evaluated, reference, model_map=model_map)
+        result = compare(evaluated, reference, model_map=model_map, agreement_order=args.agreement_order)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     print_metrics(console, result)
@@ -144,7 +145,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("evaluated", type=Path, help="run folder or leaderboard.csv, Arena-Hard JSONL, or Arena CSV")
     metrics.add_argument("reference", type=Path, help="the reference leaderboard, in any of the same formats")
-    metrics.add_argument("--map", type=Path, help="JSON map from reference model names to evaluated names")
+    metrics.add_argument(
+        "--map", type=Path, help="JSON map of model names, reference → evaluated (the other way round is detected)"
+    )
+    metrics.add_argument(
+        "--agreement-order",
+        choices=AGREEMENT_ORDERS,
+        default=AGREEMENT_ORDERS[0],
+        help="order separated pairs by their (lower, upper) intervals, as Arena-Hard-Auto, or by point estimates",
+    )
     for prefix, whose in (("", "evaluated"), ("reference-", "reference")):
         metrics.add_argument(f"--{prefix}format", choices=FORMATS, default="auto", help=f"{whose} file format")
         metrics.add_argument(f"--{prefix}judge", help=f"judge of the {whose} run's view (run files only)")

@@ -20,8 +20,10 @@ computed on the models both leaderboards share.
   positive length, so a zero-width interval overlaps nothing. This differs from separability's rule only for
   zero-width intervals, and it is the one that reproduces the published 0.9040 (Arena-Hard and Chatbot Arena
   each hold one: gpt-4-0314 and mixtral-8x7b-instruct-v0.1); separability's rule on both sides gives 0.9138.
-  The order is the point estimates' (the notebook compares (lower, upper) tuples, which orders separated
-  intervals the same way).
+  A separated pair is ordered, on both sides, by its (lower, upper) tuples as the notebook compares them
+  (``order="intervals"``, the default), or by the point estimates (``order="points"``). The two differ only
+  when a zero-width interval lies inside the other one of its pair: ``[1114, 1114]`` is above ``[1100, 1130]``
+  by its tuple even when the other model's point estimate is higher.
 - **Spearman**: Pearson correlation of the average ranks of the point estimates (``scipy.stats.spearmanr``).
 - **Kendall**: tau-b of the point estimates. The notebook publishes no Kendall figure; command-line ports of it
   call ``scipy.stats.kendalltau``, whose default is tau-b.
@@ -60,6 +62,10 @@ import pandas as pd
 from judge_arena.inputs import InputFileError, json_lines
 from judge_arena.rating import FloatArray, Leaderboard
 from judge_arena.runs import read_table, select_view
+
+Order = Literal["intervals", "points"]
+ORDERS: tuple[Order, ...] = ("intervals", "points")
+"""How agreement with confidence orders a separated pair (`agreement_with_confidence`); the first is the default."""
 
 Format = Literal["auto", "run", "arena-hard", "chatbot-arena"]
 FORMATS: tuple[Format, ...] = ("auto", "run", "arena-hard", "chatbot-arena")
@@ -159,6 +165,10 @@ class Comparison:
     reference_separability_all: Separability
     strict_agreement: PairShare
     agreement_with_confidence: PairShare
+    agreement_order: Order
+    """How `agreement_with_confidence` ordered separated pairs."""
+    map_reversed: bool
+    """Whether the model map was given evaluated → reference and turned around (False without a map)."""
     spearman: float
     kendall: float
     forecast: Forecast
@@ -185,9 +195,18 @@ def strict_agreement(evaluated: Sequence[BoardEntry], reference: Sequence[BoardE
     return PairShare(credit=float(credit), pairs=pairs)
 
 
-def agreement_with_confidence(evaluated: Sequence[BoardEntry], reference: Sequence[BoardEntry]) -> PairShare:
-    """Over pairs separated in the reference: 1 if separated in the same order, 0.5 if overlapping, else 0."""
+def agreement_with_confidence(
+    evaluated: Sequence[BoardEntry], reference: Sequence[BoardEntry], *, order: Order = "intervals"
+) -> PairShare:
+    """Over pairs separated in the reference: 1 if separated in the same order, 0.5 if overlapping, else 0.
+
+    `order` says how a separated pair is ordered, on both sides: "intervals" compares the (lower, upper) tuples,
+    as Arena-Hard-Auto's notebook does; "points" compares the point estimates. They differ only when a
+    zero-width interval (an anchored model) lies inside the other interval of its pair.
+    """
     _check_aligned(evaluated, reference)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     credit = 0.0
     pairs = 0
     for i, j in combinations(range(len(evaluated)), 2):
@@ -197,7 +216,7 @@ def agreement_with_confidence(evaluated: Sequence[BoardEntry], reference: Sequen
         if _overlap_positive(evaluated[i], evaluated[j]):
             credit += 0.5
         else:
-            credit += _same_order(evaluated[i].score - evaluated[j].score, reference[i].score - reference[j].score)
+            credit += _same_order(_sign(evaluated[i], evaluated[j], order), _sign(reference[i], reference[j], order))
     return PairShare(credit=credit, pairs=pairs)
 
 
@@ -239,14 +258,26 @@ def forecast(evaluated: Sequence[BoardEntry], reference: Sequence[BoardEntry]) -
     return Forecast(brier=float(np.mean((p - y) ** 2)), log_loss=log_loss, pairs=len(outcomes))
 
 
-def compare(evaluated: Board, reference: Board, *, model_map: Mapping[str, str] | None = None) -> Comparison:
+def compare(
+    evaluated: Board,
+    reference: Board,
+    *,
+    model_map: Mapping[str, str] | None = None,
+    agreement_order: Order = "intervals",
+) -> Comparison:
     """Every metric of `evaluated` against `reference`, on the models they share.
 
     Without `model_map` models match by exact name. With it (reference name → evaluated name, the direction of
     Arena-Hard-Auto's ``arena_to_arena_hard.json``), an evaluated model matches when its lower-cased name is a
     lower-cased value of the map, and takes the map's key as its name; evaluated models outside the map are left
-    out. Raises ValueError when fewer than two models are shared, or when two evaluated models match one map entry.
+    out. A map written the other way round (evaluated → reference) is recognised by its names and turned around
+    (`Comparison.map_reversed`). Raises ValueError when fewer than two models are shared, when two evaluated
+    models match one map entry, or when, either way round, fewer than half of the map's names on either side are
+    models of their leaderboard (the map is not one for these two).
     """
+    map_reversed = False
+    if model_map is not None:
+        model_map, map_reversed = _orient(model_map, evaluated, reference)
     renamed, left_out = _rename(evaluated, model_map)
     by_reference = {e.model: e for e in reference.entries}
     shared = tuple(sorted(set(renamed) & set(by_reference)))
@@ -269,11 +300,43 @@ def compare(evaluated: Board, reference: Board, *, model_map: Mapping[str, str] 
         evaluated_separability_all=separability(evaluated.entries),
         reference_separability_all=separability(reference.entries),
         strict_agreement=strict_agreement(ev, ref),
-        agreement_with_confidence=agreement_with_confidence(ev, ref),
+        agreement_with_confidence=agreement_with_confidence(ev, ref, order=agreement_order),
+        agreement_order=agreement_order,
+        map_reversed=map_reversed,
         spearman=spearman([e.score for e in ev], [e.score for e in ref]),
         kendall=kendall_tau([e.score for e in ev], [e.score for e in ref]),
         forecast=forecast(ev, ref),
     )
+
+
+def _orient(model_map: Mapping[str, str], evaluated: Board, reference: Board) -> tuple[Mapping[str, str], bool]:
+    """The map as reference → evaluated, and whether it had to be turned around to be so.
+
+    The direction that matches more entries on both sides wins (a tie keeps the map as given). Raises ValueError
+    when, in that direction, fewer than half of the map's reference names are in `reference` or fewer than half of
+    its evaluated names are in `evaluated`: a map taken the wrong way round, or made for other leaderboards, would
+    otherwise match a few models by their shared names and give figures over the wrong set.
+    """
+    in_reference = {e.model for e in reference.entries}
+    in_evaluated = {e.model.lower() for e in evaluated.entries}
+
+    def matched(ref_to_ev: Mapping[str, str]) -> tuple[int, int, int]:
+        found_ref = sum(name in in_reference for name in ref_to_ev)
+        found_ev = sum(name.lower() in in_evaluated for name in ref_to_ev.values())
+        both = sum(r in in_reference and e.lower() in in_evaluated for r, e in ref_to_ev.items())
+        return both, found_ref, found_ev
+
+    turned = {ev: ref for ref, ev in model_map.items()}
+    turn_around = matched(turned)[0] > matched(model_map)[0]
+    oriented = turned if turn_around else model_map
+    _, found_ref, found_ev = matched(oriented)
+    if 2 * min(found_ref, found_ev) < len(oriented):
+        raise ValueError(
+            f"the model map does not fit these leaderboards, either way round: {found_ref} of its {len(oriented)} "
+            f"reference names are in {reference.label} and {found_ev} of its evaluated names in {evaluated.label} "
+            "(at least half of each are needed)"
+        )
+    return oriented, turn_around
 
 
 def _overlap_sorted(a: BoardEntry, b: BoardEntry) -> bool:
@@ -283,6 +346,12 @@ def _overlap_sorted(a: BoardEntry, b: BoardEntry) -> bool:
 
 def _overlap_positive(a: BoardEntry, b: BoardEntry) -> bool:
     return max(a.lower, b.lower) < min(a.upper, b.upper)
+
+
+def _sign(a: BoardEntry, b: BoardEntry, order: Order) -> float:
+    """+1 when `order` puts a above b, −1 when below, 0 when tied."""
+    first, second = ((a.lower, a.upper), (b.lower, b.upper)) if order == "intervals" else ((a.score,), (b.score,))
+    return float(int(first > second) - int(first < second))
 
 
 def _same_order(difference: float, reference_difference: float) -> int:

@@ -115,6 +115,18 @@ def test_arena_hard_on_the_mapped_models_matches_the_published_figures(arena_har
     assert result.reference_separability.overlapping == 16
 
 
+def test_the_published_map_taken_the_wrong_way_round_gives_the_published_figures(shared_data: Path) -> None:
+    folder = shared_data / STATS
+    published = json.loads((folder / "arena_to_arena_hard.json").read_text())
+    result = compare(
+        load_leaderboard(folder / "bootstrap_stats_arena_hard.jsonl"),
+        load_leaderboard(folder / "chatbot_arena_elo_20240329.csv"),
+        model_map={evaluated: reference for reference, evaluated in published.items()},
+    )
+    assert result.map_reversed and len(result.models) == 20
+    assert f"{result.agreement_with_confidence.value:.4f}" == "0.9040"
+
+
 def test_another_benchmark_file_needs_no_change(shared_data: Path) -> None:
     """The notebook's Chatbot Arena fitted on 20k votes: 59 of 190 pairs overlap, 68.95 % separability."""
     folder = shared_data / STATS
@@ -176,6 +188,59 @@ def test_agreement_with_confidence_treats_a_zero_width_interval_as_overlapping_n
     # Separability's rule counts both pairs as overlapping.
     assert separability(reference).overlapping == 1
     assert separability(evaluated).overlapping == 1
+
+
+def test_agreement_with_confidence_orders_a_pair_by_its_interval_tuples_as_the_notebook_does() -> None:
+    # A zero-width anchor interval nested inside the other model's interval: by the (lower, upper) tuples the
+    # anchor is above ((1114, 1114) > (1100, 1140)), by the point estimates below (1114 < 1120).
+    reference = [entry("anchor", 1114, 1114, 1114), entry("x", 1120, 1100, 1140)]
+    evaluated = [entry("anchor", 50, 50, 50), entry("x", 30, 25, 35)]
+    assert agreement_with_confidence(evaluated, reference).credit == 1.0
+    assert agreement_with_confidence(evaluated, reference, order="points").credit == 0.0
+    with pytest.raises(ValueError, match="order must be one of intervals, points"):
+        agreement_with_confidence(evaluated, reference, order="ranks")  # type: ignore[arg-type]
+
+
+def notebook_agreement_with_confidence(evaluated: list[BoardEntry], reference: list[BoardEntry]) -> float:
+    """The notebook's cell ("Agreement With Confidence"), line for line: intervals are (lower, upper) tuples."""
+
+    def get_overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+    count = 0.0
+    total = 0
+    for i, j in itertools.combinations(range(len(evaluated)), 2):
+        score_a, score_b = (evaluated[i].lower, evaluated[i].upper), (evaluated[j].lower, evaluated[j].upper)
+        elo_a, elo_b = (reference[i].lower, reference[i].upper), (reference[j].lower, reference[j].upper)
+        if get_overlap(elo_a, elo_b) > 0:
+            continue
+        total += 1
+        if get_overlap(score_a, score_b) > 0:
+            count += 0.5
+            continue
+        if (score_a < score_b and elo_a < elo_b) or (score_a > score_b and elo_a > elo_b):
+            count += 1
+    return count / total
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_agreement_with_confidence_equals_the_notebook_on_boards_with_anchors(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+
+    def board(anchor: int) -> list[BoardEntry]:
+        scores = rng.normal(0, 10, 12)
+        widths = rng.uniform(2, 15, 12)
+        entries = [
+            entry(f"m{k}", s, s - w, s + w * rng.uniform(0.5, 1.5))
+            for k, (s, w) in enumerate(zip(scores, widths, strict=True))
+        ]
+        # the anchor sits at a fixed value with a zero-width interval, inside some of the others
+        entries[anchor] = entry(f"m{anchor}", scores[anchor], scores[anchor], scores[anchor])
+        return entries
+
+    evaluated, reference = board(0), board(1)
+    result = agreement_with_confidence(evaluated, reference)
+    assert result.value == notebook_agreement_with_confidence(evaluated, reference)
 
 
 def test_metrics_refuse_misaligned_entries() -> None:
@@ -322,10 +387,48 @@ def test_compare_without_a_map_matches_exact_names(benchmark_files: tuple[Path, 
         compare(load_leaderboard(evaluated_path), load_leaderboard(reference_path))
 
 
+def test_a_model_map_is_taken_either_way_round() -> None:
+    # Two models share their names on both sides; two are renamed. Read the wrong way round, the map used to
+    # match only the two that share names and report figures over them.
+    evaluated = Board(
+        "ev", (entry("x", 4, 3.5, 4.5), entry("y", 3, 2.5, 3.5), entry("b-ev", 2, 1.5, 2.5), entry("c-ev", 1, 0.5, 1.5))
+    )
+    reference = Board(
+        "ref",
+        (
+            entry("x", 40, 39, 41),
+            entry("y", 30, 29, 31),
+            entry("b", 20, 19, 21),
+            entry("c", 10, 9, 11),
+            entry("z", 5, 4, 6),
+        ),
+    )
+    forward = {"x": "x", "y": "y", "b": "b-ev", "c": "c-ev"}
+    given = compare(evaluated, reference, model_map=forward)
+    turned = compare(evaluated, reference, model_map={ev: ref for ref, ev in forward.items()})
+    assert not given.map_reversed and turned.map_reversed
+    assert given.models == turned.models == ("b", "c", "x", "y")
+    assert turned.agreement_with_confidence == given.agreement_with_confidence
+
+
+def test_a_model_map_for_other_leaderboards_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evaluated = Board("ev", (entry("x", 4, 3.5, 4.5), entry("y", 3, 2.5, 3.5), entry("w", 2, 1.5, 2.5)))
+    reference = Board("ref", (entry("x", 40, 39, 41), entry("y", 30, 29, 31), entry("w", 20, 19, 21)))
+    other = {"x": "x", "y": "y", "p": "p1", "q": "q1", "r": "r1"}
+    with pytest.raises(ValueError, match=r"does not fit these leaderboards, either way round: 2 of its 5 reference"):
+        compare(evaluated, reference, model_map=other)
+    lines = [arena_hard_line(e.model, e.score, e.lower, e.upper) for e in evaluated.entries]
+    ev_path = write_lines(tmp_path / "ev.jsonl", lines)
+    map_path = tmp_path / "map.json"
+    map_path.write_text(json.dumps(other))
+    assert cli_main(["metrics", str(ev_path), str(ev_path), "--map", str(map_path)]) == 2
+    assert "does not fit these leaderboards" in capsys.readouterr().err
+
+
 def test_compare_refuses_two_models_matching_one_map_entry() -> None:
     board = Board("x", (entry("Model", 1, 0, 2), entry("model", 2, 1, 3)))
     with pytest.raises(ValueError, match="x: models 'Model' and 'model' both match"):
-        compare(board, board, model_map={"m": "MODEL"})
+        compare(board, Board("r", (entry("m", 1, 0, 2), entry("n", 2, 1, 3))), model_map={"m": "MODEL"})
 
 
 def run_folder(tmp_path: Path, *, style_controlled: bool = False) -> tuple[Path, dict[str, Board]]:

@@ -55,11 +55,12 @@ def metrics_table(result: Comparison) -> Table:
         f"{_credit(strict)} of {strict.pairs:,} pairs ordered the same way",
     )
     confident = result.agreement_with_confidence
+    order = "(lower, upper) intervals" if result.agreement_order == "intervals" else "point estimates"
     table.add_row(
         "agreement with confidence",
         _number(confident.value),
         f"{_credit(confident)} points over the {confident.pairs:,} pairs separated in the reference "
-        "(1 same order, 0.5 overlapping, 0 reversed)",
+        f"(1 same order, 0.5 overlapping, 0 reversed; ordered by {order})",
     )
     table.add_row("Spearman", _number(result.spearman), "rank correlation of the point estimates")
     table.add_row("Kendall tau-b", _number(result.kendall), "")
@@ -75,6 +76,8 @@ def print_metrics(console: Console, result: Comparison) -> None:
     # Soft wrap: rich would otherwise move a long path whole to the next line, away from its label.
     console.print(f"evaluated: {escape(result.evaluated)}", soft_wrap=True)
     console.print(f"reference: {escape(result.reference)}", soft_wrap=True)
+    if result.map_reversed:
+        console.print("model map: read as evaluated → reference names (its names match that way round)")
     console.print(metrics_table(result))
     for side, models in (("evaluated", result.only_evaluated), ("reference", result.only_reference)):
         if models:
