@@ -3,6 +3,7 @@
 Input is a DataFrame of battles, one row per judged game, with columns `prompt_id`, `model_a`, `model_b`,
 `winner` ("model_a", "model_b" or "tie") and `weight` (how many battles the game counts as). A tie counts as
 half a win for each side. Style control also reads `<feature>_a` and `<feature>_b` for each style feature.
+`fit_leaderboard` also takes the FastChat / Chatbot Arena layout (no `weight` or `prompt_id`, "tie (bothbad)").
 
 The model is P(a beats b) = 1 / (1 + exp(θ_b − θ_a − γ · z)), fitted by maximum likelihood with a hand-written
 Newton solver. z is the game's vector of style covariates (empty without style control): for each feature,
@@ -52,6 +53,11 @@ MIN_PROMPTS = 20
 """Default of `leaderboards_by(min_prompts=...)`: prompts every model of a category must appear in for its board to
 be reported. With fewer, simulated 95 % intervals covered far less often and, when each model meets only a
 baseline, often blew up to thousands of Elo (docs/rating.md has the figures)."""
+
+FASTCHAT_WINNERS: Mapping[str, str] = MappingProxyType(
+    {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
+)
+"""`fit_leaderboard`'s accepted winners (FastChat's and Chatbot Arena's) and what each counts as."""
 
 _COLUMNS = ("prompt_id", "model_a", "model_b", "winner", "weight")
 _SCORE_OF_A = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -413,6 +419,39 @@ def leaderboard(
     )
     frame = pd.DataFrame(samples, index=pd.RangeIndex(rounds, name="round"), columns=pd.Index(models, name="model"))
     return Leaderboard(rows=rows, samples=frame, reference=reference, coefficients=coefficients)
+
+
+def fit_leaderboard(battles: pd.DataFrame, **options: Unpack[LeaderboardOptions]) -> Leaderboard:
+    """Fit a leaderboard from battles in the FastChat / Chatbot Arena layout, or this project's own.
+
+    Columns: `model_a`, `model_b` and `winner` (`model_a`, `model_b`, `tie` or `tie (bothbad)`; both ties count
+    as half a win for each side); `weight` (how many battles a row counts as) defaults to 1; `prompt_id` is needed
+    only to resample whole prompts; `<feature>_a` / `<feature>_b` columns (e.g. `tokens_a`) only for style
+    control. Other columns are ignored.
+
+    `options` are `leaderboard`'s, with one difference: `unit` defaults to "prompt" when the battles have a
+    `prompt_id` column and to "battle" (Chatbot Arena's and Arena-Hard-Auto's bootstrap) when they do not.
+    Raises ValueError on a missing column, an unknown winner, or `unit="prompt"` without `prompt_id`;
+    InsufficientDataError (a ValueError) as `leaderboard` does.
+    """
+    _check_columns(battles, ("model_a", "model_b", "winner"))
+    has_prompts = "prompt_id" in battles.columns
+    options["unit"] = options.get("unit", "prompt" if has_prompts else "battle")
+    if options["unit"] == "prompt" and not has_prompts:
+        raise ValueError(
+            "battles: no prompt_id column, so whole prompts cannot be resampled; pass unit='battle' to resample "
+            "single battles"
+        )
+    winner = battles["winner"].map(FASTCHAT_WINNERS)
+    unknown = sorted({str(w) for w in battles["winner"][winner.isna()]})
+    if unknown:
+        raise ValueError(f"battles: winner must be one of {list(FASTCHAT_WINNERS)}, got {unknown}")
+    defaults = {
+        name: value
+        for name, value in (("weight", 1.0), ("prompt_id", np.arange(len(battles))))
+        if name not in battles.columns
+    }
+    return leaderboard(battles.assign(winner=winner, **defaults), **options)
 
 
 def leaderboards_by(
