@@ -232,10 +232,11 @@ def select_view(
         given = ", ".join(f"{column}={value!r}" for column, value in wanted.items() if value is not None)
         raise error(shown, f"no view with {given}; views (judge/view): {available}")
     if len(chosen) > 1:
+        controls = ", ".join(sorted(set(keys["style_control"])))
         raise error(
             shown,
-            f"{len(chosen)} views match; choose a judge, a normalization and a style control among: {available} "
-            f"(a view named <normalization>+sc has style control {', '.join(sorted(set(keys['style_control'])))})",
+            f"{len(chosen)} views match; choose a judge, a normalization and a style control ({controls}) among: "
+            f"{available}",
         )
     judge_name, view = str(chosen["judge"].iloc[0]), str(chosen["view"].iloc[0])
     rows = boards[(boards["judge"] == judge_name) & (boards["view"] == view)]
