@@ -430,9 +430,27 @@ def load_votes(path: Path, *, orders: Orders = "combined", run_turn: int = 1) ->
     Raises:
         VotesInputError: The file cannot be used (the message names file, place and field).
     """
-    if is_run_path(path):
-        return run_votes(load_battles(path), orders=orders, turn=run_turn)
-    return load_pairwise_votes(path)
+    return load_sources([path], orders=orders, run_turn=run_turn)[0]
+
+
+def load_sources(
+    paths: Iterable[Path], *, orders: Orders = "combined", run_turn: int = 1
+) -> tuple[list[Vote], list[Consistency]]:
+    """The votes of every path, each read as `load_votes` does, and the position consistency of the runs among them.
+
+    Raises:
+        VotesInputError: A file cannot be used (the message names file, place and field).
+    """
+    votes: list[Vote] = []
+    consistency: list[Consistency] = []
+    for path in paths:
+        if is_run_path(path):
+            battles = load_battles(path)
+            votes += run_votes(battles, orders=orders, turn=run_turn)
+            consistency += position_consistency(battles)
+        else:
+            votes += load_pairwise_votes(path)
+    return votes, consistency
 
 
 def is_run_path(path: Path) -> bool:

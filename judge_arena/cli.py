@@ -88,29 +88,13 @@ def _metrics(args: argparse.Namespace, console: Console) -> int:
 
 
 def _agreement(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.agreement import (
-        compare_groups,
-        is_run_path,
-        load_battles,
-        load_pairwise_votes,
-        parse_group,
-        position_consistency,
-        rename_models,
-        run_votes,
-    )
+    from judge_arena.agreement import compare_groups, load_sources, parse_group, rename_models
     from judge_arena.agreement import voter_groups as default_groups
     from judge_arena.metrics import load_model_map
     from judge_arena.report.agreement import print_agreement
 
     try:
-        votes, consistency = [], []
-        for path in args.votes:
-            if is_run_path(path):
-                battles = load_battles(path)
-                votes += run_votes(battles, orders=args.orders, turn=args.run_turn)
-                consistency += position_consistency(battles)
-            else:
-                votes += load_pairwise_votes(path)
+        votes, consistency = load_sources(args.votes, orders=args.orders, run_turn=args.run_turn)
         if args.map:
             votes = rename_models(votes, load_model_map(args.map))
         groups = [parse_group(spec) for spec in args.group or []] or default_groups(votes)
