@@ -63,10 +63,7 @@ _KIND_OF_FIELD: Mapping[str, Kind] = {
 }
 _BOARD_ROW: dict[str, Kind] = {f.name: _KIND_OF_FIELD[str(f.type)] for f in fields(LeaderboardRow)}
 _VIEW: dict[str, Kind] = {"judge": "text", "view": "text", "normalization": "text", "style_control": "text"}
-
-
 _OPTIONAL: Mapping[Kind, Kind] = {"text": "optional text", "number": "optional number", "count": "optional count"}
-
 
 COLUMNS: Mapping[str, Mapping[str, Kind]] = {
     "leaderboard.csv": {**_VIEW, **_BOARD_ROW},
@@ -228,6 +225,8 @@ def select_view(
         if value is not None:
             chosen = chosen[chosen[column] == value]
     available = ", ".join(f"{j}/{v}" for j, v in zip(keys["judge"], keys["view"], strict=True)) or "none"
+    if keys.empty:
+        raise error(shown, "no leaderboard: no view of the run could be rated (summary.json says why)")
     if chosen.empty:
         given = ", ".join(f"{column}={value!r}" for column, value in wanted.items() if value is not None)
         raise error(shown, f"no view with {given}; views (judge/view): {available}")
