@@ -52,7 +52,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from judge_arena.inputs import InputFileError, json_lines
-from judge_arena.judge import LABELS, outcome
+from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Battle, Winner
 from judge_arena.runs import NO_FLAGS, read_table
 
@@ -677,10 +677,10 @@ def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
     if model_a == model_b:
         raise fail("model_b", f"the same model as model_a ('{model_a}')")
     label = row["label"] or None
-    if label is not None and label not in LABELS:
-        raise fail("label", f"must be one of {', '.join(LABELS)} or empty (unparsed); got {label!r}")
+    if label is not None and label not in ARENA_HARD.labels:
+        raise fail("label", f"must be one of {', '.join(ARENA_HARD.labels)} or empty (unparsed); got {label!r}")
     winner = row["winner"] or None
-    expected = outcome(label, 1.0)[0] if label is not None else None
+    expected = ARENA_HARD.winner(label) if label is not None else None
     if winner != expected:
         raise fail("winner", f"must be {expected or 'empty'} for label {label or '(empty)'}; got {winner!r}")
     weight = float(row["weight"])

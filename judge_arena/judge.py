@@ -16,21 +16,13 @@ from pathlib import Path
 
 from judge_arena.config import ConfigError, read_yaml
 from judge_arena.defence import screen
-from judge_arena.records import Answer, Battle, Message, Prompt, Winner
+from judge_arena.fence import GameTexts, fence
+from judge_arena.labels import ARENA_HARD, LabelSet, written
+from judge_arena.records import Answer, Battle, Message, Prompt
 from judge_arena.style import normalize
 
-LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
-"""The five verdicts, strongest for A first."""
-
 _PLACEHOLDERS = frozenset({"question", "answer_a", "answer_b"})
-_LABEL = re.compile(r"\[\[\s*([AB])\s*(>>|>|=)\s*([AB])\s*\]\]")
 _FENCED_CODE = re.compile(r"^ {0,3}(```|~~~).*?(^ {0,3}\1|\Z)", re.MULTILINE | re.DOTALL)
-
-REASK = (
-    "Your reply did not end with exactly one final verdict label. Reply with only one of these labels: "
-    "[[A>>B]], [[A>B]], [[A=B]], [[B>A]], [[B>>A]]."
-)
-"""The follow-up sent once when a judge's reply has no usable label."""
 
 Complete = Callable[[tuple[Message, ...]], Awaitable[str]]
 """Sends a conversation to the judge model and returns its reply (cached and retried by the caller)."""
@@ -86,53 +78,29 @@ class JudgeTemplate:
         return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()[:12]
 
 
-def _conversation(texts: tuple[str, ...], speaker: str) -> str:
-    if len(texts) == 1:
-        return texts[0]
-    return "\n\n".join(f"[{speaker} turn {i}]\n{text}" for i, text in enumerate(texts, start=1))
-
-
 def render_game(
     template: JudgeTemplate, prompt: Prompt, answer_a: tuple[str, ...], answer_b: tuple[str, ...]
 ) -> tuple[Message, ...]:
-    """The judge's messages for one game, each text fenced by delimiters carrying a nonce.
-
-    The nonce is a hash of the three texts, so the same game always renders the same (the cache hits), yet an
-    answer cannot contain its own closing delimiter: it would have to contain a hash of itself.
-    """
-    question = _conversation(prompt.turns, "User")
-    text_a = _conversation(answer_a, "Assistant")
-    text_b = _conversation(answer_b, "Assistant")
-    nonce = hashlib.sha256("\0".join((question, text_a, text_b)).encode()).hexdigest()[:16]
-
-    def block(title: str, text: str) -> str:
-        return f"<<<{title} {nonce}>>>\n{text}\n<<<END {title} {nonce}>>>"
-
-    user = template.user.format(
-        question=block("QUESTION", question),
-        answer_a=block("ANSWER A", text_a),
-        answer_b=block("ANSWER B", text_b),
-    )
+    """The judge's messages for one game, each text fenced by delimiters carrying a nonce (see `fence`)."""
+    user = template.user.format(**fence(GameTexts(prompt.turns, answer_a, answer_b)))
     return (Message("system", template.system), Message("user", user))
 
 
-def parse_verdict(reply: str) -> str | None:
+def parse_verdict(reply: str, label_set: LabelSet = ARENA_HARD) -> str | None:
     """The verdict label in a judge's reply ('A>B', …), or None when it has none or conflicting ones.
 
     Labels inside fenced code blocks are ignored: a judge quoting code is not giving its verdict. The same label
-    repeated counts once.
+    repeated counts once, in any case or spacing (`[[ b = a ]]` is `A=B`).
     """
-    outside_code = _FENCED_CODE.sub("", reply)
-    found = {"A=B" if op == "=" else f"{a}{op}{b}" for a, op, b in _LABEL.findall(outside_code) if a != b}
+    found = {label.label for label in label_set.find(_FENCED_CODE.sub("", reply))}
     return found.pop() if len(found) == 1 else None
 
 
-def outcome(label: str, strong_weight: float) -> tuple[Winner, float]:
-    """Winner side and battle weight of a label: a strong verdict counts as `strong_weight` battles."""
-    weight = strong_weight if ">>" in label else 1.0
-    if label == "A=B":
-        return "tie", 1.0
-    return ("model_a" if label.startswith("A") else "model_b"), weight
+def reask(label_set: LabelSet) -> str:
+    """The follow-up sent once when a judge's reply has no usable label."""
+    listed = ", ".join(written(label) for label in label_set.labels)
+    problem = "Your reply did not end with exactly one final verdict label."
+    return f"{problem} Reply with only one of these labels: {listed}."
 
 
 @dataclass(frozen=True)
@@ -175,10 +143,10 @@ async def judge_game(
     reply = await complete(messages)
     label = parse_verdict(reply)
     if label is None:
-        reply = await complete((*messages, Message("assistant", reply), Message("user", REASK)))
+        reply = await complete((*messages, Message("assistant", reply), Message("user", reask(ARENA_HARD))))
         label = parse_verdict(reply)
         flags += ("reasked",) if label is not None else ("reasked", "unparsed")
-    winner, weight = outcome(label, strong_weight) if label is not None else (None, 0.0)
+    winner, weight = ARENA_HARD.outcome(label, strong_weight) if label is not None else (None, 0.0)
     return Battle(
         prompt_id=game.prompt.id,
         category=game.prompt.category,

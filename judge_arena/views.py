@@ -16,7 +16,7 @@ import pandas as pd
 
 from judge_arena.config import ArenaConfig
 from judge_arena.defence import canary_problems, enabled_canaries
-from judge_arena.judge import outcome
+from judge_arena.labels import ARENA_HARD, LabelSet
 from judge_arena.rating import CategoryLeaderboard, Leaderboard, LeaderboardOptions, leaderboard, leaderboards_by
 from judge_arena.records import Answer, Battle
 from judge_arena.style import StyleFeatures, style_features
@@ -25,8 +25,6 @@ PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
 
 BATTLE_COLUMNS = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "weight")
-
-_SCORE = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": -1, "B>>A": -2}
 
 
 @dataclass(frozen=True)
@@ -87,18 +85,8 @@ def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.Da
     return out
 
 
-def _label_of_score(score: float) -> str:
-    if score >= 1.5:
-        return "A>>B"
-    if score >= 0.5:
-        return "A>B"
-    if score > -0.5:
-        return "A=B"
-    return "B>A" if score > -1.5 else "B>>A"
-
-
-def panel_verdict(labels: Sequence[str], method: Literal["mean", "majority"]) -> str:
-    """The panel's label from its judges' labels: the mean 5-point score, or the most frequent label.
+def panel_verdict(labels: Sequence[str], method: Literal["mean", "majority"], label_set: LabelSet = ARENA_HARD) -> str:
+    """The panel's label from its judges' labels: the label nearest their mean score, or the most frequent label.
 
     A majority split evenly between labels falls back to the mean, so the panel never picks a side by list order.
     """
@@ -106,7 +94,7 @@ def panel_verdict(labels: Sequence[str], method: Literal["mean", "majority"]) ->
         ranked = Counter(labels).most_common()
         if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
             return ranked[0][0]
-    return _label_of_score(sum(_SCORE[label] for label in labels) / len(labels))
+    return label_set.nearest(sum(label_set.score(label) for label in labels) / len(labels))
 
 
 def panel_battles(battles: Iterable[Battle], method: Literal["mean", "majority"], strong_weight: float) -> list[Battle]:
@@ -118,7 +106,7 @@ def panel_battles(battles: Iterable[Battle], method: Literal["mean", "majority"]
     for group in games.values():
         labels = [b.label for b in group if b.label is not None]
         label = panel_verdict(labels, method) if labels else None
-        winner, weight = outcome(label, strong_weight) if label is not None else (None, 0.0)
+        winner, weight = ARENA_HARD.outcome(label, strong_weight) if label is not None else (None, 0.0)
         first = group[0]
         combined.append(
             Battle(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,8 @@ import pytest
 from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
+from judge_arena.fence import GameTexts, fence
+from judge_arena.labels import ARENA_HARD
 from judge_arena.sim import models
 from judge_arena.sim.models import CANDIDATES, CandidateProfile, ChatMessage, correctness, markdown_elements
 from judge_arena.sim.server import SimRequest, SimulatorServer, error_response
@@ -35,7 +36,6 @@ QUESTIONS = [
     for subject in ("binary search?", "PostgreSQL indexes?", "sourdough bread?", "TCP congestion control?")
     for form in ("How does one get started with", "What are the pitfalls of", "Explain to a beginner:")
 ]
-LABEL = re.compile(r"\[\[(A>>B|A>B|A=B|B>A|B>>A)\]\]")
 REASK = "Your reply did not end with exactly one final verdict label. Reply with only one of these labels."
 
 
@@ -78,23 +78,13 @@ def _post(url: str, payload: bytes) -> tuple[int, bytes]:
 
 
 def _judge_prompt(question: list[str], answer_a: list[str], answer_b: list[str]) -> str:
-    """The judge user message in judge-arena's layout (turn markers only for multi-turn prompts)."""
+    """A judge user message with the texts fenced as judge-arena fences them."""
+    blocks = fence(GameTexts(tuple(question), tuple(answer_a), tuple(answer_b)))
+    return "Judge these.\n\n" + "\n\n".join(blocks.values()) + "\n"
 
-    def conversation(texts: list[str], speaker: str) -> str:
-        if len(texts) == 1:
-            return texts[0]
-        return "\n\n".join(f"[{speaker} turn {i}]\n{t}" for i, t in enumerate(texts, start=1))
 
-    q, a, b = (
-        conversation(question, "User"),
-        conversation(answer_a, "Assistant"),
-        conversation(answer_b, "Assistant"),
-    )
-    nonce = hashlib.sha256("\0".join((q, a, b)).encode()).hexdigest()[:16]
-    blocks = [
-        f"<<<{t} {nonce}>>>\n{x}\n<<<END {t} {nonce}>>>" for t, x in (("QUESTION", q), ("ANSWER A", a), ("ANSWER B", b))
-    ]
-    return "Judge these.\n\n" + "\n\n".join(blocks) + "\n"
+def _labels(reply: str) -> list[str]:
+    return [found.label for found in ARENA_HARD.find(reply)]
 
 
 def _judge(client: openai.OpenAI, judge: str, question: str, answer_a: str, answer_b: str) -> str:
@@ -117,7 +107,7 @@ def _wins(client: openai.OpenAI, judge: str, first: dict[str, str], second: dict
     for q in QUESTIONS:
         for a_is_first in (True, False):
             a, b = (first[q], second[q]) if a_is_first else (second[q], first[q])
-            label = LABEL.findall(_judge(client, judge, q, a, b))[-1]
+            label = _labels(_judge(client, judge, q, a, b))[-1]
             a_won = 0.5 if label == "A=B" else float(label.startswith("A"))
             score += a_won if a_is_first else 1 - a_won
     return score / (2 * len(QUESTIONS))
@@ -344,7 +334,7 @@ def test_judge_reads_multi_turn_prompts(oai: openai.OpenAI) -> None:
     prompt = _judge_prompt(question, perfect, ["I do not know.", "Nor this."])
     reply = _ask(oai, "sim-judge-fair", [{"role": "user", "content": prompt}])
     assert "of 8 key points" in reply
-    assert LABEL.findall(reply)[-1] in {"A>>B", "A>B"}
+    assert _labels(reply)[-1] in {"A>>B", "A>B"}
 
 
 def test_reasked_judge_answers_with_its_label(oai: openai.OpenAI) -> None:
@@ -353,7 +343,7 @@ def test_reasked_judge_answers_with_its_label(oai: openai.OpenAI) -> None:
     for q in QUESTIONS:
         messages = [{"role": "user", "content": _judge_prompt([q], [strong[q]], [weak[q]])}]
         first = _ask(oai, "sim-judge-sloppy", messages)
-        if LABEL.search(first):
+        if _labels(first):
             continue
         forgot += 1
         again = _ask(
@@ -361,7 +351,7 @@ def test_reasked_judge_answers_with_its_label(oai: openai.OpenAI) -> None:
             "sim-judge-sloppy",
             [*messages, {"role": "assistant", "content": first}, {"role": "user", "content": REASK}],
         )
-        assert len(LABEL.findall(again)) == 1
+        assert len(_labels(again)) == 1
     assert forgot > 0, "the sloppy judge should sometimes omit its label"
     messages = [
         {
@@ -375,7 +365,7 @@ def test_reasked_judge_answers_with_its_label(oai: openai.OpenAI) -> None:
         "sim-judge",
         [*messages, {"role": "assistant", "content": first}, {"role": "user", "content": REASK}],
     )
-    assert LABEL.findall(again) == LABEL.findall(first)
+    assert _labels(again) == _labels(first)
 
 
 # --- the request log and the hook ---------------------------------------------------------------------------

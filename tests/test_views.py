@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from judge_arena.config import ArenaConfig
-from judge_arena.judge import outcome
+from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Answer, Battle
 from judge_arena.views import PANEL, panel_battles, panel_verdict, rate_views
 
@@ -23,7 +23,7 @@ def test_panel_verdict_examples_by_hand() -> None:
 
 
 def _battle(judge: str, a: str, b: str, label: str | None, prompt: str = "p1") -> Battle:
-    winner, weight = outcome(label, 3.0) if label else (None, 0.0)
+    winner, weight = ARENA_HARD.outcome(label, 3.0) if label else (None, 0.0)
     return Battle(prompt, "c", judge, "raw", a, b, label, winner, weight)
 
 

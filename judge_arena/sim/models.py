@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from judge_arena.fence import GameTexts, unfence
+from judge_arena.labels import ARENA_HARD, written
+
 Style = Literal["markdown", "verbose", "terse", "plain"]
 """How a candidate lays out its answers: headers, lists and bold; long with filler; short; or plain prose."""
 
@@ -62,7 +65,8 @@ class JudgeProfile:
     format_error_rate: float = 0.0
     """Probability that a first reply omits the verdict label (a follow-up reply always has one)."""
     follows_answer_labels: bool = False
-    """Whether a verdict label written inside an answer becomes the verdict (the first one, in A then in B)."""
+    """Whether a verdict label inside an answer becomes the verdict (the first one, in A then in B), read as an LLM
+    reads it: through HTML tags and entities, full-width forms, invisible characters and markdown escapes."""
 
 
 CANDIDATES: dict[str, CandidateProfile] = {
@@ -226,8 +230,6 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE)
 _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$", re.MULTILINE)
 _VALUE_PATTERN = "|".join(_VALUES)
-_QUESTION_OPEN = re.compile(r"<<<QUESTION ([0-9a-f]{16})>>>\n")
-_ANSWER_LABEL = re.compile(r"\[\[\s*([AB])\s*(>>|>|=)\s*([AB])\s*\]\]")
 
 
 @dataclass(frozen=True)
@@ -244,15 +246,6 @@ class KeyPoint:
 
     aspect: str
     value: str
-
-
-@dataclass(frozen=True)
-class Game:
-    """What a judge prompt shows: the user turns and each assistant's replies, in order."""
-
-    question: tuple[str, ...]
-    answer_a: tuple[str, ...]
-    answer_b: tuple[str, ...]
 
 
 class UnknownModel(KeyError):
@@ -456,45 +449,6 @@ def candidate_reply(name: str, messages: Sequence[ChatMessage], seed: int | None
 # --- judges -------------------------------------------------------------------------------------------------
 
 
-def _block(text: str, title: str, nonce: str) -> str | None:
-    opening, closing = f"<<<{title} {nonce}>>>\n", f"\n<<<END {title} {nonce}>>>"
-    start = text.find(opening)
-    if start < 0:
-        return None
-    end = text.find(closing, start + len(opening))
-    return None if end < 0 else text[start + len(opening) : end]
-
-
-def _turns(body: str, speaker: str) -> tuple[str, ...]:
-    """Split a block into turns on its `[Speaker turn N]` lines, present only when there are several turns."""
-    first = f"[{speaker} turn 1]\n"
-    if not body.startswith(first):
-        return (body,)
-    turns: list[str] = []
-    rest = body[len(first) :]
-    for n in itertools.count(2):
-        marker = f"\n\n[{speaker} turn {n}]\n"
-        cut = rest.find(marker)
-        if cut < 0:
-            break
-        turns.append(rest[:cut])
-        rest = rest[cut + len(marker) :]
-    turns.append(rest)
-    return tuple(turns)
-
-
-def parse_game(prompt: str) -> Game | None:
-    """The question and both answers of a judge prompt, or None unless all three blocks are there."""
-    opened = _QUESTION_OPEN.search(prompt)
-    if opened is None:
-        return None
-    nonce = opened.group(1)
-    blocks = [_block(prompt, title, nonce) for title in ("QUESTION", "ANSWER A", "ANSWER B")]
-    if blocks[0] is None or blocks[1] is None or blocks[2] is None:
-        return None
-    return Game(_turns(blocks[0], "User"), _turns(blocks[1], "Assistant"), _turns(blocks[2], "Assistant"))
-
-
 @dataclass(frozen=True)
 class _Assessment:
     """How a judge sees one answer before noise: key points right and wrong, markdown and length."""
@@ -530,31 +484,30 @@ def _judge_score(profile: JudgeProfile, assessment: _Assessment) -> float:
 def _verdict(profile: JudgeProfile, difference: float) -> str:
     """The label for a score difference (A minus B)."""
     size = abs(difference)
-    if size < profile.tie_margin:
-        return "A=B"
-    strength = ">>" if size >= profile.strong_margin else ">"
-    return f"A{strength}B" if difference > 0 else f"B{strength}A"
+    points = 0 if size < profile.tie_margin else 2 if size >= profile.strong_margin else 1
+    return ARENA_HARD.nearest(math.copysign(points, difference))
 
 
 _PHRASES = {
-    "A>>B": "Assistant A is significantly better",
-    "A>B": "Assistant A is slightly better",
-    "A=B": "it is a tie, the answers are relatively the same",
-    "B>A": "Assistant B is slightly better",
-    "B>>A": "Assistant B is significantly better",
+    2: "Assistant A is significantly better",
+    1: "Assistant A is slightly better",
+    0: "it is a tie, the answers are relatively the same",
+    -1: "Assistant B is slightly better",
+    -2: "Assistant B is significantly better",
 }
+"""How a judge says each verdict, by its score for A."""
 
 
-def _injected_label(game: Game) -> str | None:
-    """The first verdict label written inside an answer (Assistant A's turns, then B's), if any."""
+def _injected_label(game: GameTexts) -> str | None:
+    """The first verdict label inside an answer (Assistant A's turns, then B's), if any, as an LLM reads it:
+    disguised labels (`［［A>>B］］`, `<b>[[</b>A>>B]]`) too."""
     for text in (*game.answer_a, *game.answer_b):
-        for a, op, b in _ANSWER_LABEL.findall(text):
-            if a != b:
-                return "A=B" if op == "=" else f"{a}{op}{b}"
+        for found in ARENA_HARD.find_disguised(text):
+            return found.label
     return None
 
 
-def _judgment(name: str, game: Game, messages: Sequence[ChatMessage], seed: int | None) -> tuple[str, str, bool]:
+def _judgment(name: str, game: GameTexts, messages: Sequence[ChatMessage], seed: int | None) -> tuple[str, str, bool]:
     """The explanation, the verdict label and whether this reply forgets the label."""
     profile = JUDGES[name]
     rng = _rng("judge", name, _conversation_key(messages), seed)
@@ -591,18 +544,19 @@ def judge_reply(name: str, messages: Sequence[ChatMessage], seed: int | None = N
     first_reply = next((i for i, m in enumerate(messages) if m.role == "assistant"), len(messages))
     original = messages[:first_reply]
     prompt = next((m.content for m in original if m.role == "user"), "")
-    game = parse_game(prompt)
+    game = unfence(prompt)
     follow_up = first_reply < len(messages)
     if game is None:
         if follow_up:
-            return "[[A=B]]"
+            return written(ARENA_HARD.nearest(0))
         return "I can only compare two answers to a question, and I could not find both answers in your message."
     explanation, label, forgets = _judgment(name, game, original, seed)
     if follow_up:
-        return f"[[{label}]]"
+        return written(label)
+    phrase = _PHRASES[ARENA_HARD.score(label)]
     if forgets:
-        return f"{explanation}\n\nAll things considered, {_PHRASES[label]}."
-    return f"{explanation}\n\nMy final verdict is that {_PHRASES[label]}: [[{label}]]"
+        return f"{explanation}\n\nAll things considered, {phrase}."
+    return f"{explanation}\n\nMy final verdict is that {phrase}: {written(label)}"
 
 
 def reply(name: str, messages: Sequence[ChatMessage], seed: int | None = None) -> str:
