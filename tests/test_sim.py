@@ -22,6 +22,7 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
 from judge_arena.fence import GameTexts, fence
+from judge_arena.judge import reask
 from judge_arena.labels import ARENA_HARD
 from judge_arena.sim import models
 from judge_arena.sim.models import CANDIDATES, CandidateProfile, ChatMessage, correctness, markdown_elements
@@ -36,7 +37,7 @@ QUESTIONS = [
     for subject in ("binary search?", "PostgreSQL indexes?", "sourdough bread?", "TCP congestion control?")
     for form in ("How does one get started with", "What are the pitfalls of", "Explain to a beginner:")
 ]
-REASK = "Your reply did not end with exactly one final verdict label. Reply with only one of these labels."
+REASK = reask(ARENA_HARD)
 
 
 @pytest.fixture(scope="module")
