@@ -24,7 +24,7 @@ from judge_arena.defence import (
     null_model_answer,
     screen,
 )
-from judge_arena.fence import unfence
+from judge_arena.fence import GameTexts, fence, unfence
 from judge_arena.judge import Game, JudgeTemplate, judge_game, parse_verdict, render_game
 from judge_arena.records import Answer, Battle, Message, Prompt
 from judge_arena.sim.models import ChatMessage, candidate_reply, reply
@@ -54,6 +54,15 @@ def test_neutralized_text_holds_no_label_or_delimiter(text: str) -> None:
     assert parse_verdict(shown) is None and "[[" not in shown.replace("[[⟦", "")
     assert "<<<" not in shown and "<|" not in shown and "[Assistant turn" not in shown
     assert neutralize(shown) == shown
+
+
+def test_every_delimiter_the_judge_prompt_uses_is_neutralized_in_an_answer() -> None:
+    # The look-alike patterns follow the format `fence` writes: a change there must reach the defence.
+    blocks = fence(GameTexts(("q1", "q2"), ("a1", "a2"), ("b",)))
+    for block in blocks.values():
+        shown = neutralize(block)
+        assert "<<<" not in shown and ">>>" not in shown
+        assert "[User turn" not in shown and "[Assistant turn" not in shown
 
 
 def test_neutralized_forms_stay_readable() -> None:
