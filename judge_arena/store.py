@@ -74,13 +74,20 @@ _STALE_CLAIM_S = 3600.0
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host is running: a zombie (dead, not yet reaped by its parent) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        # Gone since kill() looked, where /proc exists; elsewhere (macOS) kill() is all there is to go by.
+        return not Path("/proc/self").exists()
+    # The state follows the command name, which is in parentheses and may itself contain ") ".
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 @dataclass(frozen=True)
