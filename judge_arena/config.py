@@ -88,7 +88,7 @@ class ModelConfig(_Strict):
         gt=0,
         description=(
             "The model's context window, in tokens. A prompt whose user turns together count more cl100k tokens "
-            "(`style.count_tokens`) is a config error, found before any call; unset: not checked."
+            "(`tokens.count_tokens`) is a config error, found before any call; unset: not checked."
         ),
     )
     price: PriceConfig | None = Field(
@@ -375,7 +375,7 @@ def check_context(suite: Path, prompts: Sequence[Prompt], config: ArenaConfig) -
     ]
     if not limits:
         return
-    from judge_arena.style import count_tokens
+    from judge_arena.tokens import count_tokens
 
     for prompt in prompts:
         tokens = sum(count_tokens(turn) for turn in prompt.turns)

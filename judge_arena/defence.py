@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from judge_arena.config import CanaryConfig
 from judge_arena.labels import ARENA_HARD, LabelSet
 from judge_arena.records import Answer, Prompt
-from judge_arena.style import count_tokens
+from judge_arena.tokens import count_tokens
 
 # Labels are replaced first, so that one inside a look-alike stays readable: quoting the look-alike strips
 # brackets from its ends. Neither replacement adds an ASCII bracket, so one pass of each leaves no label and no

@@ -20,16 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from judge_arena.records import Message
-from judge_arena.style import count_tokens
+from judge_arena.tokens import input_tokens, output_cap
 
 Unit = Literal["requests", "tokens", "input_tokens", "output_tokens"]
 Outcome = Literal["ok", "throttled", "other"]
 
 _HEADER_PREFIX = "llm_provider-"
 """litellm passes the provider's raw response headers on with this prefix (next to some of its own, unprefixed)."""
-
-_MESSAGE_OVERHEAD_TOKENS = 4
-"""Tokens each message costs beyond its content (role and delimiters), as in OpenAI's own estimate."""
 
 _NEGLIGIBLE_S = 1e-6
 """A wait this short is floating-point noise: a clock far from zero cannot even advance by it."""
@@ -69,14 +66,12 @@ class Cost:
 
 
 def estimate_cost(messages: Iterable[Message], params: Mapping[str, Any], output_estimate: int) -> Cost:
-    """The cost of a request before it is sent: its messages in tiktoken tokens, and the output it may produce.
+    """The cost of a request before it is sent: its input as `tokens.input_tokens` estimates it, and its output.
 
     Providers count `max_tokens` against the budget when a request arrives, so it is the output estimate when set.
     """
-    input_tokens = sum(count_tokens(m.content) + _MESSAGE_OVERHEAD_TOKENS for m in messages)
-    max_tokens = params.get("max_tokens", params.get("max_completion_tokens"))
-    output_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else output_estimate
-    return Cost(input_tokens=input_tokens, output_tokens=output_tokens)
+    cap = output_cap(params)
+    return Cost(input_tokens=input_tokens(messages), output_tokens=output_estimate if cap is None else cap)
 
 
 def parse_duration(text: str) -> float | None:

@@ -13,19 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import tiktoken
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-
-@functools.cache
-def _encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base")
-
-
-def count_tokens(text: str) -> int:
-    """Length in tiktoken cl100k_base tokens, special-token text counted as ordinary text (as Arena-Hard-Auto)."""
-    return len(_encoding().encode(text, disallowed_special=()))
+from judge_arena.tokens import count_tokens
 
 
 @functools.cache

@@ -11,11 +11,11 @@ from markdown_it import MarkdownIt
 from judge_arena.style import (
     NORMALIZATIONS,
     StyleFeatures,
-    count_tokens,
     normalize,
     strip_markdown,
     style_features,
 )
+from judge_arena.tokens import count_tokens
 
 CODE = "# a comment, not a header\ndef f(**kwargs):\n    - not a list\n    return 2 ** 3  # **not bold**"
 
