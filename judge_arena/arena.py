@@ -7,6 +7,7 @@ cache, so a rerun of the same config makes no model call at all.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from contextlib import ExitStack
@@ -18,13 +19,17 @@ from judge_arena.client import CallFailed, Client
 from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_context
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
+from judge_arena.interrupt import Interrupt
 from judge_arena.judge import Game, JudgeTemplate, games, judge_game
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
-from judge_arena.runner import CallRunner, CallStats
+from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
 from judge_arena.suites import SuiteError, load_suite
 
 CACHE_FILE = "arena.sqlite"
+
+GRACE_S = 10.0
+"""How long a stopped run waits for its calls in flight, so that answers being paid for are stored, not lost."""
 
 
 class Progress(Protocol):
@@ -59,6 +64,8 @@ class ArenaRun:
     failures: tuple[Failure, ...]
     stats: CallStats
     elapsed_s: float
+    interrupted: int | None = None
+    """The signal that stopped the run part-way (see `interrupt`); None when it ran to its end."""
 
 
 def load_inputs(config: ArenaConfig) -> Inputs:
@@ -94,6 +101,11 @@ def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
     return [*itertools.combinations(names, 2), *((name, canary) for canary in canaries for name in names)]
 
 
+def judge_games(config: ArenaConfig, prompts: int) -> int:
+    """The judge games a complete run plays on `prompts` prompts: both orders of every pair, per judge and view."""
+    return len(candidate_pairs(config)) * prompts * len(config.judges) * len(config.normalizations) * 2
+
+
 def planned_calls(inputs: Inputs) -> int:
     """The calls a complete run asks for, made or cached: every turn of every answer and both orders of every game.
 
@@ -101,137 +113,205 @@ def planned_calls(inputs: Inputs) -> int:
     """
     config = inputs.config
     turns = sum(len(prompt.turns) for prompt in inputs.prompts)
-    games = len(candidate_pairs(config)) * len(inputs.prompts) * len(config.judges) * len(config.normalizations) * 2
-    return len(config.candidates) * turns + games
+    return len(config.candidates) * turns + judge_games(config, len(inputs.prompts))
 
 
-def run_arena(inputs: Inputs, progress: Progress | None = None, *, simulator_url: str | None = None) -> ArenaRun:
-    """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given."""
+def run_arena(
+    inputs: Inputs,
+    progress: Progress | None = None,
+    *,
+    simulator_url: str | None = None,
+    interrupt: Interrupt | None = None,
+    grace_s: float = GRACE_S,
+) -> ArenaRun:
+    """Run the arena through the cache (see `play_arena`), in an event loop of its own."""
+    return asyncio.run(play_arena(inputs, progress, simulator_url=simulator_url, interrupt=interrupt, grace_s=grace_s))
+
+
+async def play_arena(
+    inputs: Inputs,
+    progress: Progress | None = None,
+    *,
+    simulator_url: str | None = None,
+    interrupt: Interrupt | None = None,
+    grace_s: float = GRACE_S,
+) -> ArenaRun:
+    """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given.
+
+    Once `interrupt` is stopped, no new call is made; calls in flight get `grace_s` seconds to finish (so that their
+    answers are stored), and the run returns what it has done, with `interrupted` set.
+    """
     config = inputs.config
+    runner_config = config.runner
+    started = time.perf_counter()
     with ExitStack() as stack:
         if config.uses_simulator and simulator_url is None:
             from judge_arena.sim.server import SimulatorServer
 
             simulator_url = stack.enter_context(SimulatorServer()).url
-        store = stack.enter_context(Store(config.runner.cache_dir / CACHE_FILE))
-        return asyncio.run(_run(inputs, store, simulator_url, progress))
-
-
-async def _run(inputs: Inputs, store: Store, simulator_url: str | None, progress: Progress | None) -> ArenaRun:
-    config = inputs.config
-    runner_config = config.runner
-    started = time.perf_counter()
-    runner = CallRunner(
-        store,
-        lambda on_retry: Client(
-            concurrency=runner_config.concurrency,
-            timeout_s=runner_config.timeout_s,
-            max_attempts=runner_config.max_attempts,
-            max_wait_s=runner_config.max_wait_s,
-            max_total_s=runner_config.max_total_s,
-            requests_per_minute=runner_config.requests_per_minute,
-            tokens_per_minute=runner_config.tokens_per_minute,
-            output_estimate=runner_config.output_estimate,
-            on_retry=on_retry,
-        ),
-        simulator_url,
-        on_change=progress.calls if progress else None,
-        budget=Budget(config.budget.max_usd) if config.budget else None,
-    )
-    try:
-        return await _played(inputs, runner, progress, started)
-    finally:
-        await runner.aclose()
-
-
-async def _played(inputs: Inputs, runner: CallRunner, progress: Progress | None, started: float) -> ArenaRun:
-    """Every answer and every verdict of the arena, as far as the calls succeed and the budget allows."""
-    config = inputs.config
-    failures: list[Failure] = []
-    pairs = candidate_pairs(config)
-    judge_items = len(pairs) * len(inputs.prompts) * len(config.judges) * len(config.normalizations) * 2
-    if progress:
-        progress.start("answers", len(config.candidates) * len(inputs.prompts))
-        progress.start("verdicts", judge_items)
-
-    async def answer(candidate: ModelConfig, prompt: Prompt) -> Answer | None:
-        async def complete(messages: tuple[Message, ...]) -> Completion:
-            return await runner.complete(candidate, messages)
-
+        store = stack.enter_context(Store(runner_config.cache_dir / CACHE_FILE))
+        runner = CallRunner(
+            store,
+            lambda on_retry: Client(
+                concurrency=runner_config.concurrency,
+                timeout_s=runner_config.timeout_s,
+                max_attempts=runner_config.max_attempts,
+                max_wait_s=runner_config.max_wait_s,
+                max_total_s=runner_config.max_total_s,
+                requests_per_minute=runner_config.requests_per_minute,
+                tokens_per_minute=runner_config.tokens_per_minute,
+                output_estimate=runner_config.output_estimate,
+                on_retry=on_retry,
+            ),
+            simulator_url,
+            on_change=progress.calls if progress else None,
+            budget=Budget(config.budget.max_usd, runner_config.output_estimate) if config.budget else None,
+        )
         try:
-            return await generate_answer(candidate.name, prompt, complete)
-        except CallFailed as exc:
-            failures.append(Failure("generate", f"{candidate.name} × {prompt.id}", str(exc)))
-            return None
-        except BudgetExceeded:
-            # Not a failure: the answer is simply not made in this run, and a rerun resumes it.
-            return None
+            play = _Play(inputs, runner, progress)
+            await play.until_done_or_stopped(interrupt or Interrupt(), grace_s)
         finally:
-            if progress:
-                progress.advance("answers")
-
-    answer_tasks = {
-        (candidate.name, prompt.id): asyncio.create_task(answer(candidate, prompt))
-        for candidate in config.candidates
-        for prompt in inputs.prompts
-    }
-
-    async def canary(name: str, prompt: Prompt) -> Answer | None:
-        return canary_answer(name, prompt)
-
-    answer_tasks.update(
-        {
-            (name, prompt.id): asyncio.create_task(canary(name, prompt))
-            for name in enabled_canaries(config.canaries)
-            for prompt in inputs.prompts
-        }
-    )
-
-    async def judge_pair(judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt) -> list[Battle]:
-        first = await answer_tasks[(pair[0], prompt.id)]
-        second = await answer_tasks[(pair[1], prompt.id)]
-        template = inputs.templates[judge.name]
-
-        async def complete(messages: tuple[Message, ...]) -> str:
-            return (await runner.complete(judge, messages)).text
-
-        async def play(game: Game) -> Battle | None:
-            try:
-                return await judge_game(
-                    game,
-                    judge=judge.name,
-                    template=template,
-                    complete=complete,
-                    strong_weight=config.rating.strong_weight,
-                    defence=judge.defence,
-                )
-            except CallFailed as exc:
-                item = f"{judge.name}: {game.answer_a.model} vs {game.answer_b.model} on {prompt.id} ({normalization})"
-                failures.append(Failure("judge", item, str(exc)))
-                return None
-            except BudgetExceeded:
-                return None
-            finally:
-                if progress:
-                    progress.advance("verdicts")
-
-        if first is None or second is None:
-            if progress:
-                progress.advance("verdicts")
-                progress.advance("verdicts")
-            return []
-        played = await asyncio.gather(*(play(game) for game in games(prompt, first, second, normalization)))
-        return [battle for battle in played if battle is not None]
-
-    judged = await asyncio.gather(
-        *(judge_pair(*item) for item in itertools.product(config.judges, config.normalizations, pairs, inputs.prompts))
-    )
-    answers = [a for a in await asyncio.gather(*answer_tasks.values()) if a is not None]
+            await runner.aclose()
     return ArenaRun(
         inputs=inputs,
-        answers=tuple(answers),
-        battles=tuple(b for group in judged for b in group),
-        failures=tuple(failures),
+        answers=play.answers(),
+        battles=play.battles(),
+        failures=tuple(play.failures),
         stats=runner.stats,
         elapsed_s=time.perf_counter() - started,
+        interrupted=interrupt.signal if interrupt else None,
     )
+
+
+class _Play:
+    """One run's tasks: every candidate's answer to every prompt, and the judge games that wait for both answers.
+
+    Results are kept as they come, so a run that stops part-way still has everything it did.
+    """
+
+    def __init__(self, inputs: Inputs, runner: CallRunner, progress: Progress | None) -> None:
+        self._inputs = inputs
+        self._runner = runner
+        self._progress = progress
+        self.failures: list[Failure] = []
+        self._answers: dict[tuple[str, str], asyncio.Task[Answer | None]] = {}
+        self._battles: dict[tuple[int, int], Battle] = {}
+        """Battles by (index of the judge item, index of the game in it): the order of an uninterrupted run."""
+
+    def _advance(self, stage: str) -> None:
+        if self._progress:
+            self._progress.advance(stage)
+
+    async def until_done_or_stopped(self, interrupt: Interrupt, grace_s: float) -> None:
+        """Play every game; if the run is stopped first, wait up to `grace_s` for the calls in flight, then end."""
+        config, prompts = self._inputs.config, self._inputs.prompts
+        if self._progress:
+            self._progress.start("answers", len(config.candidates) * len(prompts))
+            self._progress.start("verdicts", judge_games(config, len(prompts)))
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+        unlisten = interrupt.listen(functools.partial(loop.call_soon_threadsafe, stopped.set))
+        for candidate in config.candidates:
+            for prompt in prompts:
+                self._answers[(candidate.name, prompt.id)] = asyncio.create_task(self._answer(candidate, prompt))
+        for name in enabled_canaries(config.canaries):
+            for prompt in prompts:
+                self._answers[(name, prompt.id)] = asyncio.create_task(_constant(canary_answer(name, prompt)))
+        items = itertools.product(config.judges, config.normalizations, candidate_pairs(config), prompts)
+        judging = [asyncio.create_task(self._judge_pair(index, *item)) for index, item in enumerate(items)]
+        tasks = [*self._answers.values(), *judging]
+        finished = asyncio.ensure_future(asyncio.wait(tasks))
+        stop = asyncio.ensure_future(stopped.wait())
+        idle: asyncio.Future[None] | None = None
+        try:
+            await asyncio.wait([finished, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not finished.done():
+                self._runner.stop()
+                # Calls sent already may finish and be stored; what still waits after them waits for nothing.
+                idle = asyncio.ensure_future(self._runner.idle())
+                await asyncio.wait([finished, idle], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unlisten()
+            for waiting in (finished, stop, idle, *tasks):
+                if waiting is not None:
+                    waiting.cancel()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    def answers(self) -> tuple[Answer, ...]:
+        """The answers made (or cached), in candidate and prompt order."""
+        return tuple(
+            answer
+            for task in self._answers.values()
+            if task.done() and not task.cancelled() and (answer := task.result()) is not None
+        )
+
+    def battles(self) -> tuple[Battle, ...]:
+        """The games judged, in the order of an uninterrupted run."""
+        return tuple(self._battles[key] for key in sorted(self._battles))
+
+    async def _answer(self, candidate: ModelConfig, prompt: Prompt) -> Answer | None:
+        """The candidate's answer, or None when it failed or was not made in this run."""
+
+        async def complete(messages: tuple[Message, ...]) -> Completion:
+            return await self._runner.complete(candidate, messages)
+
+        try:
+            answer = await generate_answer(candidate.name, prompt, complete)
+        except CallFailed as exc:
+            self.failures.append(Failure("generate", f"{candidate.name} × {prompt.id}", str(exc)))
+            answer = None
+        except BudgetExceeded:
+            # Not a failure: the answer is simply not made in this run, and a rerun resumes it.
+            answer = None
+        except Interrupted:
+            return None
+        self._advance("answers")
+        return answer
+
+    async def _judge_pair(
+        self, index: int, judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt
+    ) -> None:
+        """Both orders of the pair's game on the prompt, once both answers exist."""
+        first = await self._answers[(pair[0], prompt.id)]
+        second = await self._answers[(pair[1], prompt.id)]
+        if first is None or second is None:
+            self._advance("verdicts")
+            self._advance("verdicts")
+            return
+        await asyncio.gather(
+            *(
+                self._play((index, order), judge, game)
+                for order, game in enumerate(games(prompt, first, second, normalization))
+            )
+        )
+
+    async def _play(self, key: tuple[int, int], judge: JudgeConfig, game: Game) -> None:
+        """One judge game; its battle is kept under `key`, a failure is recorded."""
+
+        async def complete(messages: tuple[Message, ...]) -> str:
+            return (await self._runner.complete(judge, messages)).text
+
+        try:
+            self._battles[key] = await judge_game(
+                game,
+                judge=judge.name,
+                template=self._inputs.templates[judge.name],
+                complete=complete,
+                strong_weight=self._inputs.config.rating.strong_weight,
+                defence=judge.defence,
+            )
+        except CallFailed as exc:
+            where = f"{game.answer_a.model} vs {game.answer_b.model} on {game.prompt.id} ({game.normalization})"
+            self.failures.append(Failure("judge", f"{judge.name}: {where}", str(exc)))
+        except BudgetExceeded:
+            pass
+        except Interrupted:
+            return
+        self._advance("verdicts")
+
+
+async def _constant(answer: Answer) -> Answer | None:
+    return answer

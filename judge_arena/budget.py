@@ -1,36 +1,33 @@
-"""The spend cap of a run: token prices, an estimate reserved before each call made, the actual cost after it.
+"""The spend cap of a run: token prices, an estimate reserved before each call made, the billed cost after it.
 
-Before a call that is not in the cache, its estimated cost is reserved: the input counted in cl100k tokens (with a
-margin, since providers' tokenizers count more) plus the model's `max_tokens` as output (`DEFAULT_OUTPUT_TOKENS`
-when unset). A call whose reservation would take reserved plus spent past `budget.max_usd` is refused, and so is
-every later one: the run stops, it does not pick cheaper calls. When a call returns, its reservation is replaced by
-its cost from the usage the provider reported. Cached calls cost nothing, and the spend is this run's only.
+Before a call that is not in the cache, its estimated cost is reserved: its input as `tokens.input_tokens` counts
+it, plus the output its model's answers have actually used so far (a high percentile; `runner.output_estimate`
+until a few are known). A call that would take reserved plus spent past `budget.max_usd` waits for calls in flight
+to settle, and is refused when none is left that could free room; so the run spends nearly all of its cap, and a
+rerun with a larger one resumes from the cache. Every attempt the
+provider bills is counted at its reported usage (else its estimate), including answers the run cannot use (empty,
+cut off). Cached calls cost nothing, and the spend is this run's only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
+from bisect import insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from judge_arena.config import ArenaConfig, ConfigError, ModelConfig
 from judge_arena.records import Message
-from judge_arena.store import Completion
+from judge_arena.tokens import input_tokens, output_cap
 
-DEFAULT_OUTPUT_TOKENS = 1024
-"""Output tokens reserved for a call whose model sets no `max_tokens` (an estimate, not a bound: set `max_tokens`
-for a cap the provider enforces)."""
+_SAMPLES = 5
+"""Answers of a model seen before its reservations follow them instead of `runner.output_estimate`."""
 
-_INPUT_MARGIN = 1.25
-"""cl100k undercounts other tokenizers (Claude's, the simulator's 1.3 tokens a word) by up to about a quarter."""
-
-_TOKENS_PER_MESSAGE = 8
-"""Role markers and separators the chat format adds to each message."""
-
-_OUTPUT_PARAMS = ("max_tokens", "max_completion_tokens")
-"""The parameters that cap a model's output, as litellm passes them on."""
+_PERCENTILE = 0.95
+"""The share of a model's answers seen so far that its output reservation covers."""
 
 
 class BudgetExceeded(Exception):
@@ -83,40 +80,75 @@ def check_prices(config: ArenaConfig, path: Path) -> None:
                 )
 
 
-def estimate_tokens(model: ModelConfig, messages: Sequence[Message]) -> tuple[int, int]:
-    """The input and output tokens reserved for a call: meant to be at least what the provider will bill."""
-    from judge_arena.style import count_tokens
+@dataclass
+class Reservation:
+    """What `Budget.reserve` holds for one call until it is released: its estimate, less what was billed since."""
 
-    counted = sum(count_tokens(message.content) + _TOKENS_PER_MESSAGE for message in messages)
-    output = next((model.params[name] for name in _OUTPUT_PARAMS if model.params.get(name)), DEFAULT_OUTPUT_TOKENS)
-    return math.ceil(counted * _INPUT_MARGIN), int(output)
+    model: ModelConfig
+    price: Price
+    input_tokens: int
+    output_tokens: int
+    held_usd: float
 
 
 class Budget:
-    """The run's spend against its cap: reservations for calls in flight, actual costs for calls done."""
+    """The run's spend against its cap: reservations for calls in flight, the billed cost of every attempt made.
 
-    def __init__(self, max_usd: float) -> None:
+    A call reserves its input estimate (`tokens.input_tokens`) plus what its model's answers have used so far:
+    `output_estimate` tokens (capped by the model's `max_tokens`) until `_SAMPLES` answers are known, then the 95th
+    percentile of their output tokens. A call that does not fit waits while calls in flight can still free room;
+    when none can, it is refused (a smaller call may still fit after it).
+    """
+
+    def __init__(self, max_usd: float, output_estimate: int) -> None:
         self.max_usd = max_usd
         self.spent_usd = 0.0
-        """Actual cost of the calls made so far, from their reported usage."""
-        self.reached = False
-        """Whether a call was refused; every later call is refused too."""
-        self._reserved = 0.0
+        """Cost of every attempt billed so far, from its reported usage (else its estimate)."""
+        self._output_estimate = output_estimate
+        self._outputs: dict[str, list[int]] = {}
+        self._held: list[Reservation] = []
+        self._freed = asyncio.Event()
 
-    def reserve(self, model: ModelConfig, messages: Sequence[Message]) -> float:
-        """Reserve the call's estimated cost and return it; raise BudgetExceeded when it does not fit."""
-        estimate = _price(model).cost(*estimate_tokens(model, messages))
-        if self.reached or self.spent_usd + self._reserved + estimate > self.max_usd:
-            self.reached = True
-            raise BudgetExceeded(f"budget of ${self.max_usd:g} reached")
-        self._reserved += estimate
-        return estimate
+    def output_tokens(self, model: ModelConfig) -> int:
+        """The output tokens reserved for the model's next call."""
+        seen = self._outputs.get(model.name, [])
+        # Nearest rank: with fewer than 20 answers seen, the 95th percentile is the longest of them.
+        estimate = seen[math.ceil(_PERCENTILE * len(seen)) - 1] if len(seen) >= _SAMPLES else self._output_estimate
+        cap = output_cap(model.params)
+        return estimate if cap is None else min(estimate, cap)
 
-    def settle(self, model: ModelConfig, reservation: float, completion: Completion | None) -> None:
-        """Replace a reservation by the call's actual cost; a failed call (None) reported no usage and costs 0."""
-        self._reserved -= reservation
-        if completion is not None:
-            self.spent_usd += _price(model).cost(completion.input_tokens, completion.output_tokens)
+    async def reserve(self, model: ModelConfig, messages: Sequence[Message]) -> Reservation:
+        """Hold the call's estimated cost, waiting while calls in flight may free room; BudgetExceeded when the
+        call cannot fit."""
+        price = _price(model)
+        tokens_in, tokens_out = input_tokens(messages), self.output_tokens(model)
+        usd = price.cost(tokens_in, tokens_out)
+        while self.spent_usd + self._held_usd() + usd > self.max_usd:
+            if not self._held:
+                raise BudgetExceeded(f"budget of ${self.max_usd:g} reached")
+            await self._freed.wait()
+        reservation = Reservation(model, price, tokens_in, tokens_out, usd)
+        self._held.append(reservation)
+        return reservation
+
+    def bill(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
+        """Count one billed attempt of the call, at its reported usage; without usage (zeros), at the estimate."""
+        if not (input_tokens or output_tokens):
+            input_tokens, output_tokens = reservation.input_tokens, reservation.output_tokens
+        elif output_tokens:
+            insort(self._outputs.setdefault(reservation.model.name, []), output_tokens)
+        cost = reservation.price.cost(input_tokens, output_tokens)
+        self.spent_usd += cost
+        reservation.held_usd = max(0.0, reservation.held_usd - cost)
+
+    def release(self, reservation: Reservation) -> None:
+        """The call is over (answered, failed or cancelled): what it still held is free for the calls waiting."""
+        self._held.remove(reservation)
+        self._freed.set()
+        self._freed = asyncio.Event()
+
+    def _held_usd(self) -> float:
+        return sum(r.held_usd for r in self._held)
 
 
 def _price(model: ModelConfig) -> Price:

@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail),
 2 bad input (config, suite, template, leaderboard, votes), 3 the run stopped at its budget (`budget.max_usd`; the
-report covers what was done, and a rerun with a larger budget resumes from the cache; takes precedence over 1).
+report covers what was done, and a rerun with a larger budget resumes from the cache; takes precedence over 1),
+130 / 143 the run was stopped by Ctrl-C (SIGINT) / SIGTERM (the report covers what was done; the same command
+resumes; a second signal exits at once, without a report).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
+EXIT_SIGNAL = 128
+"""Plus the signal's number: 130 when Ctrl-C (SIGINT) stopped the run, 143 for SIGTERM."""
 
 
 class _BadInput(Exception):
@@ -31,31 +35,35 @@ class _BadInput(Exception):
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.arena import load_inputs, run_arena
+    from judge_arena.interrupt import Interrupt, on_signals
     from judge_arena.report.files import write_report
-    from judge_arena.report.terminal import LiveProgress, print_run
+    from judge_arena.report.terminal import print_run, progress_display
     from judge_arena.views import canary_warnings, rate_views
 
     inputs = load_inputs(load_config(args.config))
-    with LiveProgress(console) as progress:
-        run = run_arena(inputs, progress)
-    views = rate_views(inputs.config, run.battles, run.answers)
-    folder = write_report(run, views)
+    with on_signals(Interrupt()) as interrupt:
+        with progress_display(console) as progress:
+            run = run_arena(inputs, progress, interrupt=interrupt)
+        views = rate_views(inputs.config, run.battles, run.answers)
+        folder = write_report(run, views)
     print_run(console, run, views, folder)
     canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)
+    if run.interrupted is not None:
+        return EXIT_SIGNAL + run.interrupted
     if run.stats.refused:
         return EXIT_BUDGET
     return EXIT_FAILURES if run.failures or canaries_failed else EXIT_OK
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.arena import candidate_pairs, load_inputs
+    from judge_arena.arena import judge_games, load_inputs
 
     inputs = load_inputs(load_config(args.config))
     config = inputs.config
-    games = len(candidate_pairs(config)) * len(inputs.prompts) * len(config.judges) * len(config.normalizations)
+    games = judge_games(config, len(inputs.prompts))
     console.print(
         f"[green]ok[/green] {args.config}: {len(inputs.prompts)} prompts, {len(config.candidates)} candidates, "
-        f"{len(config.judges)} judges, {games * 2} judge games at most"
+        f"{len(config.judges)} judges, {games} judge games at most"
     )
     return EXIT_OK
 

@@ -513,11 +513,13 @@ class Client:
         messages: tuple[Message, ...],
         params: Mapping[str, Any],
         on_receipt: Callable[[Receipt], None] | None = None,
+        on_billed: Callable[[int, int], None] | None = None,
     ) -> Completion:
         """One chat completion, retried on transient faults; raises CallFailed when no usable answer came.
 
         `on_receipt` is given each successful answer the moment it has arrived, before it is parsed (on the openai
-        and anthropic routes), to be kept until the completion itself is stored.
+        and anthropic routes), to be kept until the completion itself is stored. `on_billed` is given the input and
+        output tokens of every answer that arrived, usable or not (zeros when the provider reported no usage).
         """
         gate = self.gate(endpoint)
         cost = estimate_cost(messages, params, self._output_estimate)
@@ -554,7 +556,15 @@ class Client:
                         try:
                             time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
                             completion = await self._attempt(
-                                endpoint, api_key, messages, params, time_left, gate.rate, reservation, on_receipt
+                                endpoint,
+                                api_key,
+                                messages,
+                                params,
+                                time_left,
+                                gate.rate,
+                                reservation,
+                                on_receipt,
+                                on_billed,
                             )
                         except Exception as exc:
                             diagnosis = _diagnose(exc)
@@ -592,10 +602,13 @@ class Client:
         rate: RateLimiter,
         reservation: Reservation,
         on_receipt: Callable[[Receipt], None] | None,
+        on_billed: Callable[[int, int], None] | None,
     ) -> Completion:
         started = time.perf_counter()
         async with asyncio.timeout(time_left):
             reply, headers = await self._exchange(endpoint, api_key, messages, params, _Exchange(on_receipt))
+        if on_billed is not None:
+            on_billed(reply.input_tokens, reply.output_tokens)
         rate.observe(headers)
         if reply.input_tokens or reply.output_tokens:
             # Billed even when the answer is unusable: the provider counted these tokens.

@@ -1,9 +1,11 @@
 """Cache-first execution of model calls: look up the store, else call the model once and commit the result.
 
-Identical requests in flight at the same moment share one call (raw and plain views of an unformatted answer
-render the same judge prompt, for instance), so nothing is paid twice within a run either. An answer is written down
-as a receipt the moment it arrives, before it is parsed; a run that finds the receipt of a process killed before it
-stored the answer recovers the answer from it instead of paying for it again.
+Identical requests within a run share one call (raw and plain views of an unformatted answer render the same judge
+prompt, for instance): whether the first is still in flight or already stored, nothing is paid twice, and the
+statistics count these as shared within the run, apart from answers found in the cache of an earlier run.
+
+An answer is written down as a receipt the moment it arrives, before it is parsed; a run that finds the receipt of a
+process killed before it stored the answer recovers the answer from it instead of paying for it again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from judge_arena.budget import Budget, BudgetExceeded
+from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Client, Endpoint
 from judge_arena.config import ModelConfig
 from judge_arena.records import Message
@@ -29,7 +31,9 @@ class CallStats:
     """What the run's calls did: served from cache, made and paid, failed, retried."""
 
     cached: int = 0
-    """Served without a call: from the store, or shared with an identical call in flight."""
+    """Served without a call from the cache as this run found it (an earlier run's, or another process's)."""
+    shared: int = 0
+    """Served without a call by an identical request of this run (in flight, or answered already)."""
     made: int = 0
     failed: int = 0
     retries: Counter[str] = field(default_factory=Counter)
@@ -44,9 +48,18 @@ class CallStats:
     """Cost of the calls made, from their reported usage and the models' prices (0 without a budget)."""
 
     @property
+    def served(self) -> int:
+        """Calls that have an answer without a call made in this run: cached, shared or recovered."""
+        return self.cached + self.shared + self.recovered
+
+    @property
     def total_retries(self) -> int:
         """All retries of the run."""
         return sum(self.retries.values())
+
+
+class Interrupted(Exception):
+    """A call not made because the run is stopping (`CallRunner.stop`): neither failed nor refused."""
 
 
 class CallRunner:
@@ -67,6 +80,20 @@ class CallRunner:
         self._simulator_url = simulator_url
         self._on_change = on_change
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
+        self._answered: set[str] = set()
+        """Digests of the calls this run stored: a later identical request is shared, not from an earlier run."""
+        self._stopping = False
+        self._calling = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def stop(self) -> None:
+        """Make no new call from now on (each raises Interrupted); the calls in flight go on."""
+        self._stopping = True
+
+    async def idle(self) -> None:
+        """Return once no call is in flight (after `stop`, once every call made has returned)."""
+        await self._idle.wait()
 
     def _count_retry(self, kind: str) -> None:
         self.stats.retries[kind] += 1
@@ -92,20 +119,23 @@ class CallRunner:
         digest = key.digest
         cached = self._store.get(key)
         if cached is not None:
-            self.stats.cached += 1
+            if digest in self._answered:
+                self.stats.shared += 1
+            else:
+                self.stats.cached += 1
             self._changed()
             return cached
         pending = self._in_flight.get(digest)
         if pending is not None:
             shared = await asyncio.shield(pending)
-            self.stats.cached += 1
+            self.stats.shared += 1
             self._changed()
             return shared
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[digest] = future
         try:
             completion = await self._claimed_or_made(model, key)
-        except (CallFailed, BudgetExceeded) as failure:
+        except (CallFailed, BudgetExceeded, Interrupted) as failure:
             future.set_exception(failure)
             future.exception()  # marks it retrieved: only the waiters re-raise it
             raise
@@ -121,6 +151,8 @@ class CallRunner:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process
         received), store it and release the claim."""
         while (claim := self._store.claim(key)) == "busy":
+            if self._stopping:
+                raise Interrupted(f"the run stopped while another process was making the call to {key.model}")
             await asyncio.sleep(_CLAIM_POLL_S)
         if claim == "done":
             done = self._store.get(key)
@@ -134,6 +166,7 @@ class CallRunner:
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:
                 self._store.put(key, recovered)
+                self._answered.add(key.digest)
                 self.stats.recovered += 1
                 self._changed()
                 return recovered
@@ -143,30 +176,46 @@ class CallRunner:
 
     async def _made(self, model: ModelConfig, endpoint: Endpoint, key: CallKey) -> Completion:
         """Make the call within the budget, keeping its answer's receipt until the completion is stored."""
+        if self._stopping:
+            raise Interrupted(f"the run stopped before the call to {key.model} was made")
         try:
-            reservation = self._budget.reserve(model, key.messages) if self._budget else 0.0
+            reservation = await self._budget.reserve(model, key.messages) if self._budget else None
         except BudgetExceeded:
             self.stats.refused += 1
             self._changed()
             raise
-        completion: Completion | None = None
+        self._calling += 1
+        self._idle.clear()
         try:
             completion = await self._client.complete(
-                endpoint, key.messages, model.params, on_receipt=functools.partial(self._store.put_receipt, key)
+                endpoint,
+                key.messages,
+                model.params,
+                on_receipt=functools.partial(self._store.put_receipt, key),
+                on_billed=functools.partial(self._billed, reservation) if reservation else None,
             )
             self._store.put(key, completion)
+            self._answered.add(key.digest)
         except CallFailed as failure:
             self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
             self.stats.failed += 1
             self._changed()
             raise
         finally:
-            if self._budget:
-                self._budget.settle(model, reservation, completion)
-                self.stats.spent_usd = self._budget.spent_usd
+            if self._budget and reservation:
+                self._budget.release(reservation)
+            self._calling -= 1
+            if not self._calling:
+                self._idle.set()
         self.stats.made += 1
         self._changed()
         return completion
+
+    def _billed(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
+        if self._budget:
+            self._budget.bill(reservation, input_tokens, output_tokens)
+            self.stats.spent_usd = self._budget.spent_usd
+            self._changed()
 
     async def aclose(self) -> None:
         """Close the client's connections (call before the event loop ends)."""

@@ -70,7 +70,9 @@ def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer)
     sim.reset_log()
     second = _run(path, sim)
     assert sim.requests == [] and second.stats.made == 0
-    assert second.stats.cached == first.stats.made + first.stats.cached
+    # a fresh cache serves nothing: identical requests of the first run are shared within it, not "from cache"
+    assert first.stats.cached == 0 and first.stats.shared > 0
+    assert second.stats.cached == first.stats.made + first.stats.shared and second.stats.shared == 0
     assert second.battles == first.battles and second.answers == first.answers
 
 
@@ -84,7 +86,7 @@ def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: Sim
     judged = [r for r in sim.requests if r.model == "sim-judge"]
     assert run.stats.made == len(sim.requests) == len(judged) > 0
     # answers all come from the cache; a judge request is shared when raw and plain render alike
-    assert run.stats.made + run.stats.cached == len(run.battles) + sum(len(p.turns) for p in run.inputs.prompts) * 3
+    assert run.stats.made + run.stats.served == len(run.battles) + sum(len(p.turns) for p in run.inputs.prompts) * 3
 
 
 def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:

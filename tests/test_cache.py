@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +64,7 @@ class _FakeClient:
         messages: tuple[Message, ...],
         params: Mapping[str, Any],
         on_receipt: Callable[[Receipt], None] | None = None,
+        on_billed: Callable[[int, int], None] | None = None,
     ) -> Completion:
         self.calls += 1
         await asyncio.sleep(self.delay_s)
@@ -86,9 +88,12 @@ async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
         first = await runner.complete(MODEL, MESSAGES)
         second = await runner.complete(MODEL, MESSAGES)
         assert first == second and client.calls == 1
-        assert (runner.stats.made, runner.stats.cached) == (1, 1)
+        # answered earlier in this run: shared within the run, not "from cache" (a fresh cache looked pre-filled)
+        assert (runner.stats.made, runner.stats.shared, runner.stats.cached) == (1, 1, 0)
     with Store(tmp_path / "c.sqlite") as reopened:
-        assert await _runner(reopened, client).complete(MODEL, MESSAGES) == first
+        later = _runner(reopened, client)
+        assert await later.complete(MODEL, MESSAGES) == first
+        assert (later.stats.made, later.stats.shared, later.stats.cached) == (0, 0, 1)
     assert client.calls == 1
 
 
@@ -121,6 +126,7 @@ async def test_identical_calls_in_flight_share_one_request(tmp_path: Path) -> No
         runner = _runner(store, client)
         results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(5)))
     assert len(set(results)) == 1 and client.calls == 1
+    assert (runner.stats.made, runner.stats.shared, runner.stats.cached) == (1, 4, 0)
 
 
 async def test_a_shared_failure_reaches_every_waiter(tmp_path: Path) -> None:
@@ -155,6 +161,40 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
             "UPDATE claims SET owner = 'live-run', pid = ? WHERE key = ?", (os.getppid(), BASE_KEY.digest)
         )
         assert store.claim(BASE_KEY) == "busy"
+
+
+_CLAIMING_CHILD = """
+import sys, time
+from pathlib import Path
+from judge_arena.records import Message
+from judge_arena.store import CallKey, Store
+
+store = Store(Path(sys.argv[1]))
+messages = (Message("system", "You judge."), Message("user", "Which is better?"))
+key = CallKey("openai/m", None, (("temperature", 0.0),), messages)
+assert key.digest == sys.argv[2]
+print(store.claim(key), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="a zombie is told apart through /proc")
+def test_claim_of_a_killed_process_not_yet_reaped_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CLAIMING_CHILD, str(path), BASE_KEY.digest], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
+        os.kill(child.pid, signal.SIGKILL)
+        # Deliberately not reaped: the child is a zombie, its pid still taken, until child.wait() below.
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            time.sleep(0.01)
+        with Store(path) as store:
+            assert store.claim(BASE_KEY) == "claimed"
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_receipt_is_kept_until_its_call_is_stored_or_failed(tmp_path: Path) -> None:

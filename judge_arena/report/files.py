@@ -70,6 +70,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "calls": {
             "made": stats.made,
             "cached": stats.cached,
+            "shared": stats.shared,
             "recovered": stats.recovered,
             "failed": stats.failed,
             "retries": dict(stats.retries),

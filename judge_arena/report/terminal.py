@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from judge_arena.agreement import judge_agreement, position_consistency
-from judge_arena.arena import ArenaRun, planned_calls
+from judge_arena.arena import ArenaRun, judge_games, planned_calls
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
@@ -21,6 +34,12 @@ from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
 from judge_arena.views import View, canary_warnings
 
+LOG_INTERVAL_S = 30.0
+"""How often progress is printed as a plain line when the output is not a terminal."""
+
+_LOG_WIDTH = 1000
+"""The width tables are laid out in outside a terminal: wider than any table, which then takes its natural width."""
+
 
 def _calls_text(stats: CallStats) -> str:
     retries = f", {stats.total_retries} retries" if stats.total_retries else ""
@@ -28,7 +47,8 @@ def _calls_text(stats: CallStats) -> str:
     recovered = f", {stats.recovered} recovered from an interrupted run" if stats.recovered else ""
     spend = f"; ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated)" if stats.max_usd is not None else ""
     return (
-        f"{stats.made} calls made, {stats.cached} from cache, {stats.failed} failed{recovered}{retries}{refused}{spend}"
+        f"{stats.made} calls made, {stats.shared} shared within this run (identical requests), {stats.cached} from "
+        f"the cache of earlier runs, {stats.failed} failed{recovered}{retries}{refused}{spend}"
     )
 
 
@@ -37,23 +57,56 @@ def budget_message(run: ArenaRun) -> str | None:
     stats = run.stats
     if not stats.refused or stats.max_usd is None:
         return None
-    done = stats.made + stats.cached + stats.recovered + stats.failed
+    done = stats.made + stats.served + stats.failed
     return (
-        f"budget reached: ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated); {done} of "
-        f"{planned_calls(run.inputs)} calls made (or from cache); rerun with a larger budget to resume"
+        f"budget reached: ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent (estimated); {done:,} of "
+        f"{planned_calls(run.inputs):,} calls made (or from cache); rerun with a larger budget to resume"
     )
 
 
+def interrupted_message(run: ArenaRun) -> str | None:
+    """The line saying how far an interrupted run got; None when it ran to its end."""
+    if run.interrupted is None:
+        return None
+    planned = judge_games(run.inputs.config, len(run.inputs.prompts))
+    return f"interrupted: {len(run.battles):,} of {planned:,} games done; run the same command to resume"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class _RateColumn(ProgressColumn):
+    """Items done per second (rich's estimate over the last half minute)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "–/s", style="progress.data.speed")
+
+
+class _Bars(Progress):
+    """rich's progress bars with the call counters on a line of their own, where they cannot squeeze the bars."""
+
+    counters = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.counters:
+            yield Text(self.counters, overflow="fold")
+
+
 class LiveProgress:
-    """A rich progress display for the arena's stages and call counters (implements arena.Progress)."""
+    """Bars in a terminal: done/total, rate and time left per stage, the call counters below (an arena.Progress)."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
+        self._progress = _Bars(
             TextColumn("{task.description:<9}"),
             BarColumn(),
             MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[calls]}"),
             console=console,
             transient=False,
         )
@@ -68,7 +121,7 @@ class LiveProgress:
 
     def start(self, stage: str, total: int) -> None:
         """A stage begins with `total` items."""
-        self._tasks[stage] = self._progress.add_task(stage, total=total, calls="")
+        self._tasks[stage] = self._progress.add_task(stage, total=total)
 
     def advance(self, stage: str) -> None:
         """One item of the stage is done."""
@@ -76,8 +129,69 @@ class LiveProgress:
 
     def calls(self, stats: CallStats) -> None:
         """The call counters changed."""
-        if "verdicts" in self._tasks:
-            self._progress.update(self._tasks["verdicts"], calls=_calls_text(stats))
+        self._progress.counters = _calls_text(stats)
+
+
+class LogProgress:
+    """Progress for a log (stdout not a terminal, as in CI): a plain line every `interval_s` seconds and at the end,
+    with done/total per stage, rate, time left, failures and spend (an arena.Progress). `clock` is injectable."""
+
+    def __init__(
+        self, console: Console, *, interval_s: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._console = console
+        self._interval_s = interval_s
+        self._clock = clock
+        self._started = self._last = clock()
+        self._totals: dict[str, int] = {}
+        self._done: Counter[str] = Counter()
+        self._stats: CallStats | None = None
+
+    def __enter__(self) -> LogProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._console.print(self.line(), soft_wrap=True, highlight=False)
+
+    def start(self, stage: str, total: int) -> None:
+        """A stage begins with `total` items."""
+        self._totals[stage] = total
+
+    def advance(self, stage: str) -> None:
+        """One item of the stage is done."""
+        self._done[stage] += 1
+        self._tick()
+
+    def calls(self, stats: CallStats) -> None:
+        """The call counters changed."""
+        self._stats = stats
+        self._tick()
+
+    def _tick(self) -> None:
+        now = self._clock()
+        if now - self._last >= self._interval_s:
+            self._last = now
+            self._console.print(self.line(), soft_wrap=True, highlight=False)
+
+    def line(self) -> str:
+        """The progress so far, as one plain line."""
+        elapsed = self._clock() - self._started
+        stages = ", ".join(f"{stage} {self._done[stage]:,}/{total:,}" for stage, total in self._totals.items())
+        done, total = sum(self._done.values()), sum(self._totals.values())
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = f"ETA {_duration((total - done) / rate)}" if rate > 0 else "ETA unknown"
+        line = f"[{_duration(elapsed)}] {stages}; {rate:.1f}/s, {left}"
+        stats = self._stats
+        if stats is not None:
+            line += f"; {stats.made:,} calls made, {stats.failed:,} failed"
+            if stats.max_usd is not None:
+                line += f", ${stats.spent_usd:.4f} of ${stats.max_usd:g} spent"
+        return line
+
+
+def progress_display(console: Console) -> LiveProgress | LogProgress:
+    """Bars in a terminal; plain lines at a steady interval anywhere else (a CI log, a file)."""
+    return LiveProgress(console) if console.is_terminal else LogProgress(console)
 
 
 def _cell(row: LeaderboardRow | None) -> str:
@@ -169,7 +283,23 @@ def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str]
 
 
 def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
-    """Print every judge's leaderboards side by side, the notes, the call summary and the report folder."""
+    """Print every judge's leaderboards side by side, the notes, the call summary and the report folder.
+
+    Outside a terminal (a CI log, a file) tables have their natural width and lines are not wrapped: a log is read
+    in a window of any width, and a wrapped table splits numbers across lines.
+    """
+    if console.is_terminal:
+        _print_run(console, run, views, folder)
+        return
+    width, soft_wrap = console.width, console.soft_wrap
+    console.width, console.soft_wrap = _LOG_WIDTH, True
+    try:
+        _print_run(console, run, views, folder)
+    finally:
+        console.width, console.soft_wrap = width, soft_wrap
+
+
+def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
     config = run.inputs.config
     candidates = [c.name for c in config.candidates]
     for judge in dict.fromkeys(v.judge for v in views):
@@ -203,7 +333,7 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         f"{len(run.inputs.prompts)} prompts × {len(candidates)} candidates, {len(run.battles)} judged games; "
         f"{_calls_text(stats)}; {run.elapsed_s:.1f} s"
     )
-    if stats.made == stats.failed == stats.refused == stats.recovered == 0:
+    if stats.made == stats.failed == stats.refused == stats.recovered == 0 and run.interrupted is None:
         console.print("[green]Everything came from the cache: no model call was made.[/green]")
     if stats.retries:
         console.print("retries: " + ", ".join(f"{kind} {n}" for kind, n in stats.retries.most_common()))
@@ -217,7 +347,7 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.print(f"[yellow]suspicious answers[/yellow] (flags on judged games; see battles.csv): {kinds}")
     for warning in canary_warnings(config, views):
         console.print(f"[red]canary:[/red] {escape(warning)}")
-    stopped = budget_message(run)
-    if stopped:
-        console.print(f"[yellow]{escape(stopped)}[/yellow]")
+    for stopped in (budget_message(run), interrupted_message(run)):
+        if stopped:
+            console.print(f"[yellow]{escape(stopped)}[/yellow]")
     console.print(f"report: {folder}")
