@@ -278,8 +278,9 @@ class _Play:
         first = await self._answers[(pair[0], prompt.id)]
         second = await self._answers[(pair[1], prompt.id)]
         if first is None or second is None:
-            self._advance("verdicts")
-            self._advance("verdicts")
+            if not self._runner.stopping:  # games that will not be played; a stopped run has not finished them
+                self._advance("verdicts")
+                self._advance("verdicts")
             return
         await asyncio.gather(
             *(

@@ -56,12 +56,15 @@ def on_signals(interrupt: Interrupt, out: TextIO = sys.stderr) -> Iterator[Inter
     (its status 128 + the signal's number, after one line on `out`). Call from the main thread."""
 
     def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
         if not interrupt.stopped:
+            out.write(f"\n{name}: stopping: no new calls; those in flight may finish, then the report (again: exit)\n")
+            out.flush()
             interrupt.stop(signum)
             return
         if out.isatty():
             out.write(_SHOW_CURSOR)
-        out.write(f"\ninterrupted again ({signal.Signals(signum).name}): exiting now, without a report\n")
+        out.write(f"\n{name} again: exiting now, without a report\n")
         out.flush()
         # At once means no clean-up: every answer already received is committed to the cache or kept as a receipt.
         os._exit(128 + signum)

@@ -91,6 +91,11 @@ class CallRunner:
         """Make no new call from now on (each raises Interrupted); the calls in flight go on."""
         self._stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stopping
+
     async def idle(self) -> None:
         """Return once no call is in flight (after `stop`, once every call made has returned)."""
         await self._idle.wait()

@@ -108,6 +108,10 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
     out = capsys.readouterr().out
     assert "raw" in out and "plain" in out and "strong-plain" in out
     assert "no model call was made" in out
+    # not a terminal: tables at their natural width and lines unwrapped, never cut at 80 columns
+    caption = "rating #place, 95 % interval below; Δ: places gained (↑) or lost (↓) against raw; +sc: style-controlled"
+    assert any(line.startswith(caption) for line in out.splitlines()), out
+    assert any(len(line) > 80 and "calls made" in line for line in out.splitlines()), out
     folder = next((tmp_path / "runs").iterdir())
     board = pd.read_csv(folder / "leaderboard.csv")
     assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 9

@@ -1,0 +1,144 @@
+"""Ctrl-C and SIGTERM on a real `judge-arena run` process: a graceful stop with a partial report, then a resume.
+
+The simulator delays every answer, so the run is mid-flight when the signal comes; the test waits for the server to
+have answered some requests (polling, never a fixed short sleep) before it sends the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+
+from judge_arena.cli import main
+from judge_arena.sim import SimulatorServer
+from judge_arena.sim.server import SimRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+LATENCY_S = 0.5
+"""Simulated model latency: long enough that calls are in flight when the signal comes."""
+STARTED = 6
+"""Answers the server gives before the test sends its signal."""
+TIMEOUT_S = 120.0
+"""Only against a hung process: never a timing this test relies on."""
+
+
+class Latency:
+    """A hook that only waits, then lets the simulator answer (billed); counts the answers by request."""
+
+    def __init__(self) -> None:
+        self.billed: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def __call__(self, request: SimRequest) -> web.StreamResponse | None:
+        await asyncio.sleep(LATENCY_S)
+        with self._lock:
+            self.billed[json.dumps([request.model, [(m.role, m.content) for m in request.messages]])] += 1
+        return None
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.billed.values())
+
+
+@pytest.fixture
+def latency() -> Latency:
+    return Latency()
+
+
+@pytest.fixture
+def sim(latency: Latency) -> Iterator[SimulatorServer]:
+    with SimulatorServer(hook=latency) as server:
+        yield server
+
+
+def _config(folder: Path, sim_url: str) -> Path:
+    model = {"api_base": f"{sim_url}/v1"}
+    config = {
+        "name": "interrupted",
+        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 6}],
+        "candidates": [
+            {"name": "strong", "model": "openai/sim-strong-plain", **model},
+            {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
+            {"name": "terse", "model": "openai/sim-good-terse", **model},
+        ],
+        "judges": [
+            {
+                "name": "judge",
+                "model": "openai/sim-judge",
+                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+                **model,
+            }
+        ],
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "concurrency": 4},
+    }
+    path = folder / "arena.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _start(path: Path, latency: Latency) -> subprocess.Popen[str]:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "judge_arena.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    while latency.total() < STARTED:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+    return run
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_with_a_partial_report_and_the_same_command_resumes(
+    tmp_path: Path, sim: SimulatorServer, latency: Latency, signum: int, code: int
+) -> None:
+    path = _config(tmp_path, sim.url)
+    run = _start(path, latency)
+    os.kill(run.pid, signum)
+    out, err = run.communicate(timeout=TIMEOUT_S)
+
+    assert run.returncode == code, (out, err)
+    assert "Traceback" not in err and "never awaited" not in err, err
+    lines = out.splitlines()
+    interrupted = [line for line in lines if line.startswith("interrupted: ")]
+    assert len(interrupted) == 1 and interrupted[0].endswith("games done; run the same command to resume"), out
+    done, planned = (int(n.replace(",", "")) for n in interrupted[0].split()[1:4:2])
+    assert 0 <= done < planned == 3 * 6 * 2 * 2
+    # the partial report is written, rated on what was done
+    (report,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["calls"]["made"] > 0
+    assert len(json.loads(json.dumps(summary))) and (report / "battles.csv").exists()
+
+    # calls in flight were let finish and stored: nothing the stopped run paid for is paid again
+    assert main(["run", str(path)]) == 0
+    assert latency.billed and max(latency.billed.values()) == 1, [k for k, n in latency.billed.items() if n > 1][:2]
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer, latency: Latency) -> None:
+    run = _start(_config(tmp_path, sim.url), latency)
+    os.kill(run.pid, signal.SIGINT)
+    assert run.stderr is not None
+    first = run.stderr.readline() + run.stderr.readline()  # a blank line, then the one saying it is stopping
+    assert "SIGINT: stopping" in first, first
+    os.kill(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=TIMEOUT_S)
+    assert run.returncode == 130
+    assert "SIGINT again: exiting now, without a report" in err and "Traceback" not in err, err
+    assert "interrupted: " not in out and not any((tmp_path / "runs").glob("*/summary.json"))
