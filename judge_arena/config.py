@@ -200,7 +200,8 @@ class RunnerConfig(_Strict):
     output_estimate: int = Field(
         default=1024,
         gt=0,
-        description="Output tokens assumed for a request without max_tokens, until its usage is known.",
+        description="Output tokens assumed for a call until its model's answers show what they use: the budget's "
+        "reservation (within max_tokens) and the rate limiter's estimate of a request without max_tokens.",
     )
 
 
