@@ -169,7 +169,7 @@ async def play_arena(
         )
         try:
             play = _Play(inputs, runner, progress)
-            await play.until_done_or_stopped(interrupt or Interrupt(), grace_s)
+            complete = await play.until_done_or_stopped(interrupt or Interrupt(), grace_s)
         finally:
             await runner.aclose()
     return ArenaRun(
@@ -179,7 +179,7 @@ async def play_arena(
         failures=tuple(play.failures),
         stats=runner.stats,
         elapsed_s=time.perf_counter() - started,
-        interrupted=interrupt.signal if interrupt else None,
+        interrupted=interrupt.signal if interrupt and not complete else None,
     )
 
 
@@ -197,13 +197,18 @@ class _Play:
         self._answers: dict[tuple[str, str], asyncio.Task[Answer | None]] = {}
         self._battles: dict[tuple[int, int], Battle] = {}
         """Battles by (index of the judge item, index of the game in it): the order of an uninterrupted run."""
+        self._cut = False
+        """Whether a stop left something undone."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
             self._progress.advance(stage)
 
-    async def until_done_or_stopped(self, interrupt: Interrupt, grace_s: float) -> None:
-        """Play every game; if the run is stopped first, wait up to `grace_s` for the calls in flight, then end."""
+    async def until_done_or_stopped(self, interrupt: Interrupt, grace_s: float) -> bool:
+        """Play every game; if the run is stopped first, wait up to `grace_s` for the calls in flight, then end.
+
+        Returns whether everything was played (False: the run was stopped part-way).
+        """
         config, prompts = self._inputs.config, self._inputs.prompts
         if self._progress:
             self._progress.start("answers", len(config.candidates) * len(prompts))
@@ -239,6 +244,7 @@ class _Play:
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
+        return not self._cut and not any(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
 
     def answers(self) -> tuple[Answer, ...]:
         """The answers made (or cached), in candidate and prompt order."""
@@ -267,6 +273,7 @@ class _Play:
             # Not a failure: the answer is simply not made in this run, and a rerun resumes it.
             answer = None
         except Interrupted:
+            self._cut = True
             return None
         self._advance("answers")
         return answer
@@ -278,7 +285,7 @@ class _Play:
         first = await self._answers[(pair[0], prompt.id)]
         second = await self._answers[(pair[1], prompt.id)]
         if first is None or second is None:
-            if not self._runner.stopping:  # games that will not be played; a stopped run has not finished them
+            if not self._cut:  # games that will not be played; a stopped run has not finished them
                 self._advance("verdicts")
                 self._advance("verdicts")
             return
@@ -310,6 +317,7 @@ class _Play:
         except BudgetExceeded:
             pass
         except Interrupted:
+            self._cut = True
             return
         self._advance("verdicts")
 

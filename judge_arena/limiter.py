@@ -295,6 +295,7 @@ class AdaptiveConcurrency:
         self._in_flight = 0
         self._successes = 0
         self._epoch = 0
+        self._closed = False
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
@@ -302,8 +303,19 @@ class AdaptiveConcurrency:
         """Requests admitted and not yet released."""
         return self._in_flight
 
+    def close(self) -> None:
+        """Admit no more requests (a run is stopping): those waiting for a place are cancelled, and so are later ones.
+
+        Requests in flight are left to finish.
+        """
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().cancel()
+
     async def acquire(self) -> Ticket:
-        """Wait for a place within the current limit, in arrival order."""
+        """Wait for a place within the current limit, in arrival order; CancelledError once `close`d."""
+        if self._closed:
+            raise asyncio.CancelledError("no more requests: the run is stopping")
         if not self._waiters and self._in_flight < self.limit:
             self._in_flight += 1
             return Ticket(self._epoch)

@@ -83,18 +83,18 @@ class CallRunner:
         self._answered: set[str] = set()
         """Digests of the calls this run stored: a later identical request is shared, not from an earlier run."""
         self._stopping = False
+        self._endpoints: dict[str, Endpoint] = {}
+        """An endpoint of each limiter key this run has called, to close their gates when it stops."""
         self._calling = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     def stop(self) -> None:
-        """Make no new call from now on (each raises Interrupted); the calls in flight go on."""
+        """Make no new call from now on (each raises Interrupted): calls waiting for their endpoint are not sent;
+        the calls in flight go on."""
         self._stopping = True
-
-    @property
-    def stopping(self) -> bool:
-        """Whether `stop` was called."""
-        return self._stopping
+        for endpoint in self._endpoints.values():
+            self._client.gate(endpoint).concurrency.close()
 
     async def idle(self) -> None:
         """Return once no call is in flight (after `stop`, once every call made has returned)."""
@@ -189,6 +189,7 @@ class CallRunner:
             self.stats.refused += 1
             self._changed()
             raise
+        self._endpoints.setdefault(endpoint.limiter_key, endpoint)
         self._calling += 1
         self._idle.clear()
         try:
@@ -205,6 +206,12 @@ class CallRunner:
             self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
             self.stats.failed += 1
             self._changed()
+            raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and task is not None and not task.cancelling():
+                # The endpoint's gate was closed by `stop` before this call was sent: not made, not failed.
+                raise Interrupted(f"the run stopped before the call to {key.model} was sent") from None
             raise
         finally:
             if self._budget and reservation:

@@ -22,7 +22,10 @@ import pytest
 import yaml
 from aiohttp import web
 
+from judge_arena.arena import load_inputs, run_arena
 from judge_arena.cli import main
+from judge_arena.config import load_config
+from judge_arena.interrupt import Interrupt
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.server import SimRequest
 
@@ -142,3 +145,28 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer, lat
     assert run.returncode == 130
     assert "SIGINT again: exiting now, without a report" in err and "Traceback" not in err, err
     assert "interrupted: " not in out and not any((tmp_path / "runs").glob("*/summary.json"))
+
+
+def test_a_run_stopped_in_code_keeps_what_it_did_in_the_order_of_a_full_run(
+    tmp_path: Path, sim: SimulatorServer, latency: Latency
+) -> None:
+    path = _config(tmp_path, sim.url)
+    interrupt = Interrupt()
+
+    async def stop_after_some_answers(request: SimRequest) -> web.StreamResponse | None:
+        await latency(request)
+        if latency.total() >= 3 * STARTED:
+            interrupt.stop(signal.SIGTERM)  # from the simulator's thread, as a signal handler would
+        return None
+
+    sim.hook = stop_after_some_answers
+    partial = run_arena(load_inputs(load_config(path)), interrupt=interrupt)
+    sim.hook = latency
+    full = run_arena(load_inputs(load_config(path)))
+
+    assert partial.interrupted == signal.SIGTERM and full.interrupted is None
+    assert 0 < len(partial.answers) < len(full.answers) and len(partial.battles) < len(full.battles)
+    assert [a for a in full.answers if a in partial.answers] == list(partial.answers)
+    assert [b for b in full.battles if b in partial.battles] == list(partial.battles)
+    # the calls the stopped run let finish were stored: the full run paid for none of them again
+    assert max(latency.billed.values()) == 1

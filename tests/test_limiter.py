@@ -366,3 +366,17 @@ async def test_the_wait_for_the_endpoint_is_not_real_time(sim: SimulatorServer) 
         await client.complete(endpoint, (Message("user", f"rpm {i}"),), {"max_tokens": 8})
     assert fake.sleeps == pytest.approx([30.0], abs=0.01)
     assert time.monotonic() - started < 5.0
+
+
+async def test_closed_concurrency_admits_nothing_more_and_lets_the_requests_in_flight_finish() -> None:
+    concurrency = AdaptiveConcurrency(1)
+    ticket = await concurrency.acquire()
+    waiting = asyncio.create_task(concurrency.acquire())
+    await asyncio.sleep(0)  # queued behind the request in flight
+    concurrency.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(asyncio.CancelledError):
+        await concurrency.acquire()
+    concurrency.release(ticket, "ok")
+    assert concurrency.in_flight == 0
