@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from types import MappingProxyType
-from typing import Literal, TypedDict, Unpack
+from typing import Any, Literal, NamedTuple, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,9 @@ _MAX_ITERATIONS = 200
 # which sits near θ ≈ ln(games / l2) ≈ 30; 200 iterations leave a wide margin.
 _MIN_SPREAD = 1e-12
 # The ratios lie in (−1, 1): a spread this small is rounding noise around a constant, not variation.
+_BLOCK_ROWS = 8192
+# Design rows per block of a pass (see _Design): 64 KiB per temporary, and below the ~10,000 elements from which
+# OpenBLAS spreads even a dot product over threads.
 
 
 class InsufficientDataError(ValueError):
@@ -79,55 +83,203 @@ class InsufficientDataError(ValueError):
     """
 
 
+class _Block(NamedTuple):
+    """A run of consecutive design rows and the pairs it covers; rows are sorted by pair."""
+
+    rows: slice
+    pairs: IntArray
+    """The pairs with rows in the block, ascending."""
+    starts: IntArray
+    """Offset of each of those pairs' first row within the block."""
+    lengths: IntArray
+    """Number of each of those pairs' rows within the block."""
+
+
+class _Probabilities(NamedTuple):
+    """Per design row at one β: the probabilities p and q that the row's first model wins and loses, and, when
+    the loss is wanted, −log p = softplus(−η) and −log q = softplus(η)."""
+
+    p: FloatArray
+    q: FloatArray
+    minus_log_p: FloatArray | None
+    minus_log_q: FloatArray | None
+
+    def rows(self, rows: slice) -> _Probabilities:
+        """The same for a run of rows."""
+        minus_log_p, minus_log_q = self.minus_log_p, self.minus_log_q
+        return _Probabilities(
+            self.p[rows],
+            self.q[rows],
+            None if minus_log_p is None else minus_log_p[rows],
+            None if minus_log_q is None else minus_log_q[rows],
+        )
+
+
+def _probabilities(eta: FloatArray, *, with_logs: bool) -> _Probabilities:
+    """p = σ(η) and q = σ(−η), with their minus logs when `with_logs`, each exact whatever the sign of η."""
+    with np.errstate(over="ignore", divide="ignore"):
+        # e^−η, capped so that far on the losing side p = 1 / (1 + e^−η) stays positive and q = e^−η·p comes out
+        # 1 rather than inf·0.
+        odds = np.minimum(np.exp(-eta), 1e300)
+        p = 1.0 / (1.0 + odds)
+        q = odds * p
+        if not with_logs:
+            return _Probabilities(p, q, None, None)
+        # softplus(±η) = max(±η, 0) + log(1 + e^−|η|): the loss stays a sum of non-negative terms, with no
+        # cancellation even when a separated pair has |η| ≫ 1.
+        log_tail = np.log1p(np.minimum(odds, 1.0 / odds))
+    return _Probabilities(p, q, np.maximum(-eta, 0.0) + log_tail, np.maximum(eta, 0.0) + log_tail)
+
+
 @dataclass(frozen=True, eq=False)
 class _Design:
-    """A binomial-logit design matrix with rows [contrasts[pair] | covariates], kept factored.
+    """A binomial-logit design matrix with rows [e_first − e_second of the row's pair, in `basis` | covariates],
+    kept factored.
 
-    Products with it are bincounts over the pairs plus one elementwise pass per covariate, never a BLAS call
-    over the rows: OpenBLAS multi-threads products that long, and its spinning threads made a style-controlled
-    bootstrap 3–14 times slower whenever another process held the second core of a 2-core machine.
+    Rows are sorted by pair, and every pass over them goes block by block (`blocks`): sums per pair are then
+    reductions over contiguous runs, a block's temporaries stay in the CPU cache, and its products with the
+    covariates are small enough that OpenBLAS runs them on the calling thread. Over all the rows at once,
+    OpenBLAS multi-threads them, and its spinning threads made a style-controlled bootstrap 3–14 times slower
+    whenever another process held the second core of a 2-core machine.
     """
 
-    contrasts: FloatArray
-    """(pairs, m − 1): e_i − e_j of each compared pair (i < j), expressed in the sum-zero basis."""
-    pair: IntArray
-    """(rows,): index of each row's pair in `contrasts`."""
+    first: IntArray
+    """(pairs,): the lower model index of each compared pair."""
+    second: IntArray
+    """(pairs,): the higher model index of each compared pair."""
+    pair_starts: IntArray
+    """(pairs + 1,): the rows of pair j are pair_starts[j]:pair_starts[j + 1]."""
     covariates: FloatArray
     """(k, rows): the rows' standardized style covariates, one contiguous array per feature."""
+    basis: FloatArray
+    """(m, m − 1): orthonormal basis of the sum-zero subspace; θ = basis @ β, so the gauge Σθ = 0 is built in."""
+    block_rows: int = _BLOCK_ROWS
 
     @property
     def width(self) -> int:
         """Number of parameters: m − 1 contrasts, then k style coefficients."""
-        return int(self.contrasts.shape[1] + self.covariates.shape[0])
+        return int(self.basis.shape[1] + self.covariates.shape[0])
 
-    def times(self, params: FloatArray) -> FloatArray:
-        """design @ params: the log-odds η of each row."""
-        split = self.contrasts.shape[1]
-        eta: FloatArray = (self.contrasts @ params[:split])[self.pair]
-        for covariate, coefficient in zip(self.covariates, params[split:], strict=True):
-            eta = eta + coefficient * covariate
+    @cached_property
+    def blocks(self) -> tuple[_Block, ...]:
+        """The rows in runs of at most `block_rows`."""
+        rows = self.covariates.shape[1]
+        blocks = []
+        for lo in range(0, rows, self.block_rows):
+            hi = min(lo + self.block_rows, rows)
+            begin = int(np.searchsorted(self.pair_starts, lo, side="right")) - 1
+            end = int(np.searchsorted(self.pair_starts, hi, side="left"))
+            bounds = np.clip(self.pair_starts[begin : end + 1], lo, hi) - lo
+            blocks.append(_Block(slice(lo, hi), np.arange(begin, end), bounds[:-1], np.diff(bounds)))
+        return tuple(blocks)
+
+    def pair_log_odds(self, params: FloatArray) -> FloatArray:
+        """θ_first − θ_second of each pair: the model part of its rows' log-odds."""
+        theta = self.basis @ params[: self.basis.shape[1]]
+        differences: FloatArray = theta[self.first] - theta[self.second]
+        return differences
+
+    def block_log_odds(self, block: _Block, pair_log_odds: FloatArray, gamma: FloatArray) -> FloatArray:
+        """η of a block's rows, from `pair_log_odds(β)` and the style coefficients γ."""
+        eta: FloatArray = np.repeat(pair_log_odds[block.pairs], block.lengths) + gamma @ self.covariates[:, block.rows]
         return eta
 
-    def transpose_times(self, values: FloatArray) -> FloatArray:
-        """design.T @ values."""
-        per_pair = np.bincount(self.pair, weights=values, minlength=self.contrasts.shape[0])
-        return np.concatenate([self.contrasts.T @ per_pair, (self.covariates * values).sum(axis=1)])
+    def probabilities(self, params: FloatArray) -> _Probabilities:
+        """Every row's `_probabilities` at β, with their minus logs."""
+        pair_log_odds, gamma = self.pair_log_odds(params), params[self.basis.shape[1] :]
+        parts = [
+            _probabilities(self.block_log_odds(block, pair_log_odds, gamma), with_logs=True) for block in self.blocks
+        ]
+        return _Probabilities(*(np.concatenate(values) for values in zip(*parts, strict=True)))
 
-    def gram(self, weights: FloatArray) -> FloatArray:
-        """design.T @ diag(weights) @ design."""
-        pairs, split = self.contrasts.shape
-        weighted = self.covariates * weights
-        per_pair = np.bincount(self.pair, weights=weights, minlength=pairs)
-        # (pairs, k): each pair's weighted covariate sums, the pair-by-covariate block before the basis change.
-        cross = np.zeros((pairs, len(weighted)))
-        for f, row in enumerate(weighted):
-            cross[:, f] = np.bincount(self.pair, weights=row, minlength=pairs)
-        gram = np.empty((self.width, self.width))
-        gram[:split, :split] = (self.contrasts.T * per_pair) @ self.contrasts
-        gram[:split, split:] = self.contrasts.T @ cross
-        gram[split:, :split] = gram[:split, split:].T
-        gram[split:, split:] = np.einsum("fr,gr->fg", weighted, self.covariates)
-        return gram
+    def from_pairs(self, per_pair: FloatArray) -> FloatArray:
+        """contrasts.T @ per_pair: a value per pair (last axis) brought to the m − 1 contrast parameters."""
+        m = self.basis.shape[0]
+        per_model = np.zeros((*per_pair.shape[:-1], m))
+        for index in np.ndindex(per_pair.shape[:-1]):
+            values = per_pair[index]
+            per_model[index] = np.bincount(self.first, values, m) - np.bincount(self.second, values, m)
+        contrasts: FloatArray = per_model @ self.basis
+        return contrasts
+
+
+class _Likelihood:
+    """Σ wins·log(1 + e^−η) + losses·log(1 + e^η) + l2/2·‖β‖² over the rows of a design, η = design @ β.
+
+    `point` gives the loss and its gradient at β and keeps every row's curvature there, from which `hessian`
+    builds the Hessian at that point when the solver needs it.
+    """
+
+    def __init__(self, design: _Design, wins: FloatArray, losses: FloatArray, l2: float) -> None:
+        self.design = design
+        self.wins = wins
+        self.losses = losses
+        self.games = wins + losses
+        self.l2 = l2
+        self._curvature = np.empty_like(wins)
+
+    def point(self, params: FloatArray, at: _Probabilities | None = None) -> tuple[float, FloatArray]:
+        """The penalised loss at β and its gradient; `at`, when given, holds the rows' probabilities at β."""
+        loss, gradient = self._evaluate(params, at, with_loss=True)
+        return loss + 0.5 * self.l2 * float(params @ params), gradient
+
+    def gradient(self, params: FloatArray) -> FloatArray:
+        """The gradient at β alone, a third cheaper than `point`."""
+        return self._evaluate(params, None, with_loss=False)[1]
+
+    def _evaluate(self, params: FloatArray, at: _Probabilities | None, *, with_loss: bool) -> tuple[float, FloatArray]:
+        """The unpenalised loss (0 unless `with_loss`) and the penalised gradient at β; keeps the curvature."""
+        design = self.design
+        pair_log_odds = design.pair_log_odds(params)
+        gamma = params[design.basis.shape[1] :]
+        loss = 0.0
+        per_pair = np.zeros(len(design.first))
+        style = np.zeros(len(gamma))
+        for block in design.blocks:
+            rows = block.rows
+            wins, losses = self.wins[rows], self.losses[rows]
+            p, q, minus_log_p, minus_log_q = (
+                _probabilities(design.block_log_odds(block, pair_log_odds, gamma), with_logs=with_loss)
+                if at is None
+                else at.rows(rows)
+            )
+            if minus_log_p is not None and minus_log_q is not None:
+                loss += float(wins @ minus_log_p + losses @ minus_log_q)
+            # Same as games·p − wins, but without cancelling games·p against wins when p → 1 (separation).
+            residual = p * losses - q * wins
+            self._curvature[rows] = self.games[rows] * p * q
+            per_pair[block.pairs] += np.add.reduceat(residual, block.starts)
+            style += design.covariates[:, rows] @ residual
+        return loss, np.concatenate([design.from_pairs(per_pair), style]) + self.l2 * params
+
+    def hessian(self) -> FloatArray:
+        """The Hessian at the last point evaluated: design.T @ diag(curvature) @ design + l2·I."""
+        design = self.design
+        split, width = design.basis.shape[1], design.width
+        pairs, k = len(design.first), design.covariates.shape[0]
+        per_pair = np.zeros(pairs)
+        cross = np.zeros((k, pairs))
+        hessian = np.empty((width, width))
+        style = hessian[split:, split:]
+        style[:] = 0.0
+        for block in design.blocks:
+            covariates = design.covariates[:, block.rows]
+            curvature = self._curvature[block.rows]
+            weighted = covariates * curvature
+            per_pair[block.pairs] += np.add.reduceat(curvature, block.starts)
+            cross[:, block.pairs] += np.add.reduceat(weighted, block.starts, axis=1)
+            style += weighted @ covariates.T
+        m = design.basis.shape[0]
+        # The model block is basis.T @ L @ basis, L the Laplacian of the pair-weighted comparison graph.
+        laplacian = np.zeros((m, m))
+        laplacian[design.first, design.second] = -per_pair
+        laplacian[design.second, design.first] = -per_pair
+        laplacian[np.diag_indices(m)] = -laplacian.sum(axis=1)
+        hessian[:split, :split] = design.basis.T @ laplacian @ design.basis
+        hessian[split:, :split] = design.from_pairs(cross)
+        hessian[:split, split:] = hessian[split:, :split].T
+        hessian[np.diag_indices(width)] += self.l2
+        return hessian
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,18 +287,18 @@ class _Aggregate:
     """Battles aggregated once: the design (one row per unique comparison) and counts per (unit, design row).
 
     Refitting on a resample only needs new unit multiplicities: wins and losses per design row are then
-    one weighted bincount over the cells, with no pass over the battles.
+    sums over each row's run of cells, with no pass over the battles.
     """
 
     models: tuple[str, ...]
     features: tuple[str, ...]
     design: _Design
-    """Pair contrasts e_i − e_j expressed in `basis` (so the gauge Σθ = 0 is built in), then the k standardized
-    style covariates; every row oriented from its pair's lower model index."""
-    basis: FloatArray
-    """(m, m − 1): orthonormal basis of the sum-zero subspace; θ = basis @ β."""
+    """Pair contrasts and the k standardized style covariates; every row oriented from its pair's lower model
+    index."""
     cell_unit: IntArray
-    cell_row: IntArray
+    """(cells,): the unit of each cell; cells are sorted by design row."""
+    row_starts: IntArray
+    """(rows,): each design row's first cell."""
     cell_wins: FloatArray
     """Weighted wins of the design row's first model in the cell, ties counting half."""
     cell_losses: FloatArray
@@ -155,20 +307,24 @@ class _Aggregate:
 
     def counts(self, multiplicity: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
         """Wins and losses per design row, unit u counted `multiplicity[u]` times (default once)."""
-        rows = self.design.pair.shape[0]
-        factor = np.ones(self.cell_unit.shape[0]) if multiplicity is None else multiplicity[self.cell_unit]
-        wins = np.bincount(self.cell_row, weights=factor * self.cell_wins, minlength=rows)
-        losses = np.bincount(self.cell_row, weights=factor * self.cell_losses, minlength=rows)
-        return wins.astype(np.float64), losses.astype(np.float64)
+        factor = 1.0 if multiplicity is None else multiplicity[self.cell_unit]
+        wins: FloatArray = factor * self.cell_wins
+        losses: FloatArray = factor * self.cell_losses
+        # With style covariates nearly every row is one cell, and summing runs of one costs five multiplications.
+        if len(self.row_starts) < len(self.cell_unit):
+            wins = np.add.reduceat(wins, self.row_starts)
+            losses = np.add.reduceat(losses, self.row_starts)
+        return wins, losses
 
     def theta(self, params: FloatArray) -> FloatArray:
         """Log-strengths, models on the last axis, from parameters (β then γ) on the last axis."""
-        theta: FloatArray = params[..., : self.basis.shape[1]] @ self.basis.T
+        basis = self.design.basis
+        theta: FloatArray = params[..., : basis.shape[1]] @ basis.T
         return theta
 
     def gamma(self, params: FloatArray) -> FloatArray:
         """Style coefficients, features on the last axis, from parameters (β then γ) on the last axis."""
-        gamma: FloatArray = params[..., self.basis.shape[1] :]
+        gamma: FloatArray = params[..., self.design.basis.shape[1] :]
         return gamma
 
 
@@ -634,22 +790,24 @@ def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()
     else:
         units = np.arange(n, dtype=np.intp)
         n_units = n
-    cells, cell_index = np.unique(units * len(keys) + row, return_inverse=True)
+    cells, cell_index = np.unique(row * n_units + units, return_inverse=True)
     cell_wins = np.bincount(cell_index, weights=weight * score_first, minlength=len(cells))
     cell_losses = np.bincount(cell_index, weights=weight * (1.0 - score_first), minlength=len(cells))
+    cell_row = cells // n_units
 
     basis = _sum_zero_basis(m)
     return _Aggregate(
         models=models,
         features=features,
         design=_Design(
-            contrasts=basis[pairs // m] - basis[pairs % m],
-            pair=pair_of_key.astype(np.intp),
+            first=(pairs // m).astype(np.intp),
+            second=(pairs % m).astype(np.intp),
+            pair_starts=np.searchsorted(pair_of_key, np.arange(len(pairs) + 1)).astype(np.intp),
             covariates=np.ascontiguousarray(keys[:, 1:].T),
+            basis=basis,
         ),
-        basis=basis,
-        cell_unit=(cells // len(keys)).astype(np.intp),
-        cell_row=(cells % len(keys)).astype(np.intp),
+        cell_unit=(cells % n_units).astype(np.intp),
+        row_starts=np.searchsorted(cell_row, np.arange(len(keys))).astype(np.intp),
         cell_wins=cell_wins.astype(np.float64),
         cell_losses=cell_losses.astype(np.float64),
         n_units=n_units,
@@ -707,47 +865,59 @@ def _sum_zero_basis(m: int) -> FloatArray:
     return basis
 
 
-def _objective(
-    design: _Design, wins: FloatArray, losses: FloatArray, beta: FloatArray, l2: float
-) -> tuple[float, FloatArray, FloatArray]:
-    """The penalised loss at β, with each design row's probabilities that its first model wins and loses."""
-    eta = design.times(beta)
-    # softplus(∓η) = max(∓η, 0) + log(1 + e^−|η|): one exp and one log for both, no overflow whatever η is, and
-    # the loss stays a sum of non-negative terms, with no cancellation even when a separated pair has |η| ≫ 1.
-    log_tail = np.log1p(np.exp(-np.abs(eta)))
-    minus_log_p = np.maximum(-eta, 0.0) + log_tail
-    minus_log_q = np.maximum(eta, 0.0) + log_tail
-    loss = np.sum(wins * minus_log_p + losses * minus_log_q) + 0.5 * l2 * (beta @ beta)
-    return float(loss), np.exp(-minus_log_p), np.exp(-minus_log_q)
+def _converged(step: npt.NDArray[np.floating[Any]], gradient: FloatArray, loss: float) -> bool:
+    """The largest step component is below 1e-10, or the predicted decrease is below the rounding of the loss
+    (further steps would be noise)."""
+    return bool(np.max(np.abs(step), initial=0.0) < _TOLERANCE or gradient @ step < _ROUNDING * loss)
 
 
-def _newton(design: _Design, wins: FloatArray, losses: FloatArray, start: FloatArray, l2: float) -> FloatArray:
+def _newton(
+    design: _Design,
+    wins: FloatArray,
+    losses: FloatArray,
+    start: FloatArray,
+    l2: float,
+    at_start: _Probabilities | None = None,
+) -> FloatArray:
     """Minimise Σ wins·log(1 + e^−η) + losses·log(1 + e^η) + l2/2·‖β‖² over β, with η = design @ β.
 
-    β stacks every parameter of the design: the model contrasts, then the style coefficients. Plain Newton
-    with step halving; stops once the largest step component is below 1e-10, or once the predicted decrease
-    is below the rounding of the loss (further steps would be noise).
+    β stacks every parameter of the design: the model contrasts, then the style coefficients. Newton's method
+    until a step is `_converged`; that last step is returned applied.
+    A full step is taken without evaluating the loss when the Newton decrement at its end is below a quarter of
+    the current one, as it always is near the optimum; otherwise the step is halved until the loss does not rise.
+    `at_start`, when given, holds the rows' probabilities at `start`, saving the first pass's exponentials.
     """
+    likelihood = _Likelihood(design, wins, losses, l2)
     beta = start.copy()
-    loss, p, q = _objective(design, wins, losses, beta, l2)
-    ridge = l2 * np.eye(design.width)
+    loss, gradient = likelihood.point(beta, at_start)
+    hessian = likelihood.hessian()
+    step = np.linalg.solve(hessian, gradient)
     for _ in range(_MAX_ITERATIONS):
-        # Same as games·p − wins, but without cancelling games·p against wins when p → 1 (separation).
-        gradient = design.transpose_times(p * losses - q * wins) + l2 * beta
-        hessian = design.gram((wins + losses) * p * q) + ridge
-        step = np.linalg.solve(hessian, gradient)
-        if np.max(np.abs(step)) < _TOLERANCE or gradient @ step < _ROUNDING * loss:
+        if _converged(step, gradient, loss):
             return beta - step
-        size = 1.0
-        while True:
-            candidate = beta - size * step
-            candidate_loss, candidate_p, candidate_q = _objective(design, wins, losses, candidate, l2)
-            if candidate_loss <= loss:
-                break
-            size /= 2.0
-            if size < _TOLERANCE:
-                return beta
-        beta, loss, p, q = candidate, candidate_loss, candidate_p, candidate_q
+        decrement = gradient @ step
+        candidate = beta - step
+        candidate_gradient = likelihood.gradient(candidate)
+        # Near the optimum the Hessian barely moves between steps, so the current one measures the decrement at
+        # the candidate.
+        candidate_step = np.linalg.solve(hessian, candidate_gradient)
+        if not candidate_gradient @ candidate_step < decrement / 4.0:
+            size = 1.0
+            while True:
+                candidate_loss, candidate_gradient = likelihood.point(candidate)
+                if candidate_loss <= loss:
+                    break
+                size /= 2.0
+                if size < _TOLERANCE:
+                    return beta
+                candidate = beta - size * step
+            loss = candidate_loss
+            candidate_step = np.linalg.solve(hessian, candidate_gradient)
+        beta, gradient, step = candidate, candidate_gradient, candidate_step
+        # The current Hessian also gives a final step as good as a fresh one: it is rebuilt only if the fit goes on.
+        if not _converged(step, gradient, loss):
+            hessian = likelihood.hessian()
+            step = np.linalg.solve(hessian, gradient)
     raise InsufficientDataError(
         f"the Bradley–Terry fit did not converge in {_MAX_ITERATIONS} Newton steps: the battles do not pin the "
         "parameters down (too few games for the style covariates, or covariates that separate the outcomes)"
@@ -759,16 +929,18 @@ def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> t
     replacement. The covariates keep their full-data standardization in every round, as in the references."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    n_params = aggregate.design.width
-    full = _newton(aggregate.design, *aggregate.counts(), np.zeros(n_params), l2)
+    design = aggregate.design
+    full = _newton(design, *aggregate.counts(), np.zeros(design.width), l2)
+    # Every round starts from the full-data optimum, where the rows' probabilities do not depend on the resample.
+    at_full = design.probabilities(full)
     rng = np.random.default_rng(seed)
-    samples = np.empty((rounds, n_params))
+    samples = np.empty((rounds, design.width))
     for r in range(rounds):
         # Drawing n_units indices with replacement and counting them is a multinomial draw of multiplicities.
         drawn = rng.integers(0, aggregate.n_units, size=aggregate.n_units)
         multiplicity = np.bincount(drawn, minlength=aggregate.n_units).astype(np.float64)
         # Resamples are close to the full data, so starting from its optimum saves most Newton iterations.
-        samples[r] = _newton(aggregate.design, *aggregate.counts(multiplicity), full, l2)
+        samples[r] = _newton(design, *aggregate.counts(multiplicity), full, l2, at_full)
     return full, samples
 
 
