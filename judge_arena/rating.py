@@ -782,7 +782,6 @@ def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()
     # negates the whole row, the covariates included, and swaps wins and losses.
     covariates = _covariates(battles, features, weight) * np.where(shown_first, 1.0, -1.0)[:, None]
     keys, row = _unique_rows(np.column_stack([pair, covariates]))
-    pairs, pair_of_key = np.unique(keys[:, 0].astype(np.intp), return_inverse=True)
     if unit == "prompt":
         unit_codes, unit_names = pd.factorize(battles["prompt_id"])
         units = np.asarray(unit_codes, dtype=np.intp)
@@ -794,6 +793,12 @@ def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()
     cell_wins = np.bincount(cell_index, weights=weight * score_first, minlength=len(cells))
     cell_losses = np.bincount(cell_index, weights=weight * (1.0 - score_first), minlength=len(cells))
     cell_row = cells // n_units
+    # Merging a row's cells costs every bootstrap round a sum over them, about as much as a quarter of the passes
+    # over the row: it pays when it removes most rows (no covariates, or coarse ones), not when most games are a
+    # row of their own. Unmerged, every cell is a row.
+    if len(cells) < 2 * len(keys):
+        keys, cell_row = keys[cell_row], np.arange(len(cells))
+    pairs, pair_of_key = np.unique(keys[:, 0].astype(np.intp), return_inverse=True)
 
     basis = _sum_zero_basis(m)
     return _Aggregate(
