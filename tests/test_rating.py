@@ -3,6 +3,7 @@ without style covariates, is in test_style_control.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,9 +12,12 @@ import pytest
 
 from judge_arena.rating import (
     DEFAULT_L2,
+    STYLE_SETS,
     InsufficientDataError,
     Leaderboard,
     _aggregate,
+    _bootstrap,
+    _Likelihood,
     _newton,
     bootstrap_ratings,
     fit_bradley_terry,
@@ -191,6 +195,56 @@ def test_resample_counts_match_a_refit_of_the_resampled_battles() -> None:
     resampled = battles.loc[battles.index.repeat(battles["prompt_id"].map(repeats))]
     expected = fit_bradley_terry(resampled)
     np.testing.assert_allclose(theta - theta.mean() + 1000.0, expected[list(aggregate.models)], atol=1e-6)
+
+
+def styled(games: int, seed: int) -> pd.DataFrame:
+    """`simulate`'s battles with random counts for the four style features of both answers."""
+    battles = simulate(TRUE, games, seed, tie_band=0.1, weighted=True)
+    rng = np.random.default_rng(seed)
+    for feature, mean in (("tokens", 300.0), ("headers", 2.0), ("lists", 4.0), ("bold", 3.0)):
+        for side in "ab":
+            battles[f"{feature}_{side}"] = rng.poisson(mean, games).astype(float)
+    return battles
+
+
+@pytest.mark.parametrize("style", [(), STYLE_SETS["both"]])
+def test_blockwise_passes_match_the_dense_design(style: tuple[str, ...]) -> None:
+    # Blocks of 7 rows cut most pairs' runs of rows, so per-pair sums span blocks.
+    design = dataclasses.replace(_aggregate(styled(400, seed=3), "prompt", style).design, block_rows=7)
+    rows = design.covariates.shape[1]
+    pair = np.repeat(np.arange(len(design.first)), np.diff(design.pair_starts))
+    dense = np.column_stack([design.basis[design.first[pair]] - design.basis[design.second[pair]], design.covariates.T])
+    rng = np.random.default_rng(5)
+    wins = np.where(rng.random(rows) < 0.7, rng.uniform(0.0, 3.0, rows), 0.0)
+    losses = np.where(rng.random(rows) < 0.7, rng.uniform(0.0, 3.0, rows), 0.0)
+    # Large enough that some rows are far on either side (|η| > 30).
+    params = rng.normal(0.0, 20.0, design.width)
+    eta = dense @ params
+    assert np.abs(eta).max() > 30.0
+    p, q = 1.0 / (1.0 + np.exp(-eta)), 1.0 / (1.0 + np.exp(eta))
+    l2 = 0.1
+    loss = wins @ np.logaddexp(0.0, -eta) + losses @ np.logaddexp(0.0, eta) + 0.5 * l2 * params @ params
+    gradient = dense.T @ (p * losses - q * wins) + l2 * params
+    hessian = dense.T @ (((wins + losses) * p * q)[:, None] * dense) + l2 * np.eye(design.width)
+
+    likelihood = _Likelihood(design, wins, losses, l2)
+    np.testing.assert_allclose(likelihood.gradient(params), gradient, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(likelihood.hessian(), hessian, rtol=1e-10, atol=1e-10)
+    for at in (None, design.probabilities(params)):
+        value, slope = _Likelihood(design, wins, losses, l2).point(params, at)
+        assert value == pytest.approx(loss, rel=1e-12)
+        np.testing.assert_allclose(slope, gradient, rtol=1e-10, atol=1e-10)
+
+
+def test_bootstrap_rounds_are_fits_of_the_resamples_from_scratch() -> None:
+    aggregate = _aggregate(styled(600, seed=4), "prompt", STYLE_SETS["both"])
+    _, samples = _bootstrap(aggregate, rounds=4, seed=2, l2=DEFAULT_L2)
+    rng = np.random.default_rng(2)
+    for sample in samples:
+        drawn = rng.integers(0, aggregate.n_units, aggregate.n_units)
+        counts = aggregate.counts(np.bincount(drawn, minlength=aggregate.n_units).astype(np.float64))
+        cold = _newton(aggregate.design, *counts, np.zeros(aggregate.design.width), DEFAULT_L2)
+        np.testing.assert_allclose(sample, cold, rtol=0.0, atol=1e-9)
 
 
 def test_newton_recovers_from_a_far_start() -> None:
