@@ -44,39 +44,34 @@ SIZES = {"large": (1_000_000, 50, 1000), "small": (200_000, 20, 100)}
 def battles(n: int, models: int, seed: int) -> pd.DataFrame:
     """n games between random pairs of `models` models, four per prompt, with style counts for both answers.
 
-    Typed columns: categorical model names and verdicts, integer prompt ids, float counts. Each model has a
-    strength and a verbosity; the verdict follows Bradley–Terry with style effects, ties within 0.05 of the win
-    probability, and one game in five is a strong verdict (weight 3).
+    Typed columns, added one at a time so that none is copied: integer prompt ids, categorical model names and
+    verdicts, float counts. Each model has a strength and a verbosity; the verdict follows Bradley–Terry with style
+    effects, ties within 0.05 of the win probability, and one game in five is a strong verdict (weight 3).
     """
     rng = np.random.default_rng(seed)
     strength = rng.normal(0.0, 1.0, models)
     verbosity = rng.normal(0.0, 0.3, models)
+    names = [f"model-{k:03d}" for k in range(models)]
     a = rng.integers(0, models, n)
     b = (a + rng.integers(1, models, n)) % models
-    counts: dict[str, np.ndarray] = {}
-    for side, model in (("a", a), ("b", b)):
-        counts[f"tokens_{side}"] = np.round(rng.lognormal(np.log(500.0) + verbosity[model], 0.5))
-        counts[f"headers_{side}"] = rng.poisson(1.0 + 2.0 * (verbosity[model] > 0)).astype(np.float64)
-        counts[f"lists_{side}"] = rng.poisson(3.0, n).astype(np.float64)
-        counts[f"bold_{side}"] = rng.poisson(2.0, n).astype(np.float64)
+    frame = pd.DataFrame({"prompt_id": np.arange(n) // 4})
+    frame["model_a"] = pd.Categorical.from_codes(a, categories=names)
+    frame["model_b"] = pd.Categorical.from_codes(b, categories=names)
     logit = strength[a] - strength[b]
+    for side, model in (("a", a), ("b", b)):
+        frame[f"tokens_{side}"] = np.round(rng.lognormal(np.log(500.0) + verbosity[model], 0.5))
+        frame[f"headers_{side}"] = rng.poisson(1.0 + 2.0 * (verbosity[model] > 0)).astype(np.float64)
+        frame[f"lists_{side}"] = rng.poisson(3.0, n).astype(np.float64)
+        frame[f"bold_{side}"] = rng.poisson(2.0, n).astype(np.float64)
     for feature, effect in zip(FEATURES, (0.8, 0.3, 0.2, 0.1), strict=True):
-        fa, fb = counts[f"{feature}_a"], counts[f"{feature}_b"]
+        fa, fb = frame[f"{feature}_a"].to_numpy(), frame[f"{feature}_b"].to_numpy()
         logit += effect * (fa - fb) / (fa + fb + 1.0)
     p_a = 1.0 / (1.0 + np.exp(-logit))
     u = rng.random(n)
-    winner = np.where(np.abs(u - p_a) < 0.05, "tie", np.where(u < p_a, "model_a", "model_b"))
-    names = np.array([f"model-{k:03d}" for k in range(models)])
-    return pd.DataFrame(
-        {
-            "prompt_id": np.arange(n) // 4,
-            "model_a": pd.Categorical.from_codes(a, categories=names),
-            "model_b": pd.Categorical.from_codes(b, categories=names),
-            "winner": pd.Categorical(winner, categories=["model_a", "model_b", "tie"]),
-            "weight": np.where(rng.random(n) < 0.2, 3.0, 1.0),
-            **counts,
-        }
-    )
+    verdict = np.where(np.abs(u - p_a) < 0.05, 2, np.where(u < p_a, 0, 1))
+    frame["winner"] = pd.Categorical.from_codes(verdict, categories=["model_a", "model_b", "tie"])
+    frame["weight"] = np.where(rng.random(n) < 0.2, 3.0, 1.0)
+    return frame
 
 
 def run_project(frame: pd.DataFrame, rounds: int, seed: int, compared: int) -> dict[str, Any]:

@@ -117,17 +117,18 @@ class _Probabilities(NamedTuple):
 
 def _probabilities(eta: FloatArray, *, with_logs: bool) -> _Probabilities:
     """p = σ(η) and q = σ(−η), with their minus logs when `with_logs`, each exact whatever the sign of η."""
-    with np.errstate(over="ignore", divide="ignore"):
-        # e^−η, capped so that far on the losing side p = 1 / (1 + e^−η) stays positive and q = e^−η·p comes out
-        # 1 rather than inf·0.
-        odds = np.minimum(np.exp(-eta), 1e300)
-        p = 1.0 / (1.0 + odds)
-        q = odds * p
-        if not with_logs:
-            return _Probabilities(p, q, None, None)
-        # softplus(±η) = max(±η, 0) + log(1 + e^−|η|): the loss stays a sum of non-negative terms, with no
-        # cancellation even when a separated pair has |η| ≫ 1.
-        log_tail = np.log1p(np.minimum(odds, 1.0 / odds))
+    # e^−η with the exponent capped at 690: far on the losing side p = 1 / (1 + e^−η) then stays positive,
+    # q = e^−η·p comes out 1 rather than inf·0, and nothing overflows.
+    odds = np.minimum(-eta, 690.0)
+    np.exp(odds, out=odds)
+    p = odds + 1.0
+    np.reciprocal(p, out=p)
+    q = np.multiply(odds, p, out=odds)
+    if not with_logs:
+        return _Probabilities(p, q, None, None)
+    # softplus(±η) = max(±η, 0) + log(1 + e^−|η|): the loss stays a sum of non-negative terms, with no
+    # cancellation even when a separated pair has |η| ≫ 1.
+    log_tail = np.log1p(np.exp(-np.abs(eta)))
     return _Probabilities(p, q, np.maximum(-eta, 0.0) + log_tail, np.maximum(eta, 0.0) + log_tail)
 
 
@@ -246,8 +247,10 @@ class _Likelihood:
             if minus_log_p is not None and minus_log_q is not None:
                 loss += float(wins @ minus_log_p + losses @ minus_log_q)
             # Same as games·p − wins, but without cancelling games·p against wins when p → 1 (separation).
-            residual = p * losses - q * wins
-            self._curvature[rows] = self.games[rows] * p * q
+            residual = p * losses
+            residual -= q * wins
+            curvature = np.multiply(self.games[rows], p, out=self._curvature[rows])
+            curvature *= q
             per_pair[block.pairs] += np.add.reduceat(residual, block.starts)
             style += design.covariates[:, rows] @ residual
         return loss, np.concatenate([design.from_pairs(per_pair), style]) + self.l2 * params
@@ -710,13 +713,17 @@ def _prompts_per_model(battles: pd.DataFrame) -> pd.Series:
 def _style_ratios(battles: pd.DataFrame, features: tuple[str, ...]) -> FloatArray:
     """(games, k): (a − b) / (a + b + 1) per feature in the shown order, after checking the columns hold counts."""
     _check_columns(battles, [f"{name}_{side}" for name in features for side in "ab"])
-    a = battles[[f"{name}_a" for name in features]].to_numpy(dtype=np.float64, na_value=np.nan)
+    a = battles[[f"{name}_a" for name in features]].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     b = battles[[f"{name}_b" for name in features]].to_numpy(dtype=np.float64, na_value=np.nan)
     invalid = ~(np.isfinite(a) & (a >= 0) & np.isfinite(b) & (b >= 0)).all(axis=0)
     if invalid.any():
         bad = [name for name, flag in zip(features, invalid, strict=True) if flag]
         raise ValueError(f"battles: style features must be finite counts >= 0: {bad}")
-    ratios: FloatArray = (a - b) / (a + b + 1.0)
+    # In place: with a million games each (games, k) temporary is tens of MB.
+    ratios: FloatArray = a - b
+    a += b
+    a += 1.0
+    ratios /= a
     return ratios
 
 
@@ -726,16 +733,16 @@ def _covariates(battles: pd.DataFrame, features: tuple[str, ...], weight: FloatA
     Mean and population standard deviation are over the games weighted by `weight`, which equals Chatbot Arena's
     and Arena-Hard-Auto v0.1's np.mean / np.std over their battle rows, where a strong verdict is `weight` rows.
     """
-    ratio = _style_ratios(battles, features)
-    mean = np.average(ratio, axis=0, weights=weight)
-    spread = np.sqrt(np.average((ratio - mean) ** 2, axis=0, weights=weight))
+    covariates = _style_ratios(battles, features)
+    covariates -= np.average(covariates, axis=0, weights=weight)
+    spread = np.sqrt(np.average(covariates**2, axis=0, weights=weight))
     constant = spread <= _MIN_SPREAD
     if constant.any():
         flat = [name for name, flag in zip(features, constant, strict=True) if flag]
         raise InsufficientDataError(
             f"style features {flat} do not vary over the battles: their effect is not identified"
         )
-    covariates: FloatArray = (ratio - mean) / spread
+    covariates /= spread
     return covariates
 
 
@@ -768,20 +775,22 @@ def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()
     codes, names = pd.factorize(pd.concat([battles["model_a"], battles["model_b"]], ignore_index=True), sort=True)
     models = tuple(str(name) for name in names)
     n = len(battles)
-    code_a, code_b = codes[:n].astype(np.intp), codes[n:].astype(np.intp)
+    code_a, code_b = codes[:n].astype(np.intp, copy=False), codes[n:].astype(np.intp, copy=False)
     m = len(models)
-    first = np.minimum(code_a, code_b)
-    second = np.maximum(code_a, code_b)
-    shown_first = code_a == first
-    score_first = np.where(shown_first, score_a, 1.0 - score_a)
-    pair = first * m + second
+    pair = np.minimum(code_a, code_b) * m + np.maximum(code_a, code_b)
+    shown_first = code_a < code_b
+    score_first = score_a
+    score_first[~shown_first] = 1.0 - score_first[~shown_first]
     played = np.unique(pair[weight > 0])
     _check_connected(models, played // m, played % m)
 
     # Each design row is oriented from its pair's lower model index, whatever the shown order: swapping the sides
     # negates the whole row, the covariates included, and swaps wins and losses.
-    covariates = _covariates(battles, features, weight) * np.where(shown_first, 1.0, -1.0)[:, None]
-    keys, row = _unique_rows(np.column_stack([pair, covariates]))
+    keys = np.empty((n, 1 + len(features)))
+    keys[:, 0] = pair
+    keys[:, 1:] = _covariates(battles, features, weight)
+    keys[~shown_first, 1:] *= -1.0
+    keys, row = _unique_rows(keys)
     if unit == "prompt":
         unit_codes, unit_names = pd.factorize(battles["prompt_id"])
         units = np.asarray(unit_codes, dtype=np.intp)
@@ -796,7 +805,7 @@ def _aggregate(battles: pd.DataFrame, unit: Unit, features: tuple[str, ...] = ()
     # Merging a row's cells costs every bootstrap round a sum over them, about as much as a quarter of the passes
     # over the row: it pays when it removes most rows (no covariates, or coarse ones), not when most games are a
     # row of their own. Unmerged, every cell is a row.
-    if len(cells) < 2 * len(keys):
+    if len(keys) < len(cells) < 2 * len(keys):
         keys, cell_row = keys[cell_row], np.arange(len(cells))
     pairs, pair_of_key = np.unique(keys[:, 0].astype(np.intp), return_inverse=True)
 
@@ -831,7 +840,7 @@ def _unique_rows(keys: FloatArray) -> tuple[FloatArray, IntArray]:
     starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
     inverse = np.empty(len(keys), dtype=np.intp)
     inverse[order] = np.cumsum(starts) - 1
-    return ordered[starts], inverse
+    return (ordered if starts.all() else ordered[starts]), inverse
 
 
 def _check_connected(models: tuple[str, ...], first: IntArray, second: IntArray) -> None:
