@@ -892,6 +892,7 @@ def _newton(
     start: FloatArray,
     l2: float,
     at_start: _Probabilities | None = None,
+    hessian: FloatArray | None = None,
 ) -> FloatArray:
     """Minimise Σ wins·log(1 + e^−η) + losses·log(1 + e^η) + l2/2·‖β‖² over β, with η = design @ β.
 
@@ -899,12 +900,15 @@ def _newton(
     until a step is `_converged`; that last step is returned applied.
     A full step is taken without evaluating the loss when the Newton decrement at its end is below a quarter of
     the current one, as it always is near the optimum; otherwise the step is halved until the loss does not rise.
-    `at_start`, when given, holds the rows' probabilities at `start`, saving the first pass's exponentials.
+    `at_start`, when given, holds the rows' probabilities at `start`, saving the first pass's exponentials;
+    `hessian`, when given, stands in for the Hessian at `start` in the first step (any positive definite matrix
+    only changes the path, not the optimum reached).
     """
     likelihood = _Likelihood(design, wins, losses, l2)
     beta = start.copy()
     loss, gradient = likelihood.point(beta, at_start)
-    hessian = likelihood.hessian()
+    if hessian is None:
+        hessian = likelihood.hessian()
     step = np.linalg.solve(hessian, gradient)
     for _ in range(_MAX_ITERATIONS):
         if _converged(step, gradient, loss):
@@ -944,9 +948,15 @@ def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> t
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     design = aggregate.design
-    full = _newton(design, *aggregate.counts(), np.zeros(design.width), l2)
-    # Every round starts from the full-data optimum, where the rows' probabilities do not depend on the resample.
+    counts = aggregate.counts()
+    full = _newton(design, *counts, np.zeros(design.width), l2)
+    # Every round starts from the full-data optimum, where the rows' probabilities do not depend on the resample,
+    # and takes its first step with the full data's Hessian there, which differs from the resample's by a few
+    # percent: a pass over the rows saved per round, for a first step nearly as good.
     at_full = design.probabilities(full)
+    likelihood = _Likelihood(design, *counts, l2)
+    likelihood.point(full, at_full)
+    hessian = likelihood.hessian()
     rng = np.random.default_rng(seed)
     samples = np.empty((rounds, design.width))
     for r in range(rounds):
@@ -954,7 +964,7 @@ def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> t
         drawn = rng.integers(0, aggregate.n_units, size=aggregate.n_units)
         multiplicity = np.bincount(drawn, minlength=aggregate.n_units).astype(np.float64)
         # Resamples are close to the full data, so starting from its optimum saves most Newton iterations.
-        samples[r] = _newton(design, *aggregate.counts(multiplicity), full, l2, at_full)
+        samples[r] = _newton(design, *aggregate.counts(multiplicity), full, l2, at_full, hessian)
     return full, samples
 
 
