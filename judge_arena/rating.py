@@ -194,7 +194,8 @@ class _Design:
         return _Probabilities(*(np.concatenate(values) for values in zip(*parts, strict=True)))
 
     def from_pairs(self, per_pair: FloatArray) -> FloatArray:
-        """contrasts.T @ per_pair: a value per pair (last axis) brought to the m − 1 contrast parameters."""
+        """Σ_pairs per_pair · (e_first − e_second) in `basis`: values per pair (last axis) brought to the m − 1
+        contrast parameters, as the design's transpose does."""
         m = self.basis.shape[0]
         per_model = np.zeros((*per_pair.shape[:-1], m))
         for index in np.ndindex(per_pair.shape[:-1]):
@@ -313,7 +314,7 @@ class _Aggregate:
         factor = 1.0 if multiplicity is None else multiplicity[self.cell_unit]
         wins: FloatArray = factor * self.cell_wins
         losses: FloatArray = factor * self.cell_losses
-        # With style covariates nearly every row is one cell, and summing runs of one costs five multiplications.
+        # Rows left unmerged (see _aggregate) are one cell each, and summing runs of one costs five multiplications.
         if len(self.row_starts) < len(self.cell_unit):
             wins = np.add.reduceat(wins, self.row_starts)
             losses = np.add.reduceat(losses, self.row_starts)
