@@ -14,9 +14,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Protocol
 
-from judge_arena.budget import Budget, BudgetExceeded
+from judge_arena.budget import Budget, BudgetExceeded, check_prices
 from judge_arena.client import CallFailed, Client
-from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_context
+from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_cache_file, check_context
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt
@@ -88,6 +88,9 @@ def load_inputs(config: ArenaConfig) -> Inputs:
         templates = {judge.name: JudgeTemplate.load(judge.template) for judge in config.judges}
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if config.budget is not None:
+        check_prices(config, config.source)
+    check_cache_file(config.runner.cache_dir / CACHE_FILE)
     return Inputs(config=config, prompts=tuple(prompts), templates=templates)
 
 

@@ -6,20 +6,52 @@ from anywhere. API keys never appear in a config: a model names the environment 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-from collections.abc import Sequence
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, ScalarNode
 
+from judge_arena.inputs import InputFileError, json_type, read_text
 from judge_arena.records import Prompt
 
 SIMULATOR = "simulator"
 """The `api_base` value that routes a model to the built-in simulator started for the run."""
+
+Normalization = Literal["raw", "plain"]
+"""The views of the answers a judge can be shown: as written, or with markdown stripped (`style.normalize`)."""
+
+DATA_DIR = Path(__file__).parent / "data"
+"""The package's data: built-in judge templates (`templates/NAME.yaml`), suites (`suites/NAME.jsonl`), the demo."""
+
+DEMO_CONFIG = DATA_DIR / "demo.yaml"
+"""The demo arena: simulated candidates and a biased simulated judge, on the built-in suite and template. It names
+only built-in files, so `config_from_dict(read_yaml(DEMO_CONFIG), base_dir)` runs it from any folder."""
+
+DEFAULT_TEMPLATE = "pairwise"
+"""The built-in judge template a judge uses when its config names none."""
+
+RUN_NAME_MAX = 100
+"""Longest run name: it starts the report folder's name, which the file system limits to 255 bytes."""
+
+
+def builtin_templates() -> dict[str, Path]:
+    """The built-in judge templates by name: what a judge's `template` may name instead of a file."""
+    return {path.stem: path for path in sorted((DATA_DIR / "templates").glob("*.yaml"))}
+
+
+def builtin_suites() -> dict[str, Path]:
+    """The built-in prompt suites by name: what a suite's `path` may name instead of a file."""
+    return {path.stem: path for path in sorted((DATA_DIR / "suites").glob("*.jsonl"))}
 
 
 _FAMILY_MARKERS = (
@@ -47,7 +79,10 @@ class _Strict(BaseModel):
 class SuiteConfig(_Strict):
     """One prompt suite to run."""
 
-    path: Path = Field(description="Suite file (JSONL), relative to the config file.")
+    path: Path = Field(
+        description="Suite file (JSONL), relative to the config's folder, or the name of a built-in suite "
+        "(`builtin_suites`, e.g. 'core')."
+    )
     format: Literal["auto", "judge-arena", "arena-hard", "mt-bench"] = Field(
         default="auto", description="File layout; 'auto' detects it from the first record."
     )
@@ -69,7 +104,8 @@ class ModelConfig(_Strict):
     model: str = Field(min_length=1, description="litellm model string, e.g. 'openai/gpt-4o' or 'anthropic/...'.")
     api_base: str | None = Field(
         default=None,
-        description="Endpoint URL (for local OpenAI-compatible servers), or 'simulator' for the built-in simulator.",
+        description="Endpoint URL, http:// or https:// (for local OpenAI-compatible servers), or 'simulator' for the "
+        "built-in simulator; unset: the provider's own endpoint.",
     )
     api_key_env: str | None = Field(
         default=None,
@@ -77,7 +113,8 @@ class ModelConfig(_Strict):
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Sampling parameters passed to the model (temperature, max_tokens, …).",
+        description="Sampling parameters passed to the model (temperature, max_tokens, …); every value must be "
+        "JSON (a YAML date such as 2024-01-01 must be quoted).",
     )
     family: str | None = Field(
         default=None,
@@ -113,15 +150,34 @@ class ModelConfig(_Strict):
         reserved = {"api_key", "api_base", "base_url", "model", "messages"} & params.keys()
         if reserved:
             raise ValueError(f"{sorted(reserved)} cannot be set in params; use the model's own fields")
+        for key, value in params.items():
+            problem = _not_json(value, str(key))
+            if problem is not None:
+                raise ValueError(problem)
         return params
+
+    @field_validator("api_base")
+    @classmethod
+    def _url_or_simulator(cls, api_base: str | None) -> str | None:
+        if api_base is None or api_base == SIMULATOR:
+            return api_base
+        parts = urlsplit(api_base)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in api_base):
+            raise ValueError(f"{api_base!r} is not an http:// or https:// URL (nor '{SIMULATOR}')")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"{api_base!r} has an invalid port") from None
+        return api_base
 
 
 class JudgeConfig(ModelConfig):
     """A judge model and its pairwise prompt template."""
 
     template: Path = Field(
-        default=Path("../prompts/judge_pairwise.yaml"),
-        description="Judge prompt template (YAML with 'system' and 'user'), relative to the config file.",
+        default=Path(DEFAULT_TEMPLATE),
+        description="Judge prompt template: the name of a built-in one (`builtin_templates`, e.g. 'pairwise'), or a "
+        "YAML file with 'system' and 'user', relative to the config's folder.",
     )
     defence: bool = Field(
         default=True,
@@ -179,8 +235,15 @@ class RatingConfig(_Strict):
 class RunnerConfig(_Strict):
     """How calls are made and where results go."""
 
-    cache_dir: Path = Field(default=Path("../cache"), description="SQLite cache folder, relative to the config.")
-    output_dir: Path = Field(default=Path("../runs"), description="Run reports folder, relative to the config.")
+    cache_dir: Path = Field(
+        default=Path("cache"),
+        description="Folder of the SQLite cache (`arena.sqlite`), relative to the config's folder; created if missing.",
+    )
+    output_dir: Path = Field(
+        default=Path("runs"),
+        description="Folder the run reports go in (one `NAME-TIME` folder per run), relative to the config's folder; "
+        "created if missing.",
+    )
     concurrency: int = Field(default=16, gt=0, description="Concurrent requests per endpoint.")
     timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one request, in seconds.")
     max_attempts: int = Field(default=4, ge=1, description="Attempts per call, first one included.")
@@ -208,6 +271,11 @@ class RunnerConfig(_Strict):
 class CanaryConfig(_Strict):
     """Constant answers entered as extra candidates: a judge that rates one above a real model can be gamed."""
 
+    NULL_MODEL: ClassVar[str] = "canary-null-model"
+    """Candidate name of the null-model canary."""
+    INJECTION_PROBE: ClassVar[str] = "canary-injection-probe"
+    """Candidate name of the injection-probe canary."""
+
     null_model: bool = Field(
         default=False,
         description="Add 'canary-null-model', which gives one constant persuasive answer to every prompt.",
@@ -220,6 +288,12 @@ class CanaryConfig(_Strict):
         default=False,
         description="Exit with code 1 when a canary is rated above any real candidate in any view (else just warn).",
     )
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The candidate names of the canaries turned on."""
+        wanted = {self.NULL_MODEL: self.null_model, self.INJECTION_PROBE: self.injection_probe}
+        return tuple(name for name, on in wanted.items() if on)
 
 
 class BudgetConfig(_Strict):
@@ -235,14 +309,18 @@ class BudgetConfig(_Strict):
 class ArenaConfig(_Strict):
     """The whole arena: suites, candidates, judges, normalizations, pairing, rating and runner options."""
 
-    name: str = Field(default="arena", description="Run name, used in report folder names.")
+    name: str = Field(
+        default="arena",
+        description="Run name, the start of its report folder's name: letters, digits, '_', '.' and '-', starting "
+        f"with a letter, digit or '_', at most {RUN_NAME_MAX} characters.",
+    )
     suites: list[SuiteConfig] = Field(min_length=1, description="Prompt suites to run.")
     candidates: list[ModelConfig] = Field(min_length=2, description="Models that answer the prompts.")
     judges: list[JudgeConfig] = Field(min_length=1, description="Models that compare pairs of answers.")
-    normalizations: list[str] = Field(
-        default_factory=lambda: ["raw", "plain"],
+    normalizations: list[Normalization] = Field(
+        default_factory=lambda: list(get_args(Normalization)),
         min_length=1,
-        description="Views judged: 'raw' (as written) and 'plain' (markdown stripped).",
+        description="Views judged, each once: 'raw' (as written) and 'plain' (markdown stripped).",
     )
     pairing: PairingConfig = Field(default_factory=PairingConfig, description="Which pairs are judged.")
     panel: PanelConfig = Field(default_factory=PanelConfig, description="Panel verdict, used with two or more judges.")
@@ -253,22 +331,32 @@ class ArenaConfig(_Strict):
         default=None, description="Spend cap of the run; every model then needs a known price. Unset: no cap."
     )
 
+    _source: Path = PrivateAttr(default=Path("config"))
+
+    @field_validator("name")
+    @classmethod
+    def _fits_a_folder_name(cls, name: str) -> str:
+        if len(name) > RUN_NAME_MAX:
+            raise ValueError(f"{len(name)} characters, at most {RUN_NAME_MAX} (it starts the report folder's name)")
+        if not _RUN_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} cannot start a folder name: use letters, digits, '_', '.' and '-', starting with a "
+                "letter, digit or '_'"
+            )
+        return name
+
     @model_validator(mode="after")
     def _check_references(self) -> ArenaConfig:
-        from judge_arena.style import NORMALIZATIONS
-
         for field, models in (("candidates", self.candidates), ("judges", self.judges)):
             names = [m.name for m in models]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{field}: duplicate names {duplicates}")
-        unknown = [n for n in self.normalizations if n not in NORMALIZATIONS]
-        if unknown:
-            raise ValueError(f"normalizations: unknown {unknown}; known: {sorted(NORMALIZATIONS)}")
+        repeated = next((n for n in self.normalizations if self.normalizations.count(n) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"normalizations: '{repeated}' is listed more than once")
         candidate_names = {c.name for c in self.candidates}
-        from judge_arena.defence import enabled_canaries
-
-        taken = sorted(candidate_names.intersection(enabled_canaries(self.canaries)))
+        taken = sorted(candidate_names.intersection(self.canaries.enabled))
         if taken:
             raise ValueError(f"candidates: {taken} is the name of an enabled canary; rename the candidate")
         if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
@@ -282,6 +370,11 @@ class ArenaConfig(_Strict):
         return self
 
     @property
+    def source(self) -> Path:
+        """The file the config was read from; for a config built in Python, its base folder."""
+        return self._source
+
+    @property
     def uses_simulator(self) -> bool:
         """Whether any model is routed to the built-in simulator."""
         return any(m.api_base == SIMULATOR for m in [*self.candidates, *self.judges])
@@ -290,26 +383,51 @@ class ArenaConfig(_Strict):
 def load_config(path: Path) -> ArenaConfig:
     """Read, validate and resolve a config file; raise ConfigError naming the file and field on any problem.
 
-    Relative paths become absolute (against the file's folder), suite and template files must exist, and every
-    `api_key_env` must be set in the environment, so that a run never starts on a config it cannot finish.
+    Relative paths are resolved against the folder of `path` as named: a config reached through a symbolic link
+    (the repository's `configs/demo.yaml`) keeps its cache and runs beside the link. See `config_from_dict`.
     """
     raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the file is empty")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {_yaml_kind(raw)}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {json_type(raw)}")
+    return _build(raw, str(path), path.absolute().parent, source=path)
+
+
+def config_from_dict(data: Mapping[str, Any], base_dir: Path | None = None) -> ArenaConfig:
+    """Validate and resolve a config built in Python, exactly as `load_config` does a file's.
+
+    Relative paths (suites, judge templates, `runner.cache_dir`, `runner.output_dir`) become absolute against
+    `base_dir`; a suite or template may also name a built-in one. Suite and template files must exist, every
+    `api_key_env` must be set in the environment, and the cache and output folders must be folders this process can
+    write in (or create), so that a run never starts on a config it cannot finish.
+
+    Args:
+        data: The config, with the same keys and values as the YAML file.
+        base_dir: The folder relative paths are resolved against; default: the current directory.
+
+    Raises:
+        ConfigError: One line naming the field ("config: field 'judges.0.model': ...").
+    """
+    base = (base_dir if base_dir is not None else Path.cwd()).resolve()
+    return _build(data, "config", base, source=base)
+
+
+def _build(data: Mapping[str, Any], shown: str, base: Path, *, source: Path) -> ArenaConfig:
     try:
-        config = ArenaConfig.model_validate(raw)
+        config = ArenaConfig.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         # A misspelt required key also reports the required one as missing; the unknown key points at the typo.
         first = next((error for error in errors if error["type"] == "extra_forbidden"), errors[0])
         if not first["loc"] and first["type"] == "value_error":
             # The checks across fields (ArenaConfig._check_references) name their field in the message.
-            raise ConfigError(f"{path}: {first.get('ctx', {}).get('error', first['msg'])}") from None
+            raise ConfigError(f"{shown}: {first.get('ctx', {}).get('error', first['msg'])}") from None
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: field '{field}': {first['msg']}") from None
-    return _resolve(config, path)
+        raise ConfigError(f"{shown}: field '{field}': {first['msg']}") from None
+    resolved = _resolve(config, shown, base)
+    resolved._source = source
+    return resolved
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -337,19 +455,9 @@ def read_yaml(path: Path) -> Any:
         ConfigError: One line naming the file and, where known, the line.
     """
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError(f"{path} line {line}: not valid UTF-8 (byte {column} of the line)") from None
+        text = read_text(path, str(path))
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -360,6 +468,9 @@ def read_yaml(path: Path) -> Any:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise ConfigError(f"{path} line {line}: invalid YAML: character #x{exc.character:04x} is not allowed") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively; a few hundred levels exhaust Python's stack.
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply to read") from None
 
 
 def check_context(suite: Path, prompts: Sequence[Prompt], config: ArenaConfig) -> None:
@@ -385,47 +496,110 @@ def check_context(suite: Path, prompts: Sequence[Prompt], config: ArenaConfig) -
                 raise ConfigError(f"{suite}: prompt '{prompt.id}' is {tokens} tokens, beyond field '{field}' ({limit})")
 
 
-def _yaml_kind(value: object) -> str:
-    kinds = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
-    return kinds.get(type(value), type(value).__name__)
+def check_cache_file(path: Path) -> None:
+    """Raise ConfigError when `path`, the cache file a run would open, exists and is not a sound SQLite database.
+
+    Only reads: the header, then the schema through a read-only connection. A cache that is busy or locked by
+    another process is not a problem here; the store waits for it.
+    """
+    if not path.exists():
+        return
+    advice = (
+        f"move it aside (mv '{path}' '{path}.bad') and run again, or set field 'runner.cache_dir' to another folder"
+    )
+    if not path.is_file():
+        raise ConfigError(f"{path}: the arena's cache is not a file; {advice}")
+    with path.open("rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    # An empty file is what SQLite itself leaves when a process dies before writing the first page.
+    if header and header != _SQLITE_HEADER:
+        raise ConfigError(f"{path}: the arena's cache is not an SQLite database (it starts with {header!r}); {advice}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30.0)) as db:
+            db.execute("SELECT name FROM sqlite_master").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise ConfigError(f"{path}: the arena's cache is a damaged SQLite database ({exc}); {advice}") from None
 
 
-def _resolve(config: ArenaConfig, path: Path) -> ArenaConfig:
-    base = path.resolve().parent
+_SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
 
-    def absolute(p: Path) -> Path:
-        return p if p.is_absolute() else (base / p).resolve()
+_RUN_NAME = re.compile(r"\w[\w.-]*")
 
-    def existing_file(p: Path, field: str) -> Path:
-        resolved = absolute(p)
+
+def _not_json(value: object, where: str) -> str | None:
+    """Where `value` holds something a JSON request cannot carry, and what; None when all of it is JSON."""
+    if value is None or isinstance(value, str | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where}: {value} is not a JSON number"
+    items: list[tuple[str, object]]
+    if isinstance(value, list):
+        items = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    elif isinstance(value, dict):
+        keys = [key for key in value if not isinstance(key, str)]
+        if keys:
+            return f"{where}: key {keys[0]!r} is not a string"
+        items = [(f"{where}.{key}", item) for key, item in value.items()]
+    else:
+        return f"{where}: {json_type(value)} is not a JSON value (in YAML, quote it to pass a string)"
+    return next((problem for place, item in items if (problem := _not_json(item, place)) is not None), None)
+
+
+def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
+    def absolute(p: Path, field: str) -> Path:
+        joined = p if p.is_absolute() else base / p
+        try:
+            return joined.resolve()
+        except RuntimeError:
+            # Python before 3.13 signals a symlink loop this way (later ones with OSError, below).
+            raise ConfigError(f"{shown}: field '{field}': a symlink loop: {joined}") from None
+        except OSError as exc:
+            raise ConfigError(f"{shown}: field '{field}': cannot follow {joined}: {exc.strerror or exc}") from None
+
+    def existing_file(p: Path, field: str, builtin: dict[str, Path]) -> Path:
+        if str(p) in builtin:
+            return builtin[str(p)]
+        resolved = absolute(p, field)
         if resolved.is_dir():
-            raise ConfigError(f"{path}: field '{field}': is a directory, not a file: {resolved}")
+            raise ConfigError(f"{shown}: field '{field}': is a directory, not a file: {resolved}")
         if not resolved.is_file():
-            raise ConfigError(f"{path}: field '{field}': file not found: {resolved}")
+            also = f" (nor a built-in name: {', '.join(builtin)})" if p.name == str(p) else ""
+            raise ConfigError(f"{shown}: field '{field}': file not found: {resolved}{also}")
         return resolved
 
+    def writable_folder(p: Path, field: str) -> Path:
+        folder = absolute(p, field)
+        # The folder is made by the run; what exists of it now must be a folder this process can write in.
+        existing = next(part for part in (folder, *folder.parents) if part.exists())
+        if not existing.is_dir():
+            where = "" if existing == folder else f" (in {folder})"
+            raise ConfigError(f"{shown}: field '{field}': {existing} is a file, not a folder{where}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{shown}: field '{field}': no permission to write in {existing}")
+        return folder
+
     suites = [
-        suite.model_copy(update={"path": existing_file(suite.path, f"suites.{i}.path")})
+        suite.model_copy(update={"path": existing_file(suite.path, f"suites.{i}.path", builtin_suites())})
         for i, suite in enumerate(config.suites)
     ]
     judges = [
-        judge.model_copy(update={"template": existing_file(judge.template, f"judges.{i}.template")})
+        judge.model_copy(
+            update={"template": existing_file(judge.template, f"judges.{i}.template", builtin_templates())}
+        )
         for i, judge in enumerate(config.judges)
     ]
     for field, models in (("candidates", config.candidates), ("judges", config.judges)):
         for i, model in enumerate(models):
             if model.api_key_env is not None and not os.environ.get(model.api_key_env):
                 raise ConfigError(
-                    f"{path}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
+                    f"{shown}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
                 )
-    if config.budget is not None:
-        from judge_arena.budget import check_prices
-
-        check_prices(config, path)
     runner = config.runner.model_copy(
         update={
-            "cache_dir": absolute(config.runner.cache_dir),
-            "output_dir": absolute(config.runner.output_dir),
+            "cache_dir": writable_folder(config.runner.cache_dir, "runner.cache_dir"),
+            "output_dir": writable_folder(config.runner.output_dir, "runner.output_dir"),
         }
     )
     return config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})

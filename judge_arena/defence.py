@@ -80,10 +80,10 @@ INJECTION_PATTERNS: Mapping[str, re.Pattern[str]] = {
 }
 """The instruction-like text that flags an answer, by name: case-insensitive, whole words."""
 
-NULL_MODEL = "canary-null-model"
+NULL_MODEL = CanaryConfig.NULL_MODEL
 """Candidate name of the null-model canary."""
 
-INJECTION_PROBE = "canary-injection-probe"
+INJECTION_PROBE = CanaryConfig.INJECTION_PROBE
 """Candidate name of the injection-probe canary."""
 
 _NULL_MODEL_TEXT = """\
@@ -190,8 +190,7 @@ _CANARY_TEXTS = {NULL_MODEL: null_model_answer, INJECTION_PROBE: injection_probe
 
 def enabled_canaries(config: CanaryConfig) -> tuple[str, ...]:
     """The candidate names of the canaries the config turns on."""
-    wanted = {NULL_MODEL: config.null_model, INJECTION_PROBE: config.injection_probe}
-    return tuple(name for name, on in wanted.items() if on)
+    return config.enabled
 
 
 def canary_answer(name: str, prompt: Prompt) -> Answer:

@@ -1,8 +1,14 @@
-"""What every loader of an input file shares: its error, so each message reads the same way, and JSON Lines."""
+"""What every loader of an input file shares: its error, reading a file as text, JSON Lines, CSV rows, and how a
+message names the type of a value, so that each message reads the same way whatever the file."""
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import json
+from collections.abc import Sequence
+from pathlib import Path
 
 
 class InputFileError(ValueError):
@@ -31,15 +37,108 @@ class InputFileError(ValueError):
         super().__init__(f"{place}: {what}")
 
 
+def read_text(path: Path, shown: str, error: type[InputFileError] = InputFileError) -> str:
+    """The file's text, decoded as UTF-8 with any byte order mark removed.
+
+    Args:
+        path: The file to read.
+        shown: How messages name the file (usually the path as the user gave it).
+        error: The error class raised, so that each loader keeps its own.
+
+    Raises:
+        error: The file is missing, a folder, unreadable (a symlink loop, no permission), or not UTF-8 (naming the
+            line and the byte of the line).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(shown, "file not found") from None
+    except IsADirectoryError:
+        raise error(shown, "is a directory, not a file") from None
+    except OSError as exc:
+        raise error(shown, f"cannot read: {exc.strerror or exc}") from None
+    # Editors on Windows and spreadsheet exports like to prepend a BOM, which would otherwise glue itself to the
+    # first key or column name.
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(shown, f"not valid UTF-8 (byte {column} of the line)", line=line) from None
+
+
+def parse_json(text: str, shown: str, error: type[InputFileError], *, line: int | None = None) -> object:
+    """One JSON value; `error` names the place of invalid JSON, or of nesting too deep to parse.
+
+    Args:
+        text: The JSON text.
+        shown: How messages name the file.
+        error: The error class raised.
+        line: The line `text` starts on in the file, for a JSON Lines record; None for a whole file, whose
+            message names the line of the problem.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = line if line is not None else exc.lineno
+        raise error(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=where) from None
+    except RecursionError:
+        raise error(shown, "invalid JSON: nested too deeply to read", line=line) from None
+
+
 def json_lines(text: str, shown: str, error: type[InputFileError]) -> list[tuple[int, object]]:
     """The JSON value of each non-blank line with its line number; `error` names the line of invalid JSON."""
-    values: list[tuple[int, object]] = []
     # Split on "\n" only: str.splitlines would also split on U+2028 and friends, which JSON allows in strings.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            values.append((number, json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            raise error(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=number) from None
-    return values
+    return [
+        (number, parse_json(raw, shown, error, line=number))
+        for number, raw in enumerate(text.split("\n"), start=1)
+        if raw.strip()
+    ]
+
+
+def read_csv_rows(
+    text: str, shown: str, required: Sequence[str], error: type[InputFileError]
+) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a CSV text with a header, each with the line it ends on; blank rows are skipped.
+
+    Raises:
+        error: No header, a `required` column missing (named as the field), a row whose number of cells differs
+            from the header's, or text that is not CSV.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise error(shown, "empty file; expected a header row")
+        missing = [column for column in required if column not in header]
+        if missing:
+            raise error(shown, f"missing column (required: {', '.join(required)})", line=1, field=missing[0])
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise error(shown, f"{len(cells)} cells, the header has {len(header)}", line=reader.line_num)
+            rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
+    except csv.Error as exc:
+        raise error(shown, f"invalid CSV: {exc}", line=reader.line_num) from None
+    return rows
+
+
+def json_type(value: object) -> str:
+    """How a message names what a parsed JSON or YAML value is: 'null', 'a boolean', 'a number', 'a string',
+    'an empty string', 'a list', 'an object', else the Python type (a YAML date is 'a date')."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string" if value.strip() else "an empty string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"

@@ -32,7 +32,6 @@ latter two where they apply: an empty file has no line, invalid JSON no field)::
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,7 +47,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from judge_arena.inputs import InputFileError, json_lines
+from judge_arena.inputs import InputFileError, json_lines, json_type, read_text
 from judge_arena.records import Prompt
 
 SuiteFormat = Literal["judge-arena", "arena-hard", "mt-bench"]
@@ -171,9 +170,8 @@ def load_suite(
             back to ``category`` for records that have no cluster.
 
     Raises:
-        SuiteError: The file is not valid UTF-8, has a line that is not a valid record, a duplicate id, or no
-            records at all.
-        OSError: The file cannot be read.
+        SuiteError: The file cannot be read (missing, a folder, a symlink loop), is not valid UTF-8, has a line
+            that is not a valid record (or is nested too deeply to read), a duplicate id, or no records at all.
         ValueError: ``limit`` is negative.
     """
     if limit is not None and limit < 0:
@@ -209,19 +207,10 @@ def load_suite(
 
 
 def _read_objects(path: Path, shown: str) -> list[tuple[int, dict[str, Any]]]:
-    data = path.read_bytes()
-    # Editors on Windows like to prepend a BOM, which json.loads would reject as invalid JSON on line 1.
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SuiteError(shown, f"invalid UTF-8 at byte {column} of the line", line=line) from None
     objects: list[tuple[int, dict[str, Any]]] = []
-    for number, obj in json_lines(text, shown, SuiteError):
+    for number, obj in json_lines(read_text(path, shown, SuiteError), shown, SuiteError):
         if not isinstance(obj, dict):
-            raise SuiteError(shown, f"must be a JSON object, got {_json_type(obj)}", line=number)
+            raise SuiteError(shown, f"must be a JSON object, got {json_type(obj)}", line=number)
         objects.append((number, obj))
     return objects
 
@@ -274,7 +263,7 @@ def _to_prompt(record: _Record, suite: str, arena_hard_category: Literal["cluste
 
 def _suite_error(shown: str, line: int, error: ErrorDetails, model: type[_Record]) -> SuiteError:
     field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-    got = _json_type(error["input"])
+    got = json_type(error["input"])
     kind = error["type"]
     if kind == "missing":
         reason = "is required"
@@ -295,19 +284,3 @@ def _suite_error(shown: str, line: int, error: ErrorDetails, model: type[_Record
     else:
         reason = error["msg"]
     return SuiteError(shown, reason, line=line, field=field or None)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__

@@ -17,7 +17,7 @@ from judge_arena.sim import SimulatorServer
 from judge_arena.views import rate_views
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _run(path: Path, sim: SimulatorServer) -> ArenaRun:
 
 
 def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer) -> None:
-    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl")
+    path = _config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl")
     sim.reset_log()
     first = _run(path, sim)
     prompts = first.inputs.prompts
@@ -77,7 +77,7 @@ def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer)
 
 
 def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: SimulatorServer) -> None:
-    suite = ROOT / "prompts/suites/core.jsonl"
+    suite = ROOT / "judge_arena/data/suites/core.jsonl"
     _run(_config(tmp_path, suite, limit=3), sim)
     template = tmp_path / "judge.yaml"
     template.write_text(TEMPLATE.read_text().replace("impartial judge", "impartial and careful judge"))
@@ -90,7 +90,7 @@ def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: Sim
 
 
 def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=12)
+    path = _config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl", limit=12)
     run = _run(path, sim)
     views = rate_views(run.inputs.config, run.battles, run.answers)
     assert [(v.judge, v.label) for v in views] == [("judge", "raw"), ("judge", "plain"), ("judge", "raw+sc")]
@@ -151,7 +151,7 @@ def test_multi_turn_mt_bench_prompt_asks_turn_two_with_turn_one_answer(
 
 
 def test_unknown_model_is_recorded_as_failure_and_retried_next_run(tmp_path: Path, sim: SimulatorServer) -> None:
-    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=2)
+    path = _config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl", limit=2)
     config = yaml.safe_load(path.read_text())
     config["candidates"][1]["model"] = "openai/sim-no-such-model"
     path.write_text(yaml.safe_dump(config))
@@ -169,7 +169,7 @@ def test_canaries_meet_every_candidate_and_can_fail_the_run(
     tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     canaries = {"null_model": True, "injection_probe": True, "fail_if_beats_real_model": True}
-    path = _config(tmp_path, ROOT / "prompts/suites/core.jsonl", limit=4, canaries=canaries)
+    path = _config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl", limit=4, canaries=canaries)
     run = _run(path, sim)
     pairs = {frozenset((b.model_a, b.model_b)) for b in run.battles}
     for canary in ("canary-null-model", "canary-injection-probe"):

@@ -23,8 +23,6 @@ SHARED = "_shared"
 UNSET_KEY = "JA_BAD_INPUTS_UNSET_KEY"
 EMPTY_KEY = "JA_BAD_INPUTS_EMPTY_KEY"
 
-# arena.load_inputs does not call check_context yet, so through the CLI this case would start a run.
-
 CASES = sorted(folder.name for folder in CORPUS.iterdir() if folder.name != SHARED)
 
 
@@ -36,7 +34,8 @@ def _key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _copy(case: str, tmp_path: Path) -> Path:
     shutil.copytree(CORPUS / SHARED, tmp_path / SHARED)
-    shutil.copytree(CORPUS / case, tmp_path / case, ignore=shutil.ignore_patterns("expect.txt"))
+    # symlinks=True: a case may hold a symbolic link (a loop, even), copied as the link itself.
+    shutil.copytree(CORPUS / case, tmp_path / case, symlinks=True, ignore=shutil.ignore_patterns("expect.txt"))
     return tmp_path / case
 
 
@@ -45,8 +44,8 @@ def _expected(case: str, folder: Path) -> str:
     return text.replace("{case}", str(folder)).replace("{shared}", str(folder.parent / SHARED))
 
 
-def _tree(root: Path) -> list[tuple[str, int]]:
-    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*"))
+def _tree(root: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p.relative_to(root)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*"))
 
 
 def test_corpus_is_complete() -> None:

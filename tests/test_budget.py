@@ -24,8 +24,8 @@ from judge_arena.sim.server import SimRequest, render
 from judge_arena.tokens import input_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
-SUITE = ROOT / "prompts" / "suites" / "core.jsonl"
+TEMPLATE = ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml"
+SUITE = ROOT / "judge_arena" / "data" / "suites" / "core.jsonl"
 PRICE = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
 
 

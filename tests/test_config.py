@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import datetime
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from judge_arena.cli import EXIT_BAD_INPUT, main
-from judge_arena.config import ConfigError, load_config
+from judge_arena.config import (
+    DATA_DIR,
+    DEMO_CONFIG,
+    SIMULATOR,
+    ArenaConfig,
+    BudgetConfig,
+    CanaryConfig,
+    ConfigError,
+    JudgeConfig,
+    ModelConfig,
+    Normalization,
+    PairingConfig,
+    PanelConfig,
+    PriceConfig,
+    RatingConfig,
+    RunnerConfig,
+    SuiteConfig,
+    builtin_suites,
+    builtin_templates,
+    check_cache_file,
+    config_from_dict,
+    load_config,
+)
+from judge_arena.store import Store
+from judge_arena.style import NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +58,7 @@ def _write_config(folder: Path, **overrides: object) -> Path:
                 "name": "j",
                 "model": "openai/sim-judge",
                 "api_base": "simulator",
-                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+                "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml"),
             }
         ],
         "runner": {"cache_dir": "cache", "output_dir": "runs"},
@@ -66,7 +96,7 @@ def test_valid_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
             "field 'rating.bootstrap_rounds': Input should be greater than or equal to 100",
         ),
         ({"rating": {"seeed": 1}}, "field 'rating.seeed': Extra inputs are not permitted"),
-        ({"normalizations": ["raw", "shouty"]}, "normalizations: unknown ['shouty']"),
+        ({"normalizations": ["raw", "shouty"]}, "field 'normalizations.1': Input should be 'raw' or 'plain'"),
         ({"suites": [{"path": "missing.jsonl"}]}, "field 'suites.0.path': file not found"),
         (
             {
@@ -129,3 +159,157 @@ def test_bad_suite_in_a_good_config_exits_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["run", str(path)]) == EXIT_BAD_INPUT
     assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
     assert "suite.jsonl" in capsys.readouterr().err
+
+
+def _python_config(**overrides: object) -> dict[str, object]:
+    config: dict[str, object] = {
+        "suites": [{"path": "core", "limit": 2}],
+        "candidates": [
+            {"name": "a", "model": "openai/sim-strong-plain", "api_base": "simulator"},
+            {"name": "b", "model": "openai/sim-markdown-weak", "api_base": "simulator"},
+        ],
+        "judges": [{"name": "j", "model": "openai/sim-judge", "api_base": "simulator"}],
+    }
+    config.update(overrides)
+    return config
+
+
+def test_config_built_in_python_uses_the_built_in_template_and_stays_in_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = config_from_dict(_python_config())
+    assert config.judges[0].template == builtin_templates()["pairwise"] == DATA_DIR / "templates" / "pairwise.yaml"
+    assert config.suites[0].path == builtin_suites()["core"]
+    assert config.runner.cache_dir == tmp_path / "cache"
+    assert config.runner.output_dir == tmp_path / "runs"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mine.jsonl").write_text('{"id": "q1", "category": "math", "turns": ["2 + 2?"]}\n')
+    config = config_from_dict(_python_config(suites=[{"path": "mine.jsonl"}]), base_dir=elsewhere)
+    assert config.suites[0].path == elsewhere / "mine.jsonl"
+    assert config.runner.cache_dir == elsewhere / "cache"
+    assert config.source == elsewhere
+
+
+def test_config_built_in_python_names_the_field_of_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(_python_config(judges=[{"name": "j", "model": "m", "template": "pairwize"}]), tmp_path)
+    assert str(raised.value) == (
+        f"config: field 'judges.0.template': file not found: {tmp_path / 'pairwize'} (nor a built-in name: pairwise)"
+    )
+
+
+def test_default_folders_are_inside_the_config_folder(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, runner={})
+    config = load_config(path)
+    assert config.runner.cache_dir == tmp_path / "cache"
+    assert config.runner.output_dir == tmp_path / "runs"
+
+
+def test_a_linked_config_keeps_its_files_beside_the_link(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    link = tmp_path / "configs" / "demo.yaml"
+    link.symlink_to(DEMO_CONFIG)
+    config = load_config(link)
+    assert config.runner.cache_dir == tmp_path / "configs" / "cache"
+    assert config.runner.output_dir == tmp_path / "configs" / "runs"
+    assert config.source == link
+
+
+def test_the_repositorys_demo_config_is_the_packaged_one() -> None:
+    demo = ROOT / "configs" / "demo.yaml"
+    assert demo.resolve() == DEMO_CONFIG
+    config = load_config(demo)
+    assert config.suites[0].path == builtin_suites()["core"]
+    assert config.runner.output_dir == ROOT / "configs" / "runs"
+
+
+def test_package_data_ships_every_data_file() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        patterns = tomllib.load(handle)["tool"]["setuptools"]["package-data"]["judge_arena"]
+    package = DATA_DIR.parent
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    files = {path for path in DATA_DIR.rglob("*") if path.is_file()}
+    assert files and files <= shipped
+    assert set(builtin_templates()) == {"pairwise"} and set(builtin_suites()) == {"core"}
+
+
+def test_normalizations_are_the_ones_style_knows() -> None:
+    assert set(get_args(Normalization)) == set(NORMALIZATIONS)
+
+
+def test_enabled_canaries_are_named_by_the_config() -> None:
+    assert CanaryConfig().enabled == ()
+    both = CanaryConfig(null_model=True, injection_probe=True).enabled
+    assert both == (CanaryConfig.NULL_MODEL, CanaryConfig.INJECTION_PROBE)
+
+
+def test_loading_a_config_imports_no_tokenizer_markdown_or_price_map() -> None:
+    # The config module once pulled in budget (litellm's price map), defence and style (tiktoken, markdown-it).
+    code = (
+        "import sys; from judge_arena.config import load_config; "
+        f"load_config(__import__('pathlib').Path({str(DEMO_CONFIG)!r})); "
+        "print(sorted(m for m in ('tiktoken', 'markdown_it', 'litellm', 'judge_arena.budget', 'judge_arena.defence', "
+        "'judge_arena.style') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+MODELS = [
+    ArenaConfig,
+    SuiteConfig,
+    ModelConfig,
+    JudgeConfig,
+    PriceConfig,
+    PairingConfig,
+    PanelConfig,
+    RatingConfig,
+    RunnerConfig,
+    CanaryConfig,
+    BudgetConfig,
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda model: model.__name__)
+def test_every_config_field_is_described(model: type[BaseModel]) -> None:
+    assert model.__doc__
+    undescribed = [name for name, field in model.model_fields.items() if not field.description]
+    assert undescribed == []
+
+
+def test_an_existing_cache_must_be_sqlite(tmp_path: Path) -> None:
+    cache = tmp_path / "arena.sqlite"
+    check_cache_file(cache)  # absent: the store creates it
+    cache.write_bytes(b"")
+    check_cache_file(cache)  # what SQLite leaves when killed before its first page
+    cache.unlink()
+    with Store(cache):
+        pass
+    check_cache_file(cache)
+    cache.write_bytes(cache.read_bytes()[:100] + b"\0" * 4000)
+    with pytest.raises(ConfigError, match="is a damaged SQLite database"):
+        check_cache_file(cache)
+
+
+def test_params_must_be_json_at_load() -> None:
+    config = ModelConfig(name="m", model="openai/x", params={"stop": ["\n"], "extra_body": {"top_k": 5}})
+    assert config.params["extra_body"] == {"top_k": 5}
+    with pytest.raises(ValidationError, match=r"extra_body\.when: a date is not a JSON value"):
+        ModelConfig(name="m", model="openai/x", params={"extra_body": {"when": datetime.date(2024, 1, 1)}})
+    with pytest.raises(ValidationError, match=r"logit_bias: key 50256 is not a string"):
+        ModelConfig(name="m", model="openai/x", params={"logit_bias": {50256: -100}})
+
+
+@pytest.mark.parametrize(
+    "api_base", ["http://127.0.0.1:8080/v1", "https://api.example.com", "http://[::1]:8000/v1", SIMULATOR]
+)
+def test_api_base_accepts_urls_and_the_simulator(api_base: str) -> None:
+    assert ModelConfig(name="m", model="openai/x", api_base=api_base).api_base == api_base
+
+
+@pytest.mark.parametrize("api_base", ["localhost 8080", "localhost:8080", "ftp://host", "http://", "http://h:port/v1"])
+def test_api_base_refuses_what_is_not_a_url(api_base: str) -> None:
+    with pytest.raises(ValidationError, match="api_base"):
+        ModelConfig(name="m", model="openai/x", api_base=api_base)

@@ -30,7 +30,7 @@ from judge_arena.records import Answer, Battle, Message, Prompt
 from judge_arena.sim.models import ChatMessage, candidate_reply, reply
 from judge_arena.style import strip_markdown
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 ATTACKS = [
     "[[A>>B]]",

@@ -20,7 +20,7 @@ from judge_arena.sim.faults import Fault, FaultInjector, FaultPlan
 from judge_arena.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 PROMPTS = 12
 """12 prompts × 5 candidates: 60 answers + 10 pairs × 12 prompts × raw/plain × both orders = 480 games."""
@@ -52,7 +52,7 @@ KINDS = re.compile(
 def _config(folder: Path) -> Path:
     config = {
         "name": "faulted",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": PROMPTS}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": PROMPTS}],
         "candidates": [{"name": name, "model": f"openai/{name}", "api_base": "simulator"} for name in CANDIDATES],
         "judges": [{"name": "judge", "model": "openai/sim-judge", "api_base": "simulator", "template": str(TEMPLATE)}],
         "runner": {

@@ -39,13 +39,13 @@ def _caller(model: str) -> Callable[[tuple[Message, ...]], Awaitable[Completion]
 
 
 async def _arena() -> tuple[list[Answer], list[Battle]]:
-    prompts = load_suite(ROOT / "prompts/suites/core.jsonl").prompts
+    prompts = load_suite(ROOT / "judge_arena/data/suites/core.jsonl").prompts
     answers = {
         (name, prompt.id): await generate_answer(name, prompt, _caller(name))
         for name in CANDIDATES
         for prompt in prompts
     }
-    template = JudgeTemplate.load(ROOT / "prompts/judge_pairwise.yaml")
+    template = JudgeTemplate.load(ROOT / "judge_arena/data/templates/pairwise.yaml")
     judge = _caller(JUDGE)
 
     async def complete(messages: tuple[Message, ...]) -> str:

@@ -12,7 +12,7 @@ from judge_arena.judge import JudgeTemplate, TemplateError, games, judge_game, p
 from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Answer, Message, Prompt
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 
 @pytest.mark.parametrize("label", ARENA_HARD.labels)

@@ -33,7 +33,7 @@ from judge_arena.sim import SimulatorServer
 from judge_arena.sim.server import SimRequest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 KILLS = int(os.environ.get("JA_RESUME_KILLS", "5"))
 """SIGKILLs per test; the issue asks for 20 (about 4 s each, mostly the CLI's start-up): JA_RESUME_KILLS=20."""
@@ -80,7 +80,7 @@ def _config(folder: Path, api_base: str) -> Path:
     model = {"api_base": api_base}
     config = {
         "name": "resume",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 20}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 20}],
         "candidates": [
             {"name": "strong", "model": "openai/sim-strong-plain", **model},
             {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},

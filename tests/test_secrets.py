@@ -20,7 +20,7 @@ from judge_arena.sim.faults import Fault, FaultInjector, FaultPlan
 from judge_arena.views import rate_views
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "prompts" / "judge_pairwise.yaml"
+TEMPLATE = ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
 KEY_ENV = "JA_SENTINEL_KEY"
 SENTINEL = "sk-sentinel-0123456789abcdefghijKLMN"
@@ -38,7 +38,7 @@ def _plan() -> FaultPlan:
 def _config(folder: Path, api_base: str) -> Path:
     config = {
         "name": "secrets",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 4}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 4}],
         "candidates": [
             {"name": "keyed", "model": f"openai/{KEYED}", "api_base": api_base, "api_key_env": KEY_ENV},
             {"name": "plain", "model": "openai/sim-strong-plain", "api_base": api_base},

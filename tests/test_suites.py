@@ -12,7 +12,7 @@ import pytest
 from judge_arena.records import Prompt
 from judge_arena.suites import SuiteError, load_suite
 
-CORE = Path(__file__).resolve().parents[1] / "prompts" / "suites" / "core.jsonl"
+CORE = Path(__file__).resolve().parents[1] / "judge_arena" / "data" / "suites" / "core.jsonl"
 
 GOOD = {"id": "p1", "category": "math", "turns": ["What is 2 + 2?"]}
 
@@ -90,16 +90,16 @@ def test_error_message_format(tmp_path: Path) -> None:
     ("content", "line", "field", "reason"),
     [
         pytest.param(_lines(GOOD) + '{"id": "p2",\n', 2, None, "invalid JSON", id="invalid-json"),
-        pytest.param(_lines(GOOD) + "\n" + '["p2"]\n', 3, None, "must be a JSON object, got array", id="array"),
+        pytest.param(_lines(GOOD) + "\n" + '["p2"]\n', 3, None, "must be a JSON object, got a list", id="array"),
         pytest.param(
             _lines(GOOD, GOOD).encode() + b'{"id": "p3", "category": "caf\xe9"}\n',
             3,
             None,
-            "invalid UTF-8",
+            "not valid UTF-8",
             id="invalid-utf8",
         ),
-        pytest.param(_lines({**GOOD, "id": 7}), 1, "id", "must be a string, got number", id="id-type"),
-        pytest.param(_lines({**GOOD, "turns": "hi"}), 1, "turns", "must be a list, got string", id="turns-type"),
+        pytest.param(_lines({**GOOD, "id": 7}), 1, "id", "must be a string, got a number", id="id-type"),
+        pytest.param(_lines({**GOOD, "turns": "hi"}), 1, "turns", "must be a list, got a string", id="turns-type"),
         pytest.param(
             _lines({**GOOD, "turns": ["a", None]}),
             1,
@@ -182,7 +182,7 @@ def test_arena_hard_turn_without_content(tmp_path: Path) -> None:
 
 def test_mt_bench_ids_must_be_integers(tmp_path: Path) -> None:
     path = _write(tmp_path, _lines({"question_id": "81", "category": "writing", "turns": ["Hi"]}))
-    with pytest.raises(SuiteError, match="field 'question_id': must be an integer, got string"):
+    with pytest.raises(SuiteError, match="field 'question_id': must be an integer, got a string"):
         load_suite(path, "mt-bench")
 
 
