@@ -28,4 +28,4 @@ format: $(STAMP)
 	$(BIN)/ruff format judge_arena tests
 
 clean:
-	rm -rf cache runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cache runs configs/cache configs/runs .pytest_cache .mypy_cache .ruff_cache
