@@ -147,6 +147,12 @@ async def play_arena(
     config = inputs.config
     runner_config = config.runner
     started = time.perf_counter()
+    try:
+        # Made before any call: a run that has paid for its calls must be able to write its report.
+        runner_config.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f"{config.source}: field 'runner.output_dir'"
+        raise ConfigError(f"{where}: cannot create {runner_config.output_dir}: {exc.strerror or exc}") from None
     with ExitStack() as stack:
         if config.uses_simulator and simulator_url is None:
             from judge_arena.sim.server import SimulatorServer

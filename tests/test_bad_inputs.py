@@ -9,11 +9,14 @@ that wrongly started would write there (its cache and runs folders are relative 
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from judge_arena.arena import load_inputs, run_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import ConfigError, check_context, load_config
 from judge_arena.suites import load_suite
@@ -113,3 +116,33 @@ def test_yaml_merge_keys_may_override_merged_values(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert [c.name for c in load_config(config).candidates] == ["a", "b"]
+
+
+def test_an_output_folder_that_cannot_be_made_stops_the_run_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _copy("prompt_beyond_context", tmp_path)
+    config_path = folder / "config.yaml"
+    config_path.write_text(
+        "name: ok\nsuites: [{path: ../_shared/suite.jsonl}]\n"
+        "candidates: [{name: a, model: openai/sim-strong-plain, api_base: simulator},"
+        " {name: b, model: openai/sim-markdown-weak, api_base: simulator}]\n"
+        "judges: [{name: j, model: openai/sim-judge, api_base: simulator, template: ../_shared/judge.yaml}]\n",
+        encoding="utf-8",
+    )
+    inputs = load_inputs(load_config(config_path))
+    make_folder = Path.mkdir
+
+    def read_only_runs(path: Path, *args: Any, **kwargs: Any) -> None:
+        # What a full disk or a read-only mount does; as root, permissions alone would not stop it.
+        if path == inputs.config.runner.output_dir:
+            raise OSError(errno.EROFS, "Read-only file system")
+        make_folder(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only_runs)
+    with pytest.raises(ConfigError) as raised:
+        run_arena(inputs)
+    assert str(raised.value) == (
+        f"{config_path}: field 'runner.output_dir': cannot create {folder / 'runs'}: Read-only file system"
+    )
+    assert not (folder / "cache").exists()
