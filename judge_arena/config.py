@@ -1,7 +1,10 @@
 """The arena configuration: pydantic models of the YAML file, and its loading with one clear error per problem.
 
-Relative paths in a config file are resolved against the directory that holds the file, so a config can be run
-from anywhere. API keys never appear in a config: a model names the environment variable that holds its key.
+Relative paths in a config file are resolved against the directory that holds the file (for a config built in
+Python, `config_from_dict`, against its base folder), so a config can be run from anywhere; a suite or judge
+template may also name one shipped with the package (`builtin_suites`, `builtin_templates`). Everything that can be
+checked before a call is checked here, so bad input never costs a call. API keys never appear in a config: a model
+names the environment variable that holds its key.
 """
 
 from __future__ import annotations
@@ -515,7 +518,7 @@ def check_cache_file(path: Path) -> None:
     if header and header != _SQLITE_HEADER:
         raise ConfigError(f"{path}: the arena's cache is not an SQLite database (it starts with {header!r}); {advice}")
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30.0)) as db:
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30.0)) as db:
             db.execute("SELECT name FROM sqlite_master").fetchall()
     except sqlite3.DatabaseError as exc:
         if exc.sqlite_errorcode in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
