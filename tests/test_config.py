@@ -36,6 +36,7 @@ from judge_arena.config import (
     check_cache_file,
     config_from_dict,
     load_config,
+    read_yaml,
 )
 from judge_arena.store import Store
 from judge_arena.style import NORMALIZATIONS
@@ -223,6 +224,13 @@ def test_the_repositorys_demo_config_is_the_packaged_one() -> None:
     config = load_config(demo)
     assert config.suites[0].path == builtin_suites()["core"]
     assert config.runner.output_dir == ROOT / "configs" / "runs"
+
+
+def test_the_packaged_demo_runs_from_any_folder(tmp_path: Path) -> None:
+    config = config_from_dict(read_yaml(DEMO_CONFIG), base_dir=tmp_path)
+    assert config.name == "demo" and config.uses_simulator
+    assert config.judges[0].template == builtin_templates()["pairwise"]
+    assert (config.runner.cache_dir, config.runner.output_dir) == (tmp_path / "cache", tmp_path / "runs")
 
 
 def test_package_data_ships_every_data_file() -> None:
