@@ -255,11 +255,14 @@ def test_enabled_canaries_are_named_by_the_config() -> None:
 
 def test_loading_a_config_imports_no_tokenizer_markdown_or_price_map() -> None:
     # The config module once pulled in budget (litellm's price map), defence and style (tiktoken, markdown-it).
+    # Counted from after the package's own import, which is not the config's doing.
     code = (
-        "import sys; from judge_arena.config import load_config; "
-        f"load_config(__import__('pathlib').Path({str(DEMO_CONFIG)!r})); "
+        "import sys, pathlib, judge_arena; before = set(sys.modules); "
+        "from judge_arena.config import load_config; "
+        f"load_config(pathlib.Path({str(DEMO_CONFIG)!r})); "
+        "added = set(sys.modules) - before; "
         "print(sorted(m for m in ('tiktoken', 'markdown_it', 'litellm', 'judge_arena.budget', 'judge_arena.defence', "
-        "'judge_arena.style') if m in sys.modules))"
+        "'judge_arena.style') if m in added))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
