@@ -27,7 +27,7 @@ The two third-party formats ignore unknown keys: their files are generated upstr
 Every problem in a file raises `SuiteError`, whose message names the file, the line and the field (the
 latter two where they apply: an empty file has no line, invalid JSON no field)::
 
-    prompts/suites/x.jsonl line 7: field 'turns': must not be empty
+    suites/x.jsonl line 7: field 'turns': must not be empty
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _config(folder: Path) -> Path:
             {
                 "name": "judge",
                 "model": "openai/sim-judge",
-                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+                "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml"),
                 **simulated,
             }
         ],
