@@ -32,12 +32,9 @@ row or item and the field.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import importlib
 import importlib.util
-import io
-import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -51,7 +48,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from judge_arena.inputs import InputFileError, json_lines
+from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
 from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Battle, Winner
 from judge_arena.runs import NO_FLAGS, read_table
@@ -477,9 +474,9 @@ def load_pairwise_votes(path: Path) -> list[Vote]:
     if suffix == ".parquet":
         records = _parquet_records(path, shown)
     elif suffix == ".csv":
-        records = _csv_records(_read_text(path, shown), shown, VOTE_FIELDS)
+        records = _csv_records(read_text(path, shown, VotesInputError), shown, VOTE_FIELDS)
     else:
-        records = _json_records(_read_text(path, shown), shown)
+        records = _json_records(read_text(path, shown, VotesInputError), shown)
     if not records:
         raise VotesInputError(shown, "no votes (the file is empty)")
     return [_vote(record, shown, where) for where, record in records]
@@ -566,61 +563,21 @@ def _has_run_header(path: Path) -> bool:
     return set(RUN_SIGNATURE) <= set(header)
 
 
-def _read_text(path: Path, shown: str) -> str:
-    if not path.exists():
-        raise VotesInputError(shown, "no such file")
-    if not path.is_file():
-        raise VotesInputError(shown, "not a file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise VotesInputError(shown, f"cannot be read ({exc.strerror})") from None
-    # Spreadsheet exports often start with a BOM, which would otherwise stick to the first column's name.
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise VotesInputError(shown, "invalid UTF-8", where=f"line {line}") from None
-
-
 def _json_records(text: str, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise VotesInputError(
-                shown, f"invalid JSON: {exc.msg} (column {exc.colno})", where=f"line {exc.lineno}"
-            ) from None
+        items = parse_json(text, shown, VotesInputError)
+        assert isinstance(items, list)  # valid JSON that starts with "[" is an array
         places = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
     else:
         places = [(f"line {number}", value) for number, value in json_lines(text, shown, VotesInputError)]
     for where, item in places:
         if not isinstance(item, dict):
-            raise VotesInputError(shown, f"expected a JSON object, got {_type_name(item)}", where=where)
+            raise VotesInputError(shown, f"expected a JSON object, got {json_type(item)}", where=where)
     return places
 
 
 def _csv_records(text: str, shown: str, required: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise VotesInputError(shown, "empty file; expected a header row")
-        missing = [column for column in required if column not in header]
-        if missing:
-            raise VotesInputError(shown, "missing column", where="line 1", field=missing[0])
-        records: list[tuple[str, Mapping[str, Any]]] = []
-        for cells in reader:
-            if not any(cell.strip() for cell in cells):
-                continue
-            where = f"line {reader.line_num}"
-            if len(cells) != len(header):
-                raise VotesInputError(shown, f"{len(cells)} cells, the header has {len(header)}", where=where)
-            records.append((where, dict(zip(header, cells, strict=True))))
-    except csv.Error as exc:
-        raise VotesInputError(shown, f"invalid CSV: {exc}", where=f"line {reader.line_num}") from None
-    return records
+    return [(f"line {line}", row) for line, row in read_csv(text, shown, required, VotesInputError).rows]
 
 
 def _parquet_records(path: Path, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -648,7 +605,7 @@ def _vote(record: Mapping[str, Any], shown: str, where: str) -> Vote:
     if isinstance(question_id, int) and not isinstance(question_id, bool):
         question_id = str(question_id)
     if not isinstance(question_id, str) or not question_id.strip():
-        raise fail("question_id", f"must be a non-empty string or an integer, got {_type_name(question_id)}")
+        raise fail("question_id", f"must be a non-empty string or an integer, got {json_type(question_id)}")
     model_a = _text(record["model_a"], fail, "model_a")
     model_b = _text(record["model_b"], fail, "model_b")
     if model_a == model_b:
@@ -702,21 +659,5 @@ def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
 
 def _text(value: object, fail: _Fail, field: str, expected: str = "a non-empty string") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise fail(field, f"must be {expected}, got {_type_name(value)}")
+        raise fail(field, f"must be {expected}, got {json_type(value)}")
     return value
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "an empty string" if not value.strip() else repr(value)
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, list):
-        return "an empty list" if not value else "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

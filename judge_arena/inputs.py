@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 
 class InputFileError(ValueError):
@@ -52,7 +53,7 @@ def read_text(path: Path, shown: str, error: type[InputFileError] = InputFileErr
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise error(shown, "file not found") from None
+        raise error(shown, "no such file") from None
     except IsADirectoryError:
         raise error(shown, "is a directory, not a file") from None
     except OSError as exc:
@@ -97,10 +98,15 @@ def json_lines(text: str, shown: str, error: type[InputFileError]) -> list[tuple
     ]
 
 
-def read_csv_rows(
-    text: str, shown: str, required: Sequence[str], error: type[InputFileError]
-) -> list[tuple[int, dict[str, str]]]:
-    """The rows of a CSV text with a header, each with the line it ends on; blank rows are skipped.
+class CsvTable(NamedTuple):
+    """A CSV file's header and rows, each row with the line it ends on."""
+
+    header: list[str]
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def read_csv(text: str, shown: str, required: Sequence[str], error: type[InputFileError]) -> CsvTable:
+    """The header and rows of a CSV text; blank rows are skipped.
 
     Raises:
         error: No header, a `required` column missing (named as the field), a row whose number of cells differs
@@ -114,7 +120,7 @@ def read_csv_rows(
             raise error(shown, "empty file; expected a header row")
         missing = [column for column in required if column not in header]
         if missing:
-            raise error(shown, f"missing column (required: {', '.join(required)})", line=1, field=missing[0])
+            raise error(shown, "missing column", line=1, field=missing[0])
         for cells in reader:
             if not any(cell.strip() for cell in cells):
                 continue
@@ -123,22 +129,22 @@ def read_csv_rows(
             rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise error(shown, f"invalid CSV: {exc}", line=reader.line_num) from None
-    return rows
+    return CsvTable(header, rows)
 
 
 def json_type(value: object) -> str:
-    """How a message names what a parsed JSON or YAML value is: 'null', 'a boolean', 'a number', 'a string',
-    'an empty string', 'a list', 'an object', else the Python type (a YAML date is 'a date')."""
+    """How a message names what a parsed JSON or YAML value is: 'null', 'a boolean', 'the number 3', 'a string',
+    'an empty string', 'a list', 'an empty list', 'an object'; else its Python type (a YAML date is 'a date')."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
-        return "a number"
+        return f"the number {value!r}"
     if isinstance(value, str):
         return "a string" if value.strip() else "an empty string"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if isinstance(value, dict):
         return "an object"
     return f"a {type(value).__name__}"

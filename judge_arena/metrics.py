@@ -45,10 +45,8 @@ normalization), Arena-Hard-Auto's ``bootstrap_stats`` JSONL and a Chatbot Arena 
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -59,7 +57,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from judge_arena.inputs import InputFileError, json_lines
+from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
 from judge_arena.rating import FloatArray, Leaderboard
 from judge_arena.runs import read_table, select_view
 
@@ -436,7 +434,7 @@ def load_leaderboard(
     """
     source = path / "leaderboard.csv" if path.is_dir() else path
     shown = str(source)
-    text = _read_text(source, shown)
+    text = read_text(source, shown, MetricsInputError)
     kind = _detect(source, text, shown) if fmt == "auto" else fmt
     if kind != "run" and any(selector is not None for selector in (judge, normalization, style_control)):
         raise MetricsInputError(
@@ -458,13 +456,9 @@ def load_model_map(path: Path) -> dict[str, str]:
     evaluated model (compared case-insensitively, as `compare` matches them).
     """
     shown = str(path)
-    text = _read_text(path, shown)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MetricsInputError(shown, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
+    data = parse_json(read_text(path, shown, MetricsInputError), shown, MetricsInputError)
     if not isinstance(data, dict):
-        raise MetricsInputError(shown, f"must be a JSON object of names, got {type(data).__name__}")
+        raise MetricsInputError(shown, f"must be a JSON object of names, got {json_type(data)}")
     seen: dict[str, str] = {}
     for reference, evaluated in data.items():
         if not reference.strip():
@@ -494,20 +488,6 @@ def board_from_leaderboard(board: Leaderboard, label: str) -> Board:
         for row in board.rows
     )
     return Board(label=label, entries=entries)
-
-
-def _read_text(path: Path, shown: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MetricsInputError(shown, "no such file") from None
-    except OSError as exc:
-        raise MetricsInputError(shown, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        # A BOM from a Windows editor would otherwise glue itself to the first column name or JSON key.
-        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MetricsInputError(shown, "not UTF-8 text", line=data.count(b"\n", 0, exc.start) + 1) from None
 
 
 def _detect(path: Path, text: str, shown: str) -> Format:
@@ -564,19 +544,6 @@ def _board(shown: str, label: str, entries: list[tuple[int, BoardEntry]]) -> Boa
     return Board(label=label, entries=tuple(entry for _, entry in entries))
 
 
-def _csv_rows(text: str, shown: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        raise MetricsInputError(shown, f"missing column(s) {', '.join(missing)}", line=1)
-    rows: list[tuple[int, dict[str, str]]] = []
-    for row in reader:
-        if None in row or any(row[c] is None for c in required):
-            raise MetricsInputError(shown, "wrong number of fields", line=reader.line_num)
-        rows.append((reader.line_num, row))
-    return rows
-
-
 def _load_run(
     source: Path, shown: str, *, judge: str | None, normalization: str | None, style_control: str | None
 ) -> Board:
@@ -601,7 +568,7 @@ def _load_arena_hard(text: str, shown: str) -> Board:
     entries: list[tuple[int, BoardEntry]] = []
     for line, record in json_lines(text, shown, MetricsInputError):
         if not isinstance(record, dict):
-            raise MetricsInputError(shown, f"must be a JSON object, got {type(record).__name__}", line=line)
+            raise MetricsInputError(shown, f"must be a JSON object, got {json_type(record)}", line=line)
         for field in ARENA_HARD_FIELDS:
             if field not in record:
                 raise MetricsInputError(shown, "missing", line=line, field=field)
@@ -623,7 +590,7 @@ def _load_chatbot_arena(text: str, shown: str) -> Board:
         raise MetricsInputError(shown, "missing the model name column 'index' (or 'model')", line=1)
     name_column = "index" if "index" in header else "model"
     entries: list[tuple[int, BoardEntry]] = []
-    for line, row in _csv_rows(text, shown, (name_column, *CHATBOT_ARENA_COLUMNS)):
+    for line, row in read_csv(text, shown, (name_column, *CHATBOT_ARENA_COLUMNS), MetricsInputError).rows:
         variance = None
         if row.get("variance"):
             variance = _number(row["variance"], shown, line, "variance")

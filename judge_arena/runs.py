@@ -23,9 +23,7 @@ there; `load_run` reads one back as DataFrames with the dtypes of `COLUMNS`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
-import io
 import itertools
 import json
 import math
@@ -41,7 +39,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from judge_arena.inputs import InputFileError
+from judge_arena.inputs import InputFileError, json_lines, parse_json, read_csv, read_text
 from judge_arena.rating import LeaderboardRow
 from judge_arena.records import Answer
 
@@ -154,10 +152,8 @@ def load_run(path: Path) -> RunFolder:
     if not path.is_dir():
         raise RunFolderError(str(path), "not a run folder" if path.exists() else "no such folder")
     summary_path = path / "summary.json"
-    try:
-        summary = json.loads(_text(summary_path, RunFolderError))
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(str(summary_path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    shown = str(summary_path)
+    summary = parse_json(read_text(summary_path, shown, RunFolderError), shown, RunFolderError)
     if not isinstance(summary, dict):
         raise RunFolderError(str(summary_path), "must be a JSON object")
     return RunFolder(
@@ -179,28 +175,13 @@ def read_table(path: Path, file: str | None = None, *, error: type[InputFileErro
     """
     columns = COLUMNS[file or path.name]
     shown = str(path)
-    reader = csv.reader(io.StringIO(_text(path, error), newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise error(shown, "empty file; expected a header row")
-        missing = [name for name in columns if name not in header]
-        if missing:
-            raise error(shown, f"missing column(s) {', '.join(missing)}", line=1)
-        kinds: dict[str, Kind] = {name: columns.get(name, "text") for name in header}
-        lines: list[int] = []
-        values: dict[str, list[object]] = {name: [] for name in header}
-        for cells in reader:
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) != len(header):
-                raise error(shown, f"{len(cells)} cells, the header has {len(header)}", line=reader.line_num)
-            lines.append(reader.line_num)
-            for name, cell in zip(header, cells, strict=True):
-                values[name].append(_value(cell, kinds[name], shown, reader.line_num, name, error))
-    except csv.Error as exc:
-        raise error(shown, f"invalid CSV: {exc}", line=reader.line_num) from None
-    index = pd.Index(lines, name="line", dtype="int64")
+    header, rows = read_csv(read_text(path, shown, error), shown, list(columns), error)
+    kinds: dict[str, Kind] = {name: columns.get(name, "text") for name in header}
+    values: dict[str, list[object]] = {name: [] for name in header}
+    for line, row in rows:
+        for name, cell in row.items():
+            values[name].append(_value(cell, kinds[name], shown, line, name, error))
+    index = pd.Index([line for line, _ in rows], name="line", dtype="int64")
     return pd.DataFrame({name: pd.Series(values[name], index=index, dtype=_DTYPES[kinds[name]]) for name in header})
 
 
@@ -242,18 +223,6 @@ def select_view(
     return f"{judge_name}/{view}", rows
 
 
-def _text(path: Path, error: type[InputFileError]) -> str:
-    shown = str(path)
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise error(shown, "no such file") from None
-    except UnicodeDecodeError:
-        raise error(shown, "not UTF-8 text") from None
-    except OSError as exc:
-        raise error(shown, f"cannot be read ({exc.strerror or exc})") from None
-
-
 def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type[InputFileError]) -> object:
     optional = kind.startswith("optional")
     if kind.endswith("text"):
@@ -278,13 +247,7 @@ def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type
 def _read_answers(path: Path) -> pd.DataFrame:
     shown = str(path)
     rows = []
-    for number, line in enumerate(_text(path, RunFolderError).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(shown, f"invalid JSON: {exc.msg}", line=number) from None
+    for number, record in json_lines(read_text(path, shown, RunFolderError), shown, RunFolderError):
         if not isinstance(record, dict) or set(record) != set(ANSWER_FIELDS):
             raise RunFolderError(shown, f"must be an object with keys {', '.join(ANSWER_FIELDS)}", line=number)
         rows.append({**record, "turns": tuple(record["turns"])})

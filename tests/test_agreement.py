@@ -352,7 +352,7 @@ def test_unreadable_vote_files(tmp_path: Path) -> None:
         load_votes(tmp_path / "missing.jsonl")
     path = tmp_path / "v.jsonl"
     path.write_bytes(GOOD.encode() + b"\n\xff\n")
-    with pytest.raises(VotesInputError, match="line 2: invalid UTF-8"):
+    with pytest.raises(VotesInputError, match="line 2: not valid UTF-8"):
         load_votes(path)
 
 
@@ -369,7 +369,7 @@ ROW = "1,c,j,raw,a,b,A>B,model_a,1.0,\n"
         (HEADER + "1,c,j,raw,a,b,A>B,model_a,heavy,\n", r"line 2: field 'weight'"),
         (HEADER + "1,c,,raw,a,b,A>B,model_a,1.0,\n", r"line 2: field 'judge'"),
         (HEADER + ROW + ROW, r"line 3: the same game as line 2"),
-        (HEADER.replace("label,", ""), r"line 1: missing column\(s\) label"),
+        (HEADER.replace("label,", ""), r"line 1: field 'label': missing column"),
         (HEADER, r"no battles"),
     ],
 )

@@ -98,7 +98,7 @@ def test_error_message_format(tmp_path: Path) -> None:
             "not valid UTF-8",
             id="invalid-utf8",
         ),
-        pytest.param(_lines({**GOOD, "id": 7}), 1, "id", "must be a string, got a number", id="id-type"),
+        pytest.param(_lines({**GOOD, "id": 7}), 1, "id", "must be a string, got the number 7", id="id-type"),
         pytest.param(_lines({**GOOD, "turns": "hi"}), 1, "turns", "must be a list, got a string", id="turns-type"),
         pytest.param(
             _lines({**GOOD, "turns": ["a", None]}),
