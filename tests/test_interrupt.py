@@ -71,7 +71,7 @@ def _config(folder: Path, sim_url: str) -> Path:
     model = {"api_base": f"{sim_url}/v1"}
     config = {
         "name": "interrupted",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 6}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 6}],
         "candidates": [
             {"name": "strong", "model": "openai/sim-strong-plain", **model},
             {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
@@ -81,7 +81,7 @@ def _config(folder: Path, sim_url: str) -> Path:
             {
                 "name": "judge",
                 "model": "openai/sim-judge",
-                "template": str(ROOT / "prompts/judge_pairwise.yaml"),
+                "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml"),
                 **model,
             }
         ],
