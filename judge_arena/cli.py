@@ -113,6 +113,18 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.report.html import write_html_report
+    from judge_arena.runs import RunFolderError
+
+    try:
+        path = write_html_report(args.run)
+    except RunFolderError as exc:
+        raise _BadInput(str(exc)) from None
+    console.print(f"wrote {escape(str(path))}")
+    return EXIT_OK
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.sim.server import serve
 
@@ -170,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     agreement.add_argument("--no-within", action="store_true", help="skip agreement within each group")
     agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")
     agreement.set_defaults(handler=_agreement)
+    report = commands.add_parser("report", help="write (or refresh) a run folder's report.html from its files")
+    report.add_argument("run", type=Path, help="run folder")
+    report.set_defaults(handler=_report)
     sim = commands.add_parser("sim", help="serve the simulated models (OpenAI and Anthropic APIs) in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)

@@ -141,9 +141,11 @@ async def judge_game(
         normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
     messages = render_game(template, game.prompt, normalized_a, normalized_b)
     reply = await complete(messages)
+    replies: tuple[str, ...] = (reply,)
     label = parse_verdict(reply)
     if label is None:
         reply = await complete((*messages, Message("assistant", reply), Message("user", reask(ARENA_HARD))))
+        replies += (reply,)
         label = parse_verdict(reply)
         flags += ("reasked",) if label is not None else ("reasked", "unparsed")
     winner, weight = ARENA_HARD.outcome(label, strong_weight) if label is not None else (None, 0.0)
@@ -158,4 +160,5 @@ async def judge_game(
         winner=winner,
         weight=weight,
         flags=flags,
+        replies=replies,
     )

@@ -65,3 +65,6 @@ class Battle:
     weight: float = 1.0
     """How many battles this game counts as: a strong verdict ('>>') counts as several (Arena-Hard uses 3)."""
     flags: tuple[str, ...] = field(default_factory=tuple)
+    replies: tuple[str, ...] = ()
+    """The judge's replies as received: the verdict with its reasoning, then the answer to the re-ask when there
+    was one. Empty for a battle no judge wrote (the panel's)."""

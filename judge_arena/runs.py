@@ -11,6 +11,10 @@ A run folder holds:
   joined with ``;``, or ``none``.
 - ``answers.jsonl``: one candidate answer a line; ``failures.csv``: the work items that failed; ``summary.json``:
   counts, calls, budget and per-view notes.
+- ``judgments.jsonl``: one judged game a line, as battles.csv with the judge's full reply (and its answer to the
+  re-ask), whether it was re-asked or left unparsed, and the defence's flags as a list (`JUDGMENT_FIELDS`).
+- ``prompts.jsonl``: one prompt a line: its id, suite, category and user turns (`PROMPT_FIELDS`).
+- ``report.html``: the same run as one self-contained page (`judge_arena.report.html`).
 
 Column names are plain identifiers. A value that is absent on purpose is written out (``none``); an empty cell is
 a missing value: the label and winner of an unparsed verdict, the note of a category that has a board, the model
@@ -32,7 +36,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +96,30 @@ category's games; its `battles` (from the board's rows) counts one model's games
 ANSWER_FIELDS = tuple(f.name for f in fields(Answer))
 """Keys of each line of ``answers.jsonl`` (the columns of `RunFolder.answers`)."""
 
+JSONL_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "judgments.jsonl": {
+        "prompt_id": "string",
+        "category": "string",
+        "judge": "string",
+        "normalization": "string",
+        "model_a": "string",
+        "model_b": "string",
+        "label": "string",
+        "winner": "string",
+        "weight": "float64",
+        "reasked": "bool",
+        "unparsed": "bool",
+        "defence_flags": "object",
+        "reply": "string",
+        "reask_reply": "string",
+    },
+    "prompts.jsonl": {"prompt_id": "string", "suite": "string", "category": "string", "turns": "object"},
+}
+"""Keys of each line of the run folder's JSON Lines tables besides answers.jsonl, and their pandas dtypes (an
+"object" key holds a list of strings, read as a tuple). In ``judgments.jsonl``, ``label``, ``winner`` and
+``reask_reply`` are null when there is none, and ``defence_flags`` leaves out ``reasked`` and ``unparsed``. A run
+folder written before these files existed reads them as empty tables."""
+
 STALE_AFTER_S = 600.0
 """A staging folder left this long by a process that no longer holds its lock is removed by the next run of the
 same name (a kill while writing the report leaves one behind)."""
@@ -130,6 +158,10 @@ class RunFolder:
     """``failures.csv``: stage, item and reason of each failed work item."""
     summary: Mapping[str, Any]
     """``summary.json``."""
+    judgments: pd.DataFrame = field(default_factory=lambda: empty_jsonl_table("judgments.jsonl"))
+    """``judgments.jsonl``: one row per judged game with the judge's replies."""
+    prompts: pd.DataFrame = field(default_factory=lambda: empty_jsonl_table("prompts.jsonl"))
+    """``prompts.jsonl``: one row per prompt with its user turns."""
 
     def board(
         self, *, judge: str | None = None, normalization: str | None = None, style_control: str | None = None
@@ -163,6 +195,8 @@ def load_run(path: Path) -> RunFolder:
         answers=_read_answers(path / "answers.jsonl"),
         failures=read_table(path / "failures.csv"),
         summary=summary,
+        judgments=_read_jsonl_table(path / "judgments.jsonl"),
+        prompts=_read_jsonl_table(path / "prompts.jsonl"),
     )
 
 
@@ -245,14 +279,28 @@ def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type
 
 
 def _read_answers(path: Path) -> pd.DataFrame:
+    dtypes = {"model": "string", "prompt_id": "string", "turns": "object", "output_tokens": "int64"}
+    return _read_jsonl(path, {**dtypes, "latency_s": "float64"})
+
+
+def empty_jsonl_table(file: str) -> pd.DataFrame:
+    """One of `JSONL_FIELDS`' tables with no rows (its columns and dtypes)."""
+    return pd.DataFrame(columns=list(JSONL_FIELDS[file])).astype(JSONL_FIELDS[file])
+
+
+def _read_jsonl_table(path: Path) -> pd.DataFrame:
+    return _read_jsonl(path, JSONL_FIELDS[path.name]) if path.exists() else empty_jsonl_table(path.name)
+
+
+def _read_jsonl(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """One object a line with exactly the keys of `dtypes`; a list value is read as a tuple."""
     shown = str(path)
     rows = []
     for number, record in json_lines(read_text(path, shown, RunFolderError), shown, RunFolderError):
-        if not isinstance(record, dict) or set(record) != set(ANSWER_FIELDS):
-            raise RunFolderError(shown, f"must be an object with keys {', '.join(ANSWER_FIELDS)}", line=number)
-        rows.append({**record, "turns": tuple(record["turns"])})
-    frame = pd.DataFrame(rows, columns=list(ANSWER_FIELDS))
-    return frame.astype({"model": "string", "prompt_id": "string", "output_tokens": "int64", "latency_s": "float64"})
+        if not isinstance(record, dict) or set(record) != set(dtypes):
+            raise RunFolderError(shown, f"must be an object with keys {', '.join(dtypes)}", line=number)
+        rows.append({key: tuple(value) if isinstance(value, list) else value for key, value in record.items()})
+    return pd.DataFrame(rows, columns=list(dtypes)).astype(dict(dtypes))
 
 
 # ---------------------------------------------------------------------------------------------------- writing
@@ -282,8 +330,13 @@ def write_run(run: RunFolder, root: Path, name: str) -> Path:
     ):
         if list(frame.columns) != list(COLUMNS[file]):
             raise ValueError(f"{file}: columns {list(frame.columns)}, expected {list(COLUMNS[file])}")
-    if list(run.answers.columns) != list(ANSWER_FIELDS):
-        raise ValueError(f"answers.jsonl: columns {list(run.answers.columns)}, expected {list(ANSWER_FIELDS)}")
+    for file, frame, expected in (
+        ("answers.jsonl", run.answers, ANSWER_FIELDS),
+        ("judgments.jsonl", run.judgments, JSONL_FIELDS["judgments.jsonl"]),
+        ("prompts.jsonl", run.prompts, JSONL_FIELDS["prompts.jsonl"]),
+    ):
+        if list(frame.columns) != list(expected):
+            raise ValueError(f"{file}: columns {list(frame.columns)}, expected {list(expected)}")
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(root, name)
     staging, folder = _staged_folder(root, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -306,9 +359,15 @@ def _write_files(run: RunFolder, staging: Path) -> None:
     )
     run.categories.to_csv(staging / "categories.csv", index=False)
     run.battles.to_csv(staging / "battles.csv", index=False)
-    with (staging / "answers.jsonl").open("w", encoding="utf-8") as out:
-        for record in _records(run.answers):
-            out.write(json.dumps({**record, "turns": list(record["turns"])}, ensure_ascii=False) + "\n")
+    for file, frame in (
+        ("answers.jsonl", run.answers),
+        ("judgments.jsonl", run.judgments),
+        ("prompts.jsonl", run.prompts),
+    ):
+        with (staging / file).open("w", encoding="utf-8") as out:
+            for record in _records(frame):
+                lists = {key: list(value) for key, value in record.items() if isinstance(value, tuple)}
+                out.write(json.dumps({**record, **lists}, ensure_ascii=False) + "\n")
     run.failures.to_csv(staging / "failures.csv", index=False)
     (staging / "summary.json").write_text(json.dumps(run.summary, indent=2), encoding="utf-8")
 

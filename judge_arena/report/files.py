@@ -1,6 +1,7 @@
-"""The run's report: its views, battles, answers, failures and summary as the tables of a run folder.
+"""The run's report: its views, battles, judgments, answers, prompts, failures and summary as the tables of a run
+folder, and the folder's report.html.
 
-`judge_arena.runs` owns the folder's format and writes it.
+`judge_arena.runs` owns the folder's format and writes it; `judge_arena.report.html` renders the page from it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pandas as pd
 
 from judge_arena.arena import ArenaRun
 from judge_arena.defence import enabled_canaries
-from judge_arena.records import Battle
-from judge_arena.runs import ANSWER_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
-from judge_arena.views import View, battles_frame, canary_warnings
+from judge_arena.records import Battle, Prompt
+from judge_arena.report.html import write_html_report
+from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
+from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings
 
 
 def _view_columns(view: View) -> dict[str, str]:
@@ -51,6 +53,33 @@ def battles_table(battles: Sequence[Battle]) -> pd.DataFrame:
     frame = battles_frame(battles)
     frame["defence_flags"] = [";".join(b.flags) or NO_FLAGS for b in battles]
     return table("battles.csv", [frame])
+
+
+_VERDICT_FLAGS = ("reasked", "unparsed")
+
+
+def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
+    """The battles as judgments.jsonl holds them: each game with the judge's replies and flags."""
+    rows = [
+        {
+            **{column: getattr(b, column) for column in BATTLE_COLUMNS},
+            "reasked": "reasked" in b.flags,
+            "unparsed": b.label is None,
+            "defence_flags": tuple(f for f in b.flags if f not in _VERDICT_FLAGS),
+            "reply": b.replies[0] if b.replies else "",
+            "reask_reply": b.replies[1] if len(b.replies) > 1 else None,
+        }
+        for b in battles
+    ]
+    fields = JSONL_FIELDS["judgments.jsonl"]
+    return pd.DataFrame(rows, columns=list(fields)).astype(fields)
+
+
+def prompts_table(prompts: Sequence[Prompt]) -> pd.DataFrame:
+    """The prompts as prompts.jsonl holds them."""
+    rows = [{"prompt_id": p.id, "suite": p.suite, "category": p.category, "turns": p.turns} for p in prompts]
+    fields = JSONL_FIELDS["prompts.jsonl"]
+    return pd.DataFrame(rows, columns=list(fields)).astype(fields)
 
 
 def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
@@ -119,5 +148,9 @@ def write_report(run: ArenaRun, views: list[View]) -> Path:
         answers=pd.DataFrame([asdict(answer) for answer in run.answers], columns=list(ANSWER_FIELDS)),
         failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
         summary=summary(run, views),
+        judgments=judgments_table(run.battles),
+        prompts=prompts_table(run.inputs.prompts),
     )
-    return write_run(folder, config.runner.output_dir, config.name)
+    written = write_run(folder, config.runner.output_dir, config.name)
+    write_html_report(written)
+    return written

@@ -1,0 +1,563 @@
+"""report.html: a run folder as one self-contained page, readable offline and attachable to a CI job or an email.
+
+The page is rendered from the folder as `load_run` reads it, so it can be rebuilt at any time (`judge-arena report
+RUN`). Jinja2 renders it with autoescaping on, so every text that came from a model, a suite or a config is
+escaped in text and attributes alike. The plots are SVG drawn here, in Python, and inlined: no plotting library,
+no script and no network are needed to see them. The battle browser is a small inline script over the games
+embedded as one JSON block (texts de-duplicated, strings escaped so that nothing inside can end the block); it
+writes untrusted text with `textContent` only, never as markup.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import secrets
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from judge_arena.agreement import Consistency, position_consistency
+from judge_arena.records import Battle
+from judge_arena.runs import RunFolder, load_run
+from judge_arena.style import NORMALIZATIONS, normalize
+
+REPORT_FILE = "report.html"
+"""The page's name in a run folder."""
+
+_PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+# ---------------------------------------------------------------------------------------------------- SVG shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One SVG element: its tag, attributes (rendered escaped), text content and tooltip."""
+
+    tag: str
+    attrs: tuple[tuple[str, str], ...]
+    text: str = ""
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class Plot:
+    """An SVG image: its size, its shapes in drawing order and its accessible name."""
+
+    width: float
+    height: float
+    label: str
+    shapes: tuple[Shape, ...]
+    kind: str = "plot"
+
+
+def _shape(tag: str, text: str = "", tooltip: str = "", **attrs: object) -> Shape:
+    def value(v: object) -> str:
+        return f"{v:.1f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+    names = {"class_": "class"}
+    return Shape(tag, tuple((names.get(k, k.replace("_", "-")), value(v)) for k, v in attrs.items()), text, tooltip)
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values covering [low, high]."""
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step) + 1)]
+
+
+@dataclass(frozen=True)
+class _Scale:
+    low: float
+    high: float
+    left: float
+    right: float
+
+    def __call__(self, value: float) -> float:
+        span = self.high - self.low or 1.0
+        return self.left + (value - self.low) / span * (self.right - self.left)
+
+
+def _padded(values: Iterable[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)] or [0.0]
+    low, high = min(finite), max(finite)
+    pad = (high - low) * 0.06 or 10.0
+    return low - pad, high + pad
+
+
+def forest_plot(
+    rows: Sequence[tuple[str, float, float, float]],
+    label: str,
+    *,
+    colors: Mapping[str, str],
+    domain: tuple[float, float] | None = None,
+    reference: float | None = None,
+    width: float = 560,
+    label_width: float = 150,
+    row_height: float = 22,
+) -> Plot:
+    """Points with 95 % intervals, one row per (name, value, lower, upper), on a shared axis below."""
+    low, high = domain or _padded(v for _, *bounds in rows for v in bounds)
+    scale = _Scale(low, high, label_width + 8, width - 12)
+    top, bottom = 8.0, 8 + row_height * len(rows)
+    shapes: list[Shape] = []
+    ticks = _ticks(low, high)
+    for tick in ticks:
+        x = scale(tick)
+        shapes.append(_shape("line", x1=x, x2=x, y1=top, y2=bottom, class_="grid"))
+        shapes.append(_shape("text", f"{tick:g}", x=x, y=bottom + 14, text_anchor="middle", class_="tick"))
+    if reference is not None and low < reference < high:
+        x = scale(reference)
+        shapes.append(_shape("line", x1=x, x2=x, y1=top, y2=bottom, class_="reference"))
+    for i, (name, value, lower, upper) in enumerate(rows):
+        y = top + row_height * (i + 0.5)
+        color = colors.get(name, "#555")
+        tip = f"{name}: {value:.1f} [{lower:.1f}, {upper:.1f}]"
+        shapes.append(_shape("text", name, x=label_width, y=y + 4, text_anchor="end", class_="name"))
+        shapes.append(_shape("line", tip, x1=scale(lower), x2=scale(upper), y1=y, y2=y, stroke=color, class_="ci"))
+        shapes.append(_shape("circle", tip, cx=scale(value), cy=y, r=4.5, fill=color, class_="point"))
+    return Plot(width, bottom + 22, label, tuple(shapes), "forest")
+
+
+def _spread(positions: list[float], gap: float) -> list[float]:
+    """The positions moved apart, keeping their order, so that neighbours are at least `gap` apart."""
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    placed = list(positions)
+    for before, after in itertools.pairwise(order):
+        placed[after] = max(placed[after], placed[before] + gap)
+    return placed
+
+
+def slope_chart(
+    ratings: Mapping[str, Mapping[str, float]], views: Sequence[str], label: str, *, colors: Mapping[str, str]
+) -> Plot:
+    """Each model's rating in each view (columns, left to right) joined by a line; a line falling from raw to
+    plain marks a model whose rating owes something to formatting."""
+    width, height, label_width = 660.0, 320.0, 175.0
+    values = [r for per_view in ratings.values() for r in per_view.values()]
+    low, high = _padded(values)
+    y_of = _Scale(high, low, 24, height - 30)
+    x_of = {view: label_width + i * (width - 2 * label_width) / max(len(views) - 1, 1) for i, view in enumerate(views)}
+    shapes: list[Shape] = []
+    for view, x in x_of.items():
+        shapes.append(_shape("line", x1=x, x2=x, y1=20, y2=height - 26, class_="grid"))
+        shapes.append(_shape("text", view, x=x, y=14, text_anchor="middle", class_="axis-name"))
+    models = list(ratings)
+    for view, x, anchor, dx in ((views[0], x_of[views[0]], "end", -8), (views[-1], x_of[views[-1]], "start", 8)):
+        present = [m for m in models if view in ratings[m]]
+        placed = _spread([y_of(ratings[m][view]) for m in present], 13)
+        for model, y in zip(present, placed, strict=True):
+            text = f"{model} {ratings[model][view]:.0f}"
+            shapes.append(_shape("text", text, x=x + dx, y=y + 4, text_anchor=anchor, class_="name"))
+    for model in models:
+        points = [(x_of[v], y_of(ratings[model][v])) for v in views if v in ratings[model]]
+        shift = ratings[model].get("raw", math.nan) - ratings[model].get("plain", math.nan)
+        tip = f"{model}: " + ", ".join(f"{v} {ratings[model][v]:.0f}" for v in views if v in ratings[model])
+        kind = "gains" if shift > 0 else "loses" if shift < 0 else "flat"
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
+        shapes.append(_shape("path", tip, d=path, stroke=colors.get(model, "#555"), class_=f"slope {kind}"))
+        for x, y in points:
+            shapes.append(_shape("circle", tip, cx=x, cy=y, r=3.5, fill=colors.get(model, "#555")))
+    return Plot(width, height, label, tuple(shapes), "slope")
+
+
+def heatmap(models: Sequence[str], rates: Mapping[tuple[str, str], tuple[float, int]], label: str) -> Plot:
+    """The share of games each row model won against each column model (ties count half), coloured from
+    blue (lost every game) through white to red (won every game)."""
+    cell, label_width, top = 46.0, 150.0, 110.0
+    width, height = label_width + cell * len(models) + 60, top + cell * len(models) + 10
+    shapes: list[Shape] = []
+    for j, model in enumerate(models):
+        x = label_width + cell * (j + 0.5)
+        shapes.append(
+            _shape("text", model, x=x, y=top - 6, transform=f"rotate(-40 {x:.1f} {top - 6:.1f})", class_="name")
+        )
+    for i, row in enumerate(models):
+        y = top + cell * i
+        shapes.append(_shape("text", row, x=label_width - 6, y=y + cell / 2 + 4, text_anchor="end", class_="name"))
+        for j, column in enumerate(models):
+            x = label_width + cell * j
+            if (row, column) not in rates:
+                shapes.append(_shape("rect", x=x, y=y, width=cell - 2, height=cell - 2, class_="empty-cell"))
+                continue
+            rate, games = rates[(row, column)]
+            tip = f"{row} vs {column}: won {rate:.0%} of {games} games"
+            shapes.append(_shape("rect", tip, x=x, y=y, width=cell - 2, height=cell - 2, fill=_diverging(rate)))
+            shapes.append(
+                _shape("text", f"{rate * 100:.0f}", x=x + cell / 2 - 1, y=y + cell / 2 + 4, class_="cell-value")
+            )
+    return Plot(width, height, label, tuple(shapes), "heatmap")
+
+
+def _diverging(rate: float) -> str:
+    """White at 0.5, blue toward 0, red toward 1."""
+    t = min(1.0, abs(rate - 0.5) * 2)
+    end = (214, 96, 77) if rate >= 0.5 else (67, 147, 195)
+    r, g, b = (round(255 + (c - 255) * t) for c in end)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+# ---------------------------------------------------------------------------------------------------- page data
+
+
+@dataclass(frozen=True)
+class BoardCard:
+    """One view's leaderboard: the table rows, its forest plot and its note."""
+
+    judge: str
+    view: str
+    rows: list[dict[str, Any]]
+    plot: Plot | None
+    reference: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    """One judge's health on one normalization."""
+
+    judge: str
+    normalization: str
+    games: int
+    unparsed: int
+    reasked: int
+    flagged: Mapping[str, int]
+    consistency: Consistency | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """Everything the template shows."""
+
+    title: str
+    facts: list[tuple[str, str]]
+    boards: dict[str, list[BoardCard]]
+    slopes: list[tuple[str, Plot]]
+    coefficients: list[tuple[str, Plot]]
+    heatmaps: list[tuple[str, Plot]]
+    categories: dict[str, list[tuple[str, Plot | None, str]]]
+    health: list[HealthRow]
+    notes: list[str]
+    failures: list[dict[str, str]]
+    data: Markup
+    games: int
+    palette: dict[str, str] = field(default_factory=dict)
+
+
+def _model_colors(run: RunFolder) -> dict[str, str]:
+    ordered = list(dict.fromkeys([*run.boards["model"].dropna(), *run.battles["model_a"], *run.battles["model_b"]]))
+    return {model: _PALETTE[i % len(_PALETTE)] for i, model in enumerate(ordered)}
+
+
+def _boards(run: RunFolder, colors: Mapping[str, str]) -> dict[str, list[BoardCard]]:
+    cards: dict[str, list[BoardCard]] = defaultdict(list)
+    reference = str(run.summary.get("pairing", {}).get("baseline") or "")
+    for (judge, view), rows in run.boards.groupby(["judge", "view"], sort=False):
+        rows = rows.sort_values("position")
+        records = [_board_row(row) for row in rows.to_dict(orient="records")]
+        plot_rows = [(r["model"], r["rating"], r["lower"], r["upper"]) for r in records]
+        plot = forest_plot(plot_rows, f"{judge} / {view}: ratings with 95 % intervals", colors=colors)
+        cards[str(judge)].append(BoardCard(str(judge), str(view), records, plot, reference))
+    for entry in run.summary.get("views", []):
+        if entry.get("note") and not any(c.view == entry["view"] for c in cards.get(entry["judge"], [])):
+            cards[entry["judge"]].append(BoardCard(entry["judge"], entry["view"], [], None, reference, entry["note"]))
+    return dict(cards)
+
+
+def _board_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    def number(value: Any) -> float | None:
+        return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+
+    return {str(key): number(value) if not isinstance(value, str) else value for key, value in row.items()}
+
+
+def _view_ratings(run: RunFolder, judge: str) -> dict[str, dict[str, float]]:
+    ratings: dict[str, dict[str, float]] = defaultdict(dict)
+    rows = run.boards[run.boards["judge"] == judge]
+    for model, view, rating in zip(rows["model"], rows["view"], rows["rating"], strict=True):
+        ratings[str(model)][str(view)] = float(rating)
+    return dict(ratings)
+
+
+def _style(run: RunFolder, colors: Mapping[str, str]) -> tuple[list[tuple[str, Plot]], list[tuple[str, Plot]]]:
+    slopes, coefficients = [], []
+    views_order = list(dict.fromkeys(run.boards["view"]))
+    for judge in dict.fromkeys(run.boards["judge"]):
+        ratings = _view_ratings(run, str(judge))
+        views = [v for v in views_order if any(v in r for r in ratings.values())]
+        if len(views) > 1:
+            title = f"{judge}: rating by view"
+            slopes.append((str(judge), slope_chart(ratings, views, title, colors=colors)))
+    for entry in run.summary.get("views", []):
+        rows = [(c["name"], c["value"], c["lower"], c["upper"]) for c in entry.get("coefficients", [])]
+        if rows:
+            name = f"{entry['judge']} / {entry['view']}"
+            title = f"{name}: style coefficients (log-odds per standard deviation)"
+            domain = _padded([0.0, *(v for r in rows for v in r[1:])])
+            coefficients.append((name, forest_plot(rows, title, colors={}, domain=domain, reference=0.0)))
+    return slopes, coefficients
+
+
+def _decided(battles: pd.DataFrame) -> pd.DataFrame:
+    return battles[battles["winner"].notna()]
+
+
+def _heatmaps(run: RunFolder) -> list[tuple[str, Plot]]:
+    plots = []
+    order = list(dict.fromkeys(run.boards.sort_values("position")["model"].dropna()))
+    decided = _decided(run.battles)
+    for (judge, normalization), games in decided.groupby(["judge", "normalization"], sort=False):
+        scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for a, b, winner in zip(games["model_a"], games["model_b"], games["winner"], strict=True):
+            score = {"model_a": 1.0, "model_b": 0.0}.get(str(winner), 0.5)
+            scores[(a, b)].append(score)
+            scores[(b, a)].append(1 - score)
+        models = [m for m in order if any(m == k[0] for k in scores)]
+        models += sorted({k[0] for k in scores} - set(models))
+        rates = {key: (sum(v) / len(v), len(v)) for key, v in scores.items()}
+        name = f"{judge} / {normalization}"
+        plots.append((name, heatmap(models, rates, f"{name}: share of games the row model won against the column")))
+    return plots
+
+
+def _categories(run: RunFolder, colors: Mapping[str, str]) -> dict[str, list[tuple[str, Plot | None, str]]]:
+    out: dict[str, list[tuple[str, Plot | None, str]]] = {}
+    categories = run.categories
+    if categories.empty:
+        return out
+    fitted = categories[categories["note"].isna()]
+    domain = _padded([*fitted["lower"].dropna(), *fitted["upper"].dropna()]) if not fitted.empty else None
+    for (judge, view), rows in categories.groupby(["judge", "view"], sort=False):
+        multiples: list[tuple[str, Plot | None, str]] = []
+        for category, entry in rows.groupby("category", sort=True):
+            note = entry["note"].dropna()
+            title = f"{category} ({int(entry['category_battles'].iloc[0])} games)"
+            if not note.empty:
+                multiples.append((title, None, str(note.iloc[0])))
+                continue
+            entry = entry.sort_values("position")
+            plot_rows = [
+                (str(m), float(r), float(lo), float(hi))
+                for m, r, lo, hi in zip(entry["model"], entry["rating"], entry["lower"], entry["upper"], strict=True)
+            ]
+            plot = forest_plot(plot_rows, f"{judge} / {view} / {category}", colors=colors, domain=domain, width=380)
+            multiples.append((title, plot, ""))
+        out[f"{judge} / {view}"] = sorted(multiples, key=lambda m: m[1] is None)
+    return out
+
+
+def _battles_of(frame: pd.DataFrame) -> list[Battle]:
+    return [
+        Battle(
+            prompt_id=str(r["prompt_id"]),
+            category=str(r["category"]),
+            judge=str(r["judge"]),
+            normalization=str(r["normalization"]),
+            model_a=str(r["model_a"]),
+            model_b=str(r["model_b"]),
+            label=None if r["label"] is pd.NA else str(r["label"]),
+            winner=None if r["winner"] is pd.NA else r["winner"],
+        )
+        for r in frame.to_dict(orient="records")
+    ]
+
+
+def _health(run: RunFolder) -> list[HealthRow]:
+    consistency = {
+        (c.judge, c.normalization): c for c in position_consistency(_battles_of(run.battles)) if c.category is None
+    }
+    judged = run.judgments
+    rows = []
+    for (judge, normalization), games in run.battles.groupby(["judge", "normalization"], sort=False):
+        flags: Counter[str] = Counter()
+        for value in games["defence_flags"]:
+            for flag in str(value).split(";"):
+                kind = flag.split(":")[0]
+                if kind not in ("none", "reasked", "unparsed"):
+                    flags[kind] += 1
+        own = judged[(judged["judge"] == judge) & (judged["normalization"] == normalization)]
+        reasked = (
+            int(own["reasked"].sum()) if not own.empty else int(games["defence_flags"].str.contains("reasked").sum())
+        )
+        rows.append(
+            HealthRow(
+                judge=str(judge),
+                normalization=str(normalization),
+                games=len(games),
+                unparsed=int(games["label"].isna().sum()),
+                reasked=reasked,
+                flagged=dict(flags),
+                consistency=consistency.get((str(judge), str(normalization))),
+            )
+        )
+    return rows
+
+
+def _notes(summary: Mapping[str, Any]) -> list[str]:
+    notes = [f"canary: {problem}" for problem in summary.get("canary_problems", [])]
+    for entry in summary.get("views", []):
+        for key in ("note", "note_without_self"):
+            if entry.get(key):
+                notes.append(f"{entry['judge']}/{entry['view']}: {entry[key]}")
+    budget = summary.get("budget")
+    if budget and budget.get("reached"):
+        notes.append(f"the budget of ${budget['max_usd']} stopped the run ({budget['refused_calls']} calls refused)")
+    return notes
+
+
+def _facts(run: RunFolder) -> list[tuple[str, str]]:
+    summary = run.summary
+    calls = summary.get("calls", {})
+    facts = [
+        ("prompts", str(summary.get("prompts", len(run.prompts)))),
+        ("candidates", ", ".join(summary.get("candidates", []))),
+        ("judges", ", ".join(summary.get("judges", {}))),
+        ("views", ", ".join(dict.fromkeys(run.boards["view"]))),
+        ("games judged", str(len(run.battles))),
+        ("calls", f"{calls.get('made', 0)} made, {calls.get('cached', 0)} cached, {calls.get('failed', 0)} failed"),
+    ]
+    if summary.get("canaries"):
+        facts.append(("canaries", ", ".join(summary["canaries"])))
+    if summary.get("budget"):
+        facts.append(("spent", f"${summary['budget']['spent_usd']:.4f} of ${summary['budget']['max_usd']}"))
+    if "elapsed_s" in summary:
+        facts.append(("elapsed", f"{summary['elapsed_s']:.1f} s"))
+    return facts
+
+
+def browser_data(run: RunFolder) -> dict[str, Any]:
+    """The battle browser's data: every game, prompt, answer (as written and in each other normalization of the
+    run) and judge reply, with each distinct text stored once and referred to by its index in `texts`."""
+    texts: dict[str, int] = {}
+
+    def text(value: str) -> int:
+        return texts.setdefault(value, len(texts))
+
+    def index(values: list[str]) -> dict[str, int]:
+        return {value: i for i, value in enumerate(values)}
+
+    models = list(dict.fromkeys([*run.battles["model_a"], *run.battles["model_b"], *run.answers["model"]]))
+    judges = list(dict.fromkeys(run.battles["judge"]))
+    normalizations = list(dict.fromkeys(["raw", *(n for n in run.battles["normalization"] if n in NORMALIZATIONS)]))
+    prompt_ids = list(dict.fromkeys([*run.prompts["prompt_id"], *run.battles["prompt_id"]]))
+    model_of, judge_of, norm_of, prompt_of = index(models), index(judges), index(normalizations), index(prompt_ids)
+    prompts: list[list[Any]] = [[p, "", []] for p in prompt_ids]
+    for pid, category, turns in zip(
+        run.prompts["prompt_id"], run.prompts["category"], run.prompts["turns"], strict=True
+    ):
+        prompts[prompt_of[pid]] = [pid, category, [text(t) for t in turns]]
+    for pid, category in zip(run.battles["prompt_id"], run.battles["category"], strict=True):
+        prompts[prompt_of[pid]][1] = category
+    answers = [
+        [model_of[m], prompt_of[p], [[text(normalize(t, n)) for t in turns] for n in normalizations]]
+        for m, p, turns in zip(run.answers["model"], run.answers["prompt_id"], run.answers["turns"], strict=True)
+        if p in prompt_of
+    ]
+    replies: dict[tuple[str, ...], tuple[int, int]] = {}
+    keys = ("judge", "normalization", "prompt_id", "model_a", "model_b", "reply", "reask_reply")
+    for *game, reply, reask in zip(*(run.judgments[c] for c in keys), strict=True):
+        replies[tuple(map(str, game))] = (text(str(reply)), -1 if reask is pd.NA else text(str(reask)))
+    games = []
+    columns = ("judge", "normalization", "prompt_id", "model_a", "model_b", "label", "defence_flags")
+    for judge, normalization, pid, a, b, label, flags in zip(*(run.battles[c] for c in columns), strict=True):
+        reply, reask = replies.get((judge, normalization, pid, a, b), (-1, -1))
+        games.append(
+            [
+                prompt_of[pid],
+                judge_of[judge],
+                norm_of.get(normalization, 0),
+                model_of[a],
+                model_of[b],
+                None if label is pd.NA else label,
+                "" if flags == "none" else flags,
+                reply,
+                reask,
+            ]
+        )
+    return {
+        "models": models,
+        "judges": judges,
+        "normalizations": normalizations,
+        "battleNormalizations": list(dict.fromkeys(run.battles["normalization"])),
+        "prompts": prompts,
+        "answers": answers,
+        "games": games,
+        "texts": list(texts),
+    }
+
+
+def embed_json(value: Any) -> Markup:
+    """JSON safe to place inside a `<script type="application/json">` block: `<`, `>`, `&` and the two line
+    separators JavaScript once treated as line ends are written as escapes, so no text can close the block."""
+    return Markup(json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_JSON_ESCAPES))
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("judge_arena.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_run_report(run: RunFolder) -> str:
+    """The run's report.html: leaderboards and their plots, the style shift, the pairwise heatmaps, the category
+    boards, the judge's health and the battle browser, as one self-contained page."""
+    colors = _model_colors(run)
+    slopes, coefficients = _style(run, colors)
+    page = Page(
+        title=f"judge-arena · {run.summary.get('name', 'run')}",
+        facts=_facts(run),
+        boards=_boards(run, colors),
+        slopes=slopes,
+        coefficients=coefficients,
+        heatmaps=_heatmaps(run),
+        categories=_categories(run, colors),
+        health=_health(run),
+        notes=_notes(run.summary),
+        failures=[{str(k): str(v) for k, v in row.items()} for row in run.failures.to_dict(orient="records")],
+        data=embed_json(browser_data(run)),
+        games=len(run.battles),
+        palette=colors,
+    )
+    # A planted script that escaped escaping still would not run: only the page's own script carries the nonce.
+    nonce = secrets.token_urlsafe(16)
+    return _environment().get_template("run.html.j2").render(page=page, nonce=nonce)
+
+
+def write_html_report(folder: Path) -> Path:
+    """Render the run folder's report.html from the folder as `load_run` reads it, replacing any earlier one
+    atomically; return its path."""
+    html = render_run_report(load_run(folder))
+    target = folder / REPORT_FILE
+    staging = folder / f".{REPORT_FILE}.partial"
+    staging.write_text(html, encoding="utf-8")
+    os.replace(staging, target)
+    return target

@@ -1,0 +1,468 @@
+"""report.html and judgments.jsonl: written with every run, safe with hostile answers, checked in headless Chromium.
+
+The browser tests drive Debian's Chromium over the DevTools protocol (aiohttp's websocket client), with the network
+off: one browser per module, one page load per report. They skip when `chromium` is not installed; .ci/run installs
+it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from judge_arena.arena import load_inputs, run_arena
+from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from judge_arena.config import load_config
+from judge_arena.rating import MIN_PROMPTS, leaderboard
+from judge_arena.report.files import write_report
+from judge_arena.report.html import REPORT_FILE, embed_json, write_html_report
+from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_STYLE_CONTROL, RunFolder, load_run, table, write_run
+from judge_arena.sim import SimulatorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
+)
+
+PLANTED = (
+    "Sure! <script>window.__planted = 1; document.title = 'pwned'</script>"
+    "<img src=x onerror=\"window.__planted = 2; document.title = 'pwned'\">"
+    '<a href="javascript:window.__planted = 3">click me</a> </script><script>window.__planted = 4</script>'
+    " \u2028 <!-- <svg onload=window.__planted=5>"
+)
+"""An answer, a prompt and a judge reply carrying every way text could try to run inside the page."""
+
+
+# ------------------------------------------------------------------------------------------------- the run folder
+
+
+def _suite(path: Path) -> Path:
+    """One category with MIN_PROMPTS prompts (so it gets a board) and one with two (a noted category)."""
+    prompts = [{"id": f"m{k}", "category": "maths", "turns": [f"What is {k} squared, and why?"]} for k in range(20)]
+    prompts += [
+        {"id": f"w{k}", "category": "writing", "turns": [f"Write a haiku about rain, take {k}."]} for k in (0, 1)
+    ]
+    assert sum(p["category"] == "maths" for p in prompts) == MIN_PROMPTS
+    path.write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    return path
+
+
+def _config(folder: Path) -> Path:
+    simulated = {"api_base": "simulator"}
+    config = {
+        "name": "html",
+        "suites": [{"path": str(_suite(folder / "suite.jsonl"))}],
+        "candidates": [
+            {"name": name, "model": f"openai/sim-{name}", **simulated}
+            for name in ("strong-plain", "strong-markdown", "markdown-weak")
+        ],
+        "judges": [
+            {"name": "judge", "model": "openai/sim-judge", "template": str(ROOT / "prompts/judge_pairwise.yaml")}
+            | simulated
+        ],
+        "pairing": {"mode": "all-pairs", "baseline": "strong-plain"},
+        "rating": {"bootstrap_rounds": 100},
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "max_wait_s": 0.1},
+    }
+    path = folder / "arena.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated run, reported as `judge-arena run` reports it."""
+    from judge_arena.views import rate_views
+
+    folder = tmp_path_factory.mktemp("run")
+    inputs = load_inputs(load_config(_config(folder)))
+    with SimulatorServer() as sim:
+        run = run_arena(inputs, simulator_url=sim.url)
+    return write_report(run, rate_views(inputs.config, run.battles, run.answers))
+
+
+def _rewrite_jsonl(path: Path, change: dict[str, Any], line: int = 0) -> dict[str, Any]:
+    records = [json.loads(text) for text in path.read_text().splitlines()]
+    records[line].update(change)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return dict(records[line])
+
+
+@pytest.fixture(scope="module")
+def planted_folder(run_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The run folder with hostile text planted in an answer, a prompt and the judge's reply to a game between
+    them, its report regenerated with `judge-arena report`; returns the folder and the planted game."""
+    folder = tmp_path_factory.mktemp("planted") / run_folder.name
+    shutil.copytree(run_folder, folder)
+    game = _rewrite_jsonl(folder / "judgments.jsonl", {"reply": f"{PLANTED}\n\nMy final verdict: [[A>B]]"})
+    answers = [json.loads(text) for text in (folder / "answers.jsonl").read_text().splitlines()]
+    line = next(
+        i for i, a in enumerate(answers) if (a["model"], a["prompt_id"]) == (game["model_a"], game["prompt_id"])
+    )
+    _rewrite_jsonl(folder / "answers.jsonl", {"turns": [PLANTED]}, line)
+    prompts = [json.loads(text) for text in (folder / "prompts.jsonl").read_text().splitlines()]
+    line = next(i for i, p in enumerate(prompts) if p["prompt_id"] == game["prompt_id"])
+    _rewrite_jsonl(folder / "prompts.jsonl", {"turns": [PLANTED]}, line)
+    assert main(["report", str(folder)]) == EXIT_OK
+    return folder, game
+
+
+# ---------------------------------------------------------------------------------------------- files, no browser
+
+
+def test_the_judgments_file_holds_every_game_with_the_judges_reply(run_folder: Path) -> None:
+    judgments = pd.read_json(run_folder / "judgments.jsonl", lines=True)
+    battles = pd.read_csv(run_folder / "battles.csv")
+    assert list(judgments.columns) == list(JSONL_FIELDS["judgments.jsonl"])
+    keys = ["judge", "normalization", "prompt_id", "model_a", "model_b"]
+    assert judgments[keys].values.tolist() == battles[keys].values.tolist()
+    assert judgments["label"].fillna("").tolist() == battles["label"].fillna("").tolist()
+    # The reply is the judge's own text, and the parsed label is in it.
+    assert judgments["reply"].str.len().min() > 0
+    decided = judgments[~judgments["reasked"] & judgments["label"].notna()]
+    assert all(f"[[{label}]]" in reply for label, reply in zip(decided["label"], decided["reply"], strict=True))
+    assert judgments["reask_reply"].isna().tolist() == (~judgments["reasked"]).tolist()
+    assert (judgments["unparsed"] == judgments["label"].isna()).all()
+
+    loaded = load_run(run_folder)
+    assert len(loaded.judgments) == len(loaded.battles) and len(loaded.prompts) == 22
+    assert loaded.prompts.set_index("prompt_id").loc["w1", "turns"] == ("Write a haiku about rain, take 1.",)
+    assert (run_folder / REPORT_FILE).read_text().startswith("<!doctype html>")
+
+
+def test_a_folder_written_before_the_judgments_file_still_gets_a_report(run_folder: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "old"
+    shutil.copytree(run_folder, folder)
+    for name in ("judgments.jsonl", "prompts.jsonl", REPORT_FILE):
+        (folder / name).unlink()
+    assert main(["report", str(folder)]) == EXIT_OK
+    assert "no reply recorded" in (folder / REPORT_FILE).read_text()
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "summary.json" in capsys.readouterr().err
+    assert not (tmp_path / REPORT_FILE).exists()
+
+
+def test_embedded_json_cannot_end_its_script_block_and_reads_back_the_same() -> None:
+    value = {"answer": PLANTED, "nested": ["</SCRIPT >", "<!--", "a & b", "\u2029"]}
+    embedded = str(embed_json(value))
+    for forbidden in ("<", ">", "&", "\u2028", "\u2029"):
+        assert forbidden not in embedded
+    assert json.loads(embedded) == value
+
+
+def test_planted_markup_is_never_written_as_markup(planted_folder: tuple[Path, dict[str, Any]]) -> None:
+    html = (planted_folder[0] / REPORT_FILE).read_text()
+    for fragment in ("<script>window", "<img src=x", '<a href="javascript', "<svg onload", "</script><script>w"):
+        assert fragment not in html
+    assert html.count("<script") == 2  # the data block and the page's own script
+
+
+# ------------------------------------------------------------------------------------------------- the browser
+
+
+class Browser:
+    """Headless Chromium and one tab, driven over the DevTools protocol; records console errors and requests."""
+
+    def __init__(self, profile: Path) -> None:
+        assert CHROMIUM is not None
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            # Network off: every host is unresolvable and any proxied request goes to a closed port.
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--remote-debugging-port=0",
+            "--window-size=1400,1000",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
+        self.process = subprocess.Popen([CHROMIUM, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.loop = asyncio.new_event_loop()
+        self.events: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or len(port_file.read_text().split()) < 2:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.05)
+        port, path = port_file.read_text().split()[:2]
+        self.loop.run_until_complete(self._connect(f"ws://127.0.0.1:{port}{path}"))
+
+    async def _connect(self, url: str) -> None:
+        self.http = aiohttp.ClientSession()
+        self.socket = await self.http.ws_connect(url, max_msg_size=0)
+        target = await self._call("Target.createTarget", url="about:blank")
+        attached = await self._call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
+        self.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await self._call(f"{domain}.enable", session=self.session)
+
+    async def _call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        number = next(self._ids)
+        message: dict[str, Any] = {"id": number, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        await self.socket.send_json(message)
+        while True:
+            reply = await asyncio.wait_for(self.socket.receive_json(), 60)
+            if reply.get("id") == number:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply["result"]
+                return result
+            self.events.append(reply)
+
+    async def _until(self, event: str) -> None:
+        while not any(e.get("method") == event for e in self.events):
+            self.events.append(await asyncio.wait_for(self.socket.receive_json(), 60))
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """A command to the tab."""
+        return self.loop.run_until_complete(self._call(method, session=self.session, **params))
+
+    def open(self, path: Path) -> None:
+        """Load a file and wait for its load event; earlier events are forgotten."""
+        self.events.clear()
+        self.call("Page.navigate", url=path.as_uri())
+        self.loop.run_until_complete(self._until("Page.loadEventFired"))
+
+    def eval(self, expression: str) -> Any:
+        """The JSON value of a JavaScript expression evaluated in the page."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and error log entries (CSP violations among them) seen so far."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(str(params["exceptionDetails"]))
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                found.append(str(params.get("args")))
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(params["entry"]["text"])
+        return found
+
+    def requests(self) -> list[str]:
+        """URLs the page requested since it was opened."""
+        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
+    def screenshot(self, path: Path, height: int = 2400) -> Path:
+        """A full-width PNG of the page's top `height` pixels."""
+        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=height, deviceScaleFactor=1, mobile=False)
+        shot = self.call("Page.captureScreenshot", format="png")
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        """Close the connection and stop the browser."""
+        self.loop.run_until_complete(self._close())
+        self.loop.close()
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+    async def _close(self) -> None:
+        await self.socket.close()
+        await self.http.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    opened = Browser(profile)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, planted_folder: tuple[Path, dict[str, Any]]) -> Browser:
+    """The planted run's report, loaded once for the module's tests."""
+    browser.open(planted_folder[0] / REPORT_FILE)
+    return browser
+
+
+def _select(browser: Browser, select: str, text: str) -> None:
+    """Choose the option showing `text` in a filter, as a user would."""
+    browser.eval(
+        f"(() => {{ const s = document.getElementById({json.dumps(select)});"
+        f" s.value = Array.from(s.options).find(o => o.text === {json.dumps(text)}).value;"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+
+
+@needs_chromium
+def test_the_page_loads_offline_without_errors(page: Browser, planted_folder: tuple[Path, dict[str, Any]]) -> None:
+    assert page.errors() == []
+    assert page.requests() == [(planted_folder[0] / REPORT_FILE).as_uri()]
+    assert page.eval("document.title") == "judge-arena · html"
+
+
+@needs_chromium
+def test_every_view_has_a_board_and_the_plots_are_drawn(
+    page: Browser, planted_folder: tuple[Path, dict[str, Any]]
+) -> None:
+    views = load_run(planted_folder[0]).boards[["judge", "view"]].drop_duplicates()
+    shown = page.eval(
+        "Array.from(document.querySelectorAll('article.board')).map(a => [a.dataset.judge, a.dataset.view])"
+    )
+    assert shown == views.values.tolist() and {v for _, v in shown} == {"raw", "plain", "raw+sc"}
+    # Drawn means laid out with a size: a forest plot per board with one point per model, the slope chart, a
+    # heatmap per normalization and the maths category's board.
+    boxes = page.eval(
+        "Object.fromEntries(['forest', 'slope', 'heatmap'].map(k => [k, Array.from("
+        "document.querySelectorAll('svg.plot.' + k)).filter(s => s.checkVisibility()).map(s => s.getBBox().width)]))"
+    )
+    assert len(boxes["forest"]) >= 3 + 1 + 1 and min(boxes["forest"]) > 100  # boards, coefficients, maths
+    assert len(boxes["slope"]) == 1 and len(boxes["heatmap"]) == 2 and min(boxes["slope"] + boxes["heatmap"]) > 100
+    assert page.eval("document.querySelector('article.board svg').querySelectorAll('circle').length") == 3
+    visible_groups = page.eval(
+        "Array.from(document.querySelectorAll('.category-group')).filter(g => !g.hidden).map(g => g.dataset.key)"
+    )
+    assert visible_groups == ["judge / raw"]
+
+
+@needs_chromium
+def test_the_battle_browser_filters_and_opens_a_game_with_the_judges_reasoning(
+    page: Browser, planted_folder: tuple[Path, dict[str, Any]]
+) -> None:
+    judgments = load_run(planted_folder[0]).judgments
+    assert page.eval("document.getElementById('page-info').textContent").startswith(f"{len(judgments)} games")
+    _select(page, "filter-category", "writing")
+    _select(page, "filter-view", "judge · plain")
+    writing = judgments[(judgments["category"] == "writing") & (judgments["normalization"] == "plain")]
+    rows = page.eval("Array.from(document.querySelectorAll('#battle-table tbody tr')).map(r => r.dataset.game)")
+    assert len(rows) == len(writing) > 0
+    page.eval("document.querySelector('#battle-table tbody tr').click()")
+    first = writing.iloc[0]
+    detail = page.eval(
+        "({reply: document.getElementById('game-reply').textContent,"
+        " versions: Array.from(document.querySelectorAll('#game-answers .version-label')).map(v => v.textContent),"
+        " verdict: document.getElementById('game-verdict').textContent,"
+        " hidden: document.getElementById('game-detail').hidden})"
+    )
+    assert detail["hidden"] is False and detail["reply"] == first["reply"]
+    assert detail["versions"] == ["raw", "plain (as judged)"] * 2
+    assert detail["verdict"] == (first["label"] if first["label"] is not pd.NA else "unparsed")
+    _select(page, "filter-category", "any")
+    _select(page, "filter-view", "any")
+
+
+@needs_chromium
+def test_planted_scripts_do_not_run_and_show_as_text(
+    page: Browser, planted_folder: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    game = planted_folder[1]
+    _select(page, "filter-model", game["model_a"])
+    index = page.eval(
+        "Array.from(document.querySelectorAll('#battle-table tbody tr')).findIndex(r =>"
+        f" r.cells[0].textContent === {json.dumps(game['prompt_id'])} && r.cells[3].textContent ==="
+        f" {json.dumps(game['model_a'])} && r.cells[2].textContent.endsWith({json.dumps(game['normalization'])}))"
+    )
+    assert index >= 0
+    page.eval(f"document.querySelectorAll('#battle-table tbody tr')[{index}].click()")
+    shown = page.eval(
+        "({planted: typeof window.__planted, title: document.title,"
+        " reply: document.getElementById('game-reply').textContent,"
+        " prompt: document.getElementById('game-prompt').textContent,"
+        " answer: document.querySelector('#game-answers .version pre').textContent,"
+        " markup: document.querySelectorAll('#game-detail img, #game-detail a, #game-detail script, #game-detail svg')"
+        ".length})"
+    )
+    assert shown["planted"] == "undefined" and shown["title"] == "judge-arena · html"
+    assert PLANTED in shown["reply"] and shown["prompt"] == PLANTED and shown["answer"] == PLANTED
+    assert shown["markup"] == 0
+    assert page.errors() == []
+    screenshot = page.screenshot(tmp_path / "report.png")
+    assert screenshot.stat().st_size > 10_000
+    _select(page, "filter-model", "any")
+
+
+# ------------------------------------------------------------------------------------------- 10,000 games
+
+
+def synthetic_run(games: int, *, models: int = 8, seed: int = 0) -> RunFolder:
+    """A run folder's tables for `games` judged games between `models` models on made-up answers, rated for real
+    (few bootstrap rounds); for size and load measurements."""
+    rng = np.random.default_rng(seed)
+    names = [f"model-{k}" for k in range(models)]
+    pairs = list(itertools.combinations(names, 2))
+    prompts = games // (2 * len(pairs)) + 1
+    rows = []
+    for p, (a, b) in itertools.product(range(prompts), pairs):
+        for first, second in ((a, b), (b, a)):
+            label = str(rng.choice(["A>>B", "A>B", "A=B", "B>A", "B>>A"]))
+            winner = {"A": "model_a", "B": "model_b"}.get(label[0] if label[1] != "=" else "", "tie")
+            rows.append((f"p{p}", f"cat-{p % 5}", "judge", "raw", first, second, label, winner, 1.0))
+    battles = pd.DataFrame(rows[:games], columns=list(JSONL_FIELDS["judgments.jsonl"])[:9])
+    board = leaderboard(battles, baseline=names[0], rounds=20)
+    view = {"judge": "judge", "view": "raw", "normalization": "raw", "style_control": NO_STYLE_CONTROL}
+    answer = "## Answer\n\n" + "Some **bold** reasoning about the question. " * 30
+    reply = "Assistant A is more thorough; Assistant B misses a step. " * 10
+    return RunFolder(
+        boards=table("leaderboard.csv", [board.to_frame().assign(**view)]),
+        categories=table("categories.csv", []),
+        battles=table("battles.csv", [battles.assign(defence_flags="none")]),
+        answers=pd.DataFrame(
+            [(m, f"p{p}", (f"{answer} ({m}, p{p})",), 300, 1.0) for m in names for p in range(prompts)],
+            columns=list(ANSWER_FIELDS),
+        ),
+        failures=table("failures.csv", []),
+        summary={"name": "synthetic", "prompts": prompts, "candidates": names, "judges": {"judge": "x"}},
+        judgments=battles.assign(
+            reasked=False,
+            unparsed=False,
+            defence_flags=pd.Series([()] * len(battles), dtype=object),
+            reply=[f"{reply} [[{label}]] #{i}" for i, label in enumerate(battles["label"])],
+            reask_reply=None,
+        ).astype(JSONL_FIELDS["judgments.jsonl"]),
+        prompts=pd.DataFrame(
+            [(f"p{p}", "suite", f"cat-{p % 5}", (f"Question {p}?",)) for p in range(prompts)],
+            columns=list(JSONL_FIELDS["prompts.jsonl"]),
+        ),
+    )
+
+
+@needs_chromium
+def test_ten_thousand_games_are_paged(browser: Browser, tmp_path: Path) -> None:
+    folder = write_run(synthetic_run(10_000), tmp_path, "synthetic")
+    write_html_report(folder)
+    browser.open(folder / REPORT_FILE)
+    assert browser.errors() == []
+    assert browser.eval("document.getElementById('page-info').textContent") == "10000 games · page 1 of 200"
+    assert browser.eval("document.querySelectorAll('#battle-table tbody tr').length") == 50
+    browser.eval("document.getElementById('page-next').click()")
+    browser.eval("document.querySelectorAll('#battle-table tbody tr')[49].click()")
+    assert browser.eval("document.getElementById('game-reply').textContent").endswith("#99")
