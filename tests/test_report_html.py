@@ -249,7 +249,7 @@ class Browser:
     def open(self, path: Path) -> None:
         """Load a file and wait for its load event; earlier events are forgotten."""
         self.events.clear()
-        self.call("Page.navigate", url=path.as_uri())
+        self.call("Page.navigate", url=path.resolve().as_uri())
         self.loop.run_until_complete(self._until("Page.loadEventFired"))
 
     def eval(self, expression: str) -> Any:
@@ -388,8 +388,8 @@ def test_planted_scripts_do_not_run_and_show_as_text(
     _select(page, "filter-model", game["model_a"])
     index = page.eval(
         "Array.from(document.querySelectorAll('#battle-table tbody tr')).findIndex(r =>"
-        f" r.cells[0].textContent === {json.dumps(game['prompt_id'])} && r.cells[3].textContent ==="
-        f" {json.dumps(game['model_a'])} && r.cells[2].textContent.endsWith({json.dumps(game['normalization'])}))"
+        f" r.cells[0].textContent === {json.dumps(game['prompt_id'])} && r.cells[1].textContent ==="
+        f" {json.dumps(game['model_a'])} && r.cells[4].textContent.endsWith({json.dumps(game['normalization'])}))"
     )
     assert index >= 0
     page.eval(f"document.querySelectorAll('#battle-table tbody tr')[{index}].click()")

@@ -45,7 +45,7 @@ _PALETTE = (
     "#9c755f",
     "#bab0ac",
 )
-_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_JSON_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
 # ---------------------------------------------------------------------------------------------------- SVG shapes
@@ -333,7 +333,7 @@ def _heatmaps(run: RunFolder) -> list[tuple[str, Plot]]:
     decided = _decided(run.battles)
     for (judge, normalization), games in decided.groupby(["judge", "normalization"], sort=False):
         scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for a, b, winner in zip(games["model_a"], games["model_b"], games["winner"], strict=True):
+        for a, b, winner in _values(games, "model_a", "model_b", "winner"):
             score = {"model_a": 1.0, "model_b": 0.0}.get(str(winner), 0.5)
             scores[(a, b)].append(score)
             scores[(b, a)].append(1 - score)
@@ -371,19 +371,17 @@ def _categories(run: RunFolder, colors: Mapping[str, str]) -> dict[str, list[tup
     return out
 
 
+def _values(frame: pd.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:
+    """The columns' values row by row as plain Python objects, None where missing (fast on Arrow-backed text)."""
+    lists = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns]
+    return zip(*lists, strict=True)
+
+
 def _battles_of(frame: pd.DataFrame) -> list[Battle]:
+    columns = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner")
     return [
-        Battle(
-            prompt_id=str(r["prompt_id"]),
-            category=str(r["category"]),
-            judge=str(r["judge"]),
-            normalization=str(r["normalization"]),
-            model_a=str(r["model_a"]),
-            model_b=str(r["model_b"]),
-            label=None if r["label"] is pd.NA else str(r["label"]),
-            winner=None if r["winner"] is pd.NA else r["winner"],
-        )
-        for r in frame.to_dict(orient="records")
+        Battle(p, c, j, n, a, b, label=label, winner=winner)
+        for p, c, j, n, a, b, label, winner in _values(frame, *columns)
     ]
 
 
@@ -461,30 +459,32 @@ def browser_data(run: RunFolder) -> dict[str, Any]:
     def index(values: list[str]) -> dict[str, int]:
         return {value: i for i, value in enumerate(values)}
 
-    models = list(dict.fromkeys([*run.battles["model_a"], *run.battles["model_b"], *run.answers["model"]]))
-    judges = list(dict.fromkeys(run.battles["judge"]))
-    normalizations = list(dict.fromkeys(["raw", *(n for n in run.battles["normalization"] if n in NORMALIZATIONS)]))
-    prompt_ids = list(dict.fromkeys([*run.prompts["prompt_id"], *run.battles["prompt_id"]]))
+    def distinct(*series: pd.Series) -> list[str]:
+        return list(dict.fromkeys(value for values in series for value in values.unique().tolist()))
+
+    battles = run.battles
+    models = distinct(battles["model_a"], battles["model_b"], run.answers["model"])
+    judges = distinct(battles["judge"])
+    normalizations = ["raw", *(n for n in distinct(battles["normalization"]) if n in NORMALIZATIONS and n != "raw")]
+    prompt_ids = distinct(run.prompts["prompt_id"], battles["prompt_id"])
     model_of, judge_of, norm_of, prompt_of = index(models), index(judges), index(normalizations), index(prompt_ids)
     prompts: list[list[Any]] = [[p, "", []] for p in prompt_ids]
-    for pid, category, turns in zip(
-        run.prompts["prompt_id"], run.prompts["category"], run.prompts["turns"], strict=True
-    ):
+    for pid, category, turns in _values(run.prompts, "prompt_id", "category", "turns"):
         prompts[prompt_of[pid]] = [pid, category, [text(t) for t in turns]]
-    for pid, category in zip(run.battles["prompt_id"], run.battles["category"], strict=True):
+    for pid, category in _values(run.battles, "prompt_id", "category"):
         prompts[prompt_of[pid]][1] = category
     answers = [
         [model_of[m], prompt_of[p], [[text(normalize(t, n)) for t in turns] for n in normalizations]]
-        for m, p, turns in zip(run.answers["model"], run.answers["prompt_id"], run.answers["turns"], strict=True)
+        for m, p, turns in _values(run.answers, "model", "prompt_id", "turns")
         if p in prompt_of
     ]
     replies: dict[tuple[str, ...], tuple[int, int]] = {}
     keys = ("judge", "normalization", "prompt_id", "model_a", "model_b", "reply", "reask_reply")
-    for *game, reply, reask in zip(*(run.judgments[c] for c in keys), strict=True):
-        replies[tuple(map(str, game))] = (text(str(reply)), -1 if reask is pd.NA else text(str(reask)))
+    for *game, reply, reask in _values(run.judgments, *keys):
+        replies[tuple(game)] = (text(reply), -1 if reask is None else text(reask))
     games = []
     columns = ("judge", "normalization", "prompt_id", "model_a", "model_b", "label", "defence_flags")
-    for judge, normalization, pid, a, b, label, flags in zip(*(run.battles[c] for c in columns), strict=True):
+    for judge, normalization, pid, a, b, label, flags in _values(run.battles, *columns):
         reply, reask = replies.get((judge, normalization, pid, a, b), (-1, -1))
         games.append(
             [
@@ -493,7 +493,7 @@ def browser_data(run: RunFolder) -> dict[str, Any]:
                 norm_of.get(normalization, 0),
                 model_of[a],
                 model_of[b],
-                None if label is pd.NA else label,
+                label,
                 "" if flags == "none" else flags,
                 reply,
                 reask,
@@ -514,7 +514,10 @@ def browser_data(run: RunFolder) -> dict[str, Any]:
 def embed_json(value: Any) -> Markup:
     """JSON safe to place inside a `<script type="application/json">` block: `<`, `>`, `&` and the two line
     separators JavaScript once treated as line ends are written as escapes, so no text can close the block."""
-    return Markup(json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_JSON_ESCAPES))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for character, escape in _JSON_ESCAPES:
+        text = text.replace(character, escape)
+    return Markup(text)
 
 
 def _environment() -> jinja2.Environment:

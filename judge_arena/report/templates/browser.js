@@ -75,11 +75,11 @@
       row.dataset.game = String(index);
       if (index === state.selected) row.className = "selected";
       row.appendChild(el("td", data.prompts[game[0]][0], "left mono"));
-      row.appendChild(el("td", data.prompts[game[0]][1], "left"));
-      row.appendChild(el("td", data.judges[game[1]] + " · " + data.normalizations[game[2]], "left"));
       row.appendChild(el("td", data.models[game[3]], "left"));
       row.appendChild(el("td", data.models[game[4]], "left"));
-      row.appendChild(el("td", verdictText(game), game[5] === null ? "warn" : ""));
+      row.appendChild(el("td", verdictText(game), game[5] === null ? "warn" : "verdict-cell"));
+      row.appendChild(el("td", data.judges[game[1]] + " · " + data.normalizations[game[2]], "left"));
+      row.appendChild(el("td", data.prompts[game[0]][1], "left"));
       row.addEventListener("click", function () { openGame(index); });
       tbody.appendChild(row);
     });
