@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import load_config
 from judge_arena.rating import MIN_PROMPTS, leaderboard
 from judge_arena.report.files import write_report
-from judge_arena.report.html import REPORT_FILE, embed_json, write_html_report
+from judge_arena.report.html import REPORT_FILE, embed_json, render_run_report, write_html_report
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_STYLE_CONTROL, RunFolder, load_run, table, write_run
 from judge_arena.sim import SimulatorServer
 
@@ -466,3 +467,21 @@ def test_ten_thousand_games_are_paged(browser: Browser, tmp_path: Path) -> None:
     browser.eval("document.getElementById('page-next').click()")
     browser.eval("document.querySelectorAll('#battle-table tbody tr')[49].click()")
     assert browser.eval("document.getElementById('game-reply').textContent").endswith("#99")
+
+
+def test_health_and_heatmap_count_what_the_battles_say() -> None:
+    run = synthetic_run(600)
+    flags = ["reasked", "neutralized:A;injection:B", "neutralized:B", "none"] * (len(run.battles) // 4)
+    html = render_run_report(replace(run, battles=run.battles.assign(defence_flags=flags)))
+    assert f'<span class="tag warn">injection {flags.count("neutralized:A;injection:B")}</span>' in html
+    assert f'<span class="tag warn">neutralized {len(flags) // 2}</span>' in html
+    assert f"<td>{flags.count('reasked')}</td>" in html
+
+    games = run.battles
+    pair = games[games["model_a"].isin(["model-0", "model-1"]) & games["model_b"].isin(["model-0", "model-1"])]
+    score_of_a = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+    won = sum(
+        score_of_a[w] if a == "model-0" else 1 - score_of_a[w]
+        for a, w in zip(pair["model_a"], pair["winner"], strict=True)
+    )
+    assert f"<title>model-0 vs model-1: won {won / len(pair):.0%} of {len(pair)} games</title>" in html

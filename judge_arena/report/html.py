@@ -17,7 +17,7 @@ import os
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from markupsafe import Markup
 
 from judge_arena.agreement import Consistency, position_consistency
 from judge_arena.records import Battle
-from judge_arena.runs import RunFolder, load_run
+from judge_arena.runs import NO_FLAGS, RunFolder, load_run
 from judge_arena.style import NORMALIZATIONS, normalize
 
 REPORT_FILE = "report.html"
@@ -72,7 +72,7 @@ class Plot:
     kind: str = "plot"
 
 
-def _shape(tag: str, text: str = "", tooltip: str = "", **attrs: object) -> Shape:
+def _shape(tag: str, *, text: str = "", tooltip: str = "", **attrs: object) -> Shape:
     def value(v: object) -> str:
         return f"{v:.1f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
 
@@ -130,7 +130,7 @@ def forest_plot(
     for tick in ticks:
         x = scale(tick)
         shapes.append(_shape("line", x1=x, x2=x, y1=top, y2=bottom, class_="grid"))
-        shapes.append(_shape("text", f"{tick:g}", x=x, y=bottom + 14, text_anchor="middle", class_="tick"))
+        shapes.append(_shape("text", text=f"{tick:g}", x=x, y=bottom + 14, text_anchor="middle", class_="tick"))
     if reference is not None and low < reference < high:
         x = scale(reference)
         shapes.append(_shape("line", x1=x, x2=x, y1=top, y2=bottom, class_="reference"))
@@ -138,9 +138,11 @@ def forest_plot(
         y = top + row_height * (i + 0.5)
         color = colors.get(name, "#555")
         tip = f"{name}: {value:.1f} [{lower:.1f}, {upper:.1f}]"
-        shapes.append(_shape("text", name, x=label_width, y=y + 4, text_anchor="end", class_="name"))
-        shapes.append(_shape("line", tip, x1=scale(lower), x2=scale(upper), y1=y, y2=y, stroke=color, class_="ci"))
-        shapes.append(_shape("circle", tip, cx=scale(value), cy=y, r=4.5, fill=color, class_="point"))
+        shapes.append(_shape("text", text=name, x=label_width, y=y + 4, text_anchor="end", class_="name"))
+        shapes.append(
+            _shape("line", tooltip=tip, x1=scale(lower), x2=scale(upper), y1=y, y2=y, stroke=color, class_="ci")
+        )
+        shapes.append(_shape("circle", tooltip=tip, cx=scale(value), cy=y, r=4.5, fill=color, class_="point"))
     return Plot(width, bottom + 22, label, tuple(shapes), "forest")
 
 
@@ -166,23 +168,23 @@ def slope_chart(
     shapes: list[Shape] = []
     for view, x in x_of.items():
         shapes.append(_shape("line", x1=x, x2=x, y1=20, y2=height - 26, class_="grid"))
-        shapes.append(_shape("text", view, x=x, y=14, text_anchor="middle", class_="axis-name"))
+        shapes.append(_shape("text", text=view, x=x, y=14, text_anchor="middle", class_="axis-name"))
     models = list(ratings)
     for view, x, anchor, dx in ((views[0], x_of[views[0]], "end", -8), (views[-1], x_of[views[-1]], "start", 8)):
         present = [m for m in models if view in ratings[m]]
         placed = _spread([y_of(ratings[m][view]) for m in present], 13)
         for model, y in zip(present, placed, strict=True):
             text = f"{model} {ratings[model][view]:.0f}"
-            shapes.append(_shape("text", text, x=x + dx, y=y + 4, text_anchor=anchor, class_="name"))
+            shapes.append(_shape("text", text=text, x=x + dx, y=y + 4, text_anchor=anchor, class_="name"))
     for model in models:
         points = [(x_of[v], y_of(ratings[model][v])) for v in views if v in ratings[model]]
         shift = ratings[model].get("raw", math.nan) - ratings[model].get("plain", math.nan)
         tip = f"{model}: " + ", ".join(f"{v} {ratings[model][v]:.0f}" for v in views if v in ratings[model])
         kind = "gains" if shift > 0 else "loses" if shift < 0 else "flat"
         path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
-        shapes.append(_shape("path", tip, d=path, stroke=colors.get(model, "#555"), class_=f"slope {kind}"))
+        shapes.append(_shape("path", tooltip=tip, d=path, stroke=colors.get(model, "#555"), class_=f"slope {kind}"))
         for x, y in points:
-            shapes.append(_shape("circle", tip, cx=x, cy=y, r=3.5, fill=colors.get(model, "#555")))
+            shapes.append(_shape("circle", tooltip=tip, cx=x, cy=y, r=3.5, fill=colors.get(model, "#555")))
     return Plot(width, height, label, tuple(shapes), "slope")
 
 
@@ -195,11 +197,11 @@ def heatmap(models: Sequence[str], rates: Mapping[tuple[str, str], tuple[float, 
     for j, model in enumerate(models):
         x = label_width + cell * (j + 0.5)
         shapes.append(
-            _shape("text", model, x=x, y=top - 6, transform=f"rotate(-40 {x:.1f} {top - 6:.1f})", class_="name")
+            _shape("text", text=model, x=x, y=top - 6, transform=f"rotate(-40 {x:.1f} {top - 6:.1f})", class_="name")
         )
     for i, row in enumerate(models):
         y = top + cell * i
-        shapes.append(_shape("text", row, x=label_width - 6, y=y + cell / 2 + 4, text_anchor="end", class_="name"))
+        shapes.append(_shape("text", text=row, x=label_width - 6, y=y + cell / 2 + 4, text_anchor="end", class_="name"))
         for j, column in enumerate(models):
             x = label_width + cell * j
             if (row, column) not in rates:
@@ -207,9 +209,9 @@ def heatmap(models: Sequence[str], rates: Mapping[tuple[str, str], tuple[float, 
                 continue
             rate, games = rates[(row, column)]
             tip = f"{row} vs {column}: won {rate:.0%} of {games} games"
-            shapes.append(_shape("rect", tip, x=x, y=y, width=cell - 2, height=cell - 2, fill=_diverging(rate)))
+            shapes.append(_shape("rect", tooltip=tip, x=x, y=y, width=cell - 2, height=cell - 2, fill=_diverging(rate)))
             shapes.append(
-                _shape("text", f"{rate * 100:.0f}", x=x + cell / 2 - 1, y=y + cell / 2 + 4, class_="cell-value")
+                _shape("text", text=f"{rate * 100:.0f}", x=x + cell / 2 - 1, y=y + cell / 2 + 4, class_="cell-value")
             )
     return Plot(width, height, label, tuple(shapes), "heatmap")
 
@@ -266,7 +268,7 @@ class Page:
     failures: list[dict[str, str]]
     data: Markup
     games: int
-    palette: dict[str, str] = field(default_factory=dict)
+    palette: dict[str, str]
 
 
 def _model_colors(run: RunFolder) -> dict[str, str]:
@@ -389,19 +391,14 @@ def _health(run: RunFolder) -> list[HealthRow]:
     consistency = {
         (c.judge, c.normalization): c for c in position_consistency(_battles_of(run.battles)) if c.category is None
     }
-    judged = run.judgments
     rows = []
     for (judge, normalization), games in run.battles.groupby(["judge", "normalization"], sort=False):
-        flags: Counter[str] = Counter()
-        for value in games["defence_flags"]:
-            for flag in str(value).split(";"):
-                kind = flag.split(":")[0]
-                if kind not in ("none", "reasked", "unparsed"):
-                    flags[kind] += 1
-        own = judged[(judged["judge"] == judge) & (judged["normalization"] == normalization)]
-        reasked = (
-            int(own["reasked"].sum()) if not own.empty else int(games["defence_flags"].str.contains("reasked").sum())
+        flags: Counter[str] = Counter(
+            flag.split(":")[0] for value in games["defence_flags"].tolist() for flag in value.split(";")
         )
+        reasked = flags.pop("reasked", 0)
+        for verdict_flag in (NO_FLAGS, "unparsed"):
+            flags.pop(verdict_flag, None)
         rows.append(
             HealthRow(
                 judge=str(judge),
@@ -409,7 +406,7 @@ def _health(run: RunFolder) -> list[HealthRow]:
                 games=len(games),
                 unparsed=int(games["label"].isna().sum()),
                 reasked=reasked,
-                flagged=dict(flags),
+                flagged=dict(sorted(flags.items())),
                 consistency=consistency.get((str(judge), str(normalization))),
             )
         )
