@@ -73,7 +73,7 @@ def _config(folder: Path) -> Path:
             for name in ("strong-plain", "strong-markdown", "markdown-weak")
         ],
         "judges": [
-            {"name": "judge", "model": "openai/sim-judge", "template": str(ROOT / "prompts/judge_pairwise.yaml")}
+            {"name": "judge", "model": "openai/sim-judge", "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml")}
             | simulated
         ],
         "pairing": {"mode": "all-pairs", "baseline": "strong-plain"},
