@@ -35,6 +35,7 @@ from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_STYLE_CONTROL, RunF
 from judge_arena.sim import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "judge_arena/data/templates/pairwise.yaml"
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
@@ -72,10 +73,7 @@ def _config(folder: Path) -> Path:
             {"name": name, "model": f"openai/sim-{name}", **simulated}
             for name in ("strong-plain", "strong-markdown", "markdown-weak")
         ],
-        "judges": [
-            {"name": "judge", "model": "openai/sim-judge", "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml")}
-            | simulated
-        ],
+        "judges": [{"name": "judge", "model": "openai/sim-judge", "template": str(TEMPLATE)} | simulated],
         "pairing": {"mode": "all-pairs", "baseline": "strong-plain"},
         "rating": {"bootstrap_rounds": 100},
         "runner": {"cache_dir": "cache", "output_dir": "runs", "max_wait_s": 0.1},
