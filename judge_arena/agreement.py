@@ -415,6 +415,25 @@ def position_consistency(battles: Iterable[Battle]) -> list[Consistency]:
     return rows
 
 
+@dataclass(frozen=True)
+class Reasks:
+    """How often a judge's first reply had no usable verdict, over the games it judged."""
+
+    games: int
+    reasked: int
+    """Games re-asked once for a verdict (`judge.REASK`)."""
+    unparsed: int
+    """Re-asked games still without a verdict: left out of the ratings."""
+
+
+def reasks(battles: Iterable[Battle]) -> dict[str, Reasks]:
+    """Each judge's re-ask counts, by judge name in order of first appearance."""
+    tallies: dict[str, Counter[str]] = defaultdict(Counter)
+    for battle in battles:
+        tallies[battle.judge].update(["games", *(f for f in battle.flags if f in ("reasked", "unparsed"))])
+    return {judge: Reasks(t["games"], t["reasked"], t["unparsed"]) for judge, t in tallies.items()}
+
+
 # ------------------------------------------------------------------------------------------------------ loading
 
 

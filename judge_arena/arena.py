@@ -16,11 +16,19 @@ from typing import Protocol
 
 from judge_arena.budget import Budget, BudgetExceeded, check_prices
 from judge_arena.client import CallFailed, Client
-from judge_arena.config import ArenaConfig, ConfigError, JudgeConfig, ModelConfig, check_cache_file, check_context
+from judge_arena.config import (
+    ArenaConfig,
+    CandidateConfig,
+    ConfigError,
+    JudgeConfig,
+    check_cache_file,
+    check_context,
+)
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt
-from judge_arena.judge import Game, JudgeTemplate, games, judge_game
+from judge_arena.judge import Game, JudgeTemplate, as_called, games, judge_game
+from judge_arena.local_server import LocalServer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
@@ -139,7 +147,8 @@ async def play_arena(
     interrupt: Interrupt | None = None,
     grace_s: float = GRACE_S,
 ) -> ArenaRun:
-    """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given.
+    """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given,
+    and the config's local servers (stopped when the run ends).
 
     Once `interrupt` is stopped, no new call is made; calls in flight get `grace_s` seconds to finish (so that their
     answers are stored), and the run returns what it has done, with `interrupted` set.
@@ -158,6 +167,9 @@ async def play_arena(
             from judge_arena.sim.server import SimulatorServer
 
             simulator_url = stack.enter_context(SimulatorServer()).url
+        local_urls = {
+            name: stack.enter_context(LocalServer(name, server)).url for name, server in config.local_servers.items()
+        }
         store = stack.enter_context(Store(runner_config.cache_dir / CACHE_FILE))
         runner = CallRunner(
             store,
@@ -175,6 +187,7 @@ async def play_arena(
             simulator_url,
             on_change=progress.calls if progress else None,
             budget=Budget(config.budget.max_usd, runner_config.output_estimate) if config.budget else None,
+            local_urls=local_urls,
         )
         try:
             play = _Play(inputs, runner, progress)
@@ -267,14 +280,14 @@ class _Play:
         """The games judged, in the order of an uninterrupted run."""
         return tuple(self._battles[key] for key in sorted(self._battles))
 
-    async def _answer(self, candidate: ModelConfig, prompt: Prompt) -> Answer | None:
+    async def _answer(self, candidate: CandidateConfig, prompt: Prompt) -> Answer | None:
         """The candidate's answer, or None when it failed or was not made in this run."""
 
         async def complete(messages: tuple[Message, ...]) -> Completion:
             return await self._runner.complete(candidate, messages)
 
         try:
-            answer = await generate_answer(candidate.name, prompt, complete)
+            answer = await generate_answer(candidate.name, prompt, complete, candidate.system_prompt)
         except CallFailed as exc:
             self.failures.append(Failure("generate", f"{candidate.name} × {prompt.id}", str(exc)))
             answer = None
@@ -308,8 +321,10 @@ class _Play:
     async def _play(self, key: tuple[int, int], judge: JudgeConfig, game: Game) -> None:
         """One judge game; its battle is kept under `key`, a failure is recorded."""
 
+        called = as_called(judge)
+
         async def complete(messages: tuple[Message, ...]) -> str:
-            return (await self._runner.complete(judge, messages)).text
+            return (await self._runner.complete(called, messages)).text
 
         try:
             self._battles[key] = await judge_game(

@@ -37,8 +37,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from judge_arena.config import SIMULATOR, ModelConfig
+from judge_arena.config import LOCAL_SERVER_PREFIX, SIMULATOR, ModelConfig
 from judge_arena.limiter import AdaptiveConcurrency, Outcome, RateLimiter, Reservation, estimate_cost
+from judge_arena.local_server import server_name
 from judge_arena.records import Message
 from judge_arena.store import Completion, Receipt
 
@@ -64,14 +65,22 @@ class Endpoint:
     """Environment variable holding the key; read at call time, never stored."""
 
     @classmethod
-    def of(cls, config: ModelConfig, simulator_url: str | None) -> Endpoint:
-        """The endpoint of a configured model; 'simulator' resolves to the running simulator's URL."""
+    def of(
+        cls, config: ModelConfig, simulator_url: str | None, local_urls: Mapping[str, str] | None = None
+    ) -> Endpoint:
+        """The endpoint of a configured model; 'simulator' resolves to the running simulator's URL, 'local:<name>'
+        to the URL of the run's local server `<name>` (in `local_urls`)."""
         api_base = config.api_base
         if api_base == SIMULATOR:
             if simulator_url is None:
                 raise ValueError(f"model '{config.name}' uses the simulator, but none is running")
             # litellm appends /chat/completions to OpenAI-style bases and /v1/messages to Anthropic ones.
             api_base = simulator_url if config.model.startswith("anthropic/") else f"{simulator_url}/v1"
+        elif api_base is not None and api_base.startswith(LOCAL_SERVER_PREFIX):
+            local_url = (local_urls or {}).get(server_name(api_base))
+            if local_url is None:
+                raise ValueError(f"model '{config.name}' uses {api_base}, but no such server is running")
+            api_base = f"{local_url}/v1"
         return cls(model=config.model, api_base=api_base, api_key_env=config.api_key_env)
 
     @property

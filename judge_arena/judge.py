@@ -8,13 +8,14 @@ never dropped.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge_arena.config import ConfigError, read_yaml
+from judge_arena.config import ConfigError, JudgeConfig, read_yaml
 from judge_arena.defence import screen
 from judge_arena.fence import GameTexts, fence
 from judge_arena.labels import ARENA_HARD, LabelSet, written
@@ -86,12 +87,43 @@ def render_game(
     return (Message("system", template.system), Message("user", user))
 
 
+def verdict_schema(label_set: LabelSet = ARENA_HARD) -> dict[str, object]:
+    """The JSON reply a judge with `structured_output` is constrained to: {"verdict": one of the set's labels}."""
+    return {
+        "type": "object",
+        "properties": {"verdict": {"type": "string", "enum": list(label_set.labels)}},
+        "required": ["verdict"],
+    }
+
+
+def as_called(judge: JudgeConfig, label_set: LabelSet = ARENA_HARD) -> JudgeConfig:
+    """The judge as its calls are made: with a `response_format` of `verdict_schema` when it asks for structured
+    output, in the form it names."""
+    if judge.structured_output is None:
+        return judge
+    schema = verdict_schema(label_set)
+    response_format: dict[str, object] = (
+        {"type": "json_object", "schema": schema}
+        if judge.structured_output == "json_object"
+        else {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+    )
+    return judge.model_copy(update={"params": {**judge.params, "response_format": response_format}})
+
+
 def parse_verdict(reply: str, label_set: LabelSet = ARENA_HARD) -> str | None:
     """The verdict label in a judge's reply ('A>B', …), or None when it has none or conflicting ones.
 
-    Labels inside fenced code blocks are ignored: a judge quoting code is not giving its verdict. The same label
-    repeated counts once, in any case or spacing (`[[ b = a ]]` is `A=B`).
+    A reply that is a JSON object with a "verdict" field (structured output) gives the label there, as written.
+    Otherwise labels inside fenced code blocks are ignored: a judge quoting code is not giving its verdict. The same
+    label repeated counts once, in any case or spacing (`[[ b = a ]]` is `A=B`).
     """
+    try:
+        structured = json.loads(reply)
+    except ValueError:
+        structured = None
+    if isinstance(structured, dict) and "verdict" in structured:
+        verdict = structured["verdict"]
+        return verdict if isinstance(verdict, str) and verdict in label_set.labels else None
     found = {label.label for label in label_set.find(_FENCED_CODE.sub("", reply))}
     return found.pop() if len(found) == 1 else None
 

@@ -38,6 +38,8 @@ class Answer:
     turns: tuple[str, ...]
     output_tokens: int
     latency_s: float
+    cut_turns: int = 0
+    """Turns that stopped at max_tokens (finish reason 'length'): judged as written, counted in the report."""
 
 
 @dataclass(frozen=True)

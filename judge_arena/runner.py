@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
@@ -72,12 +72,14 @@ class CallRunner:
         simulator_url: str | None,
         on_change: Callable[[CallStats], None] | None = None,
         budget: Budget | None = None,
+        local_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.stats = CallStats(max_usd=budget.max_usd if budget else None)
         self._budget = budget
         self._store = store
         self._client = client_factory(self._count_retry)
         self._simulator_url = simulator_url
+        self._local_urls = local_urls
         self._on_change = on_change
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._answered: set[str] = set()
@@ -166,7 +168,7 @@ class CallRunner:
                 self._changed()
                 return done
         try:
-            endpoint = Endpoint.of(model, self._simulator_url)
+            endpoint = Endpoint.of(model, self._simulator_url, self._local_urls)
             receipt = self._store.receipt(key)
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:

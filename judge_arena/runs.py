@@ -280,7 +280,8 @@ def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type
 
 def _read_answers(path: Path) -> pd.DataFrame:
     dtypes = {"model": "string", "prompt_id": "string", "turns": "object", "output_tokens": "int64"}
-    return _read_jsonl(path, {**dtypes, "latency_s": "float64"})
+    # Folders written before answers recorded their cut turns lack the key: none was counted as cut.
+    return _read_jsonl(path, {**dtypes, "latency_s": "float64", "cut_turns": "int64"}, defaults={"cut_turns": 0})
 
 
 def empty_jsonl_table(file: str) -> pd.DataFrame:
@@ -292,13 +293,16 @@ def _read_jsonl_table(path: Path) -> pd.DataFrame:
     return _read_jsonl(path, JSONL_FIELDS[path.name]) if path.exists() else empty_jsonl_table(path.name)
 
 
-def _read_jsonl(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """One object a line with exactly the keys of `dtypes`; a list value is read as a tuple."""
+def _read_jsonl(path: Path, dtypes: Mapping[str, str], defaults: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One object a line with the keys of `dtypes` (those of `defaults` may be missing: their default is read); a
+    list value is read as a tuple."""
     shown = str(path)
+    defaults = defaults or {}
     rows = []
     for number, record in json_lines(read_text(path, shown, RunFolderError), shown, RunFolderError):
-        if not isinstance(record, dict) or set(record) != set(dtypes):
+        if not isinstance(record, dict) or not set(dtypes) - defaults.keys() <= record.keys() <= set(dtypes):
             raise RunFolderError(shown, f"must be an object with keys {', '.join(dtypes)}", line=number)
+        record = {**defaults, **record}
         rows.append({key: tuple(value) if isinstance(value, list) else value for key, value in record.items()})
     return pd.DataFrame(rows, columns=list(dtypes)).astype(dict(dtypes))
 

@@ -7,6 +7,7 @@ without those self-judged battles.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -206,3 +207,20 @@ def canary_warnings(config: ArenaConfig, views: Sequence[View]) -> list[str]:
         if view.board is not None
         for problem in canary_problems({row.model: row.rating for row in view.board.rows}, canaries, real)
     ]
+
+
+def identical_candidates(answers: Iterable[Answer]) -> list[tuple[str, str]]:
+    """Pairs of candidates whose answers are word for word the same on every prompt both answered (two or more).
+
+    Candidates that differ only in a system prompt or a setting the server ignores (a chat template that drops
+    the system message, for one) answer alike at temperature 0: their games are ties that say nothing.
+    """
+    by_model: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for answer in answers:
+        by_model[answer.model][answer.prompt_id] = answer.turns
+    pairs = []
+    for first, second in itertools.combinations(by_model, 2):
+        shared = by_model[first].keys() & by_model[second].keys()
+        if len(shared) >= 2 and all(by_model[first][p] == by_model[second][p] for p in shared):
+            pairs.append((first, second))
+    return pairs

@@ -435,7 +435,7 @@ def synthetic_run(games: int, *, models: int = 8, seed: int = 0) -> RunFolder:
         categories=table("categories.csv", []),
         battles=table("battles.csv", [battles.assign(defence_flags="none")]),
         answers=pd.DataFrame(
-            [(m, f"p{p}", (f"{answer} ({m}, p{p})",), 300, 1.0) for m in names for p in range(prompts)],
+            [(m, f"p{p}", (f"{answer} ({m}, p{p})",), 300, 1.0, 0) for m in names for p in range(prompts)],
             columns=list(ANSWER_FIELDS),
         ),
         failures=table("failures.csv", []),

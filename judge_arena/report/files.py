@@ -13,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from judge_arena.agreement import position_consistency, reasks
 from judge_arena.arena import ArenaRun
 from judge_arena.defence import enabled_canaries
 from judge_arena.records import Battle, Prompt
 from judge_arena.report.html import write_html_report
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
-from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings
+from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings, identical_candidates
 
 
 def _view_columns(view: View) -> dict[str, str]:
@@ -119,6 +120,19 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "flagged_battles": {
             kind: sum(any(f.startswith(f"{kind}:") for f in b.flags) for b in run.battles)
             for kind in ("neutralized", "injection")
+        },
+        "judge_quality": {
+            judge: {
+                **asdict(counts),
+                "position_consistency": [
+                    asdict(c) for c in position_consistency(run.battles) if c.judge == judge and c.category is None
+                ],
+            }
+            for judge, counts in reasks(run.battles).items()
+        },
+        "identical_candidates": identical_candidates(run.answers),
+        "answers_cut_at_max_tokens": {
+            c.name: sum(a.cut_turns > 0 for a in run.answers if a.model == c.name) for c in config.candidates
         },
         "views": [
             {

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from judge_arena.agreement import judge_agreement, position_consistency
+from judge_arena.agreement import judge_agreement, position_consistency, reasks
 from judge_arena.arena import ArenaRun, judge_games, planned_calls
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
@@ -32,7 +32,7 @@ from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
 from judge_arena.report.agreement import agreement_table
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
-from judge_arena.views import View, canary_warnings
+from judge_arena.views import View, canary_warnings, identical_candidates
 
 LOG_INTERVAL_S = 30.0
 """How often progress is printed as a plain line when the output is not a terminal."""
@@ -323,6 +323,20 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
             f"{c.judge}/{c.normalization} {c.value:.2f} ({c.first} lean first, {c.second} second)" for c in consistency
         )
         console.print(f"Position consistency (same winner in both orders): {shares}")
+    for judge, counts in reasks(run.battles).items():
+        if counts.reasked:
+            console.print(
+                f"{judge} was re-asked for a verdict in {counts.reasked} of {counts.games} games "
+                f"({counts.unparsed} still unparsed)"
+            )
+    cut = [a for a in run.answers if a.cut_turns]
+    if cut:
+        console.print(f"{len(cut)} of {len(run.answers)} answers stopped at max_tokens (finish reason 'length')")
+    for first, second in identical_candidates(run.answers):
+        console.print(
+            f"[yellow]{first} and {second} gave the same answers to every prompt[/yellow]: what sets them apart "
+            "(a system prompt, a parameter) had no effect; does the server's chat template drop system messages?"
+        )
     truth = ground_truth(config, views)
     if truth:
         one_judge = len(config.judges) == 1
