@@ -1,16 +1,18 @@
 """The `judge-arena` command: wires the stages together; the logic lives in the stage modules.
 
-Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail),
-2 bad input (config, suite, template, leaderboard, votes), 3 the run stopped at its budget (`budget.max_usd`; the
-report covers what was done, and a rerun with a larger budget resumes from the cache; takes precedence over 1),
-130 / 143 the run was stopped by Ctrl-C (SIGINT) / SIGTERM (the report covers what was done; the same command
-resumes; a second signal exits at once, without a report).
+Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail;
+for `diff`, a gate failed), 2 bad input (config, suite, template, leaderboard, votes, runs, gates), 3 the run
+stopped at its budget (`budget.max_usd`; the report covers what was done, and a rerun with a larger budget resumes
+from the cache; takes precedence over 1), 130 / 143 the run was stopped by Ctrl-C (SIGINT) / SIGTERM (the report
+covers what was done; the same command resumes; a second signal exits at once, without a report).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         with progress_display(console) as progress:
             run = run_arena(inputs, progress, interrupt=interrupt)
         views = rate_views(inputs.config, run.battles, run.answers)
-        folder = write_report(run, views)
+        folder = write_report(run, views, args.config)
     print_run(console, run, views, folder)
     canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)
     if run.interrupted is not None:
@@ -71,17 +73,18 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 def _metrics(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.metrics import compare, load_leaderboard, load_model_map
     from judge_arena.report.metrics import print_metrics
+    from judge_arena.runs import resolve_run
 
     try:
         evaluated = load_leaderboard(
-            args.evaluated,
+            resolve_run(args.evaluated, args.runs_dir),
             fmt=args.format,
             judge=args.judge,
             normalization=args.normalization,
             style_control=args.style_control,
         )
         reference = load_leaderboard(
-            args.reference,
+            resolve_run(args.reference, args.runs_dir),
             fmt=args.reference_format,
             judge=args.reference_judge,
             normalization=args.reference_normalization,
@@ -100,9 +103,11 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.agreement import voter_groups as default_groups
     from judge_arena.metrics import load_model_map
     from judge_arena.report.agreement import print_agreement
+    from judge_arena.runs import resolve_run
 
     try:
-        votes, consistency = load_sources(args.votes, orders=args.orders, run_turn=args.run_turn)
+        sources = [resolve_run(source, args.runs_dir) for source in args.votes]
+        votes, consistency = load_sources(sources, orders=args.orders, run_turn=args.run_turn)
         if args.map:
             votes = rename_models(votes, load_model_map(args.map))
         groups = [parse_group(spec) for spec in args.group or []] or default_groups(votes)
@@ -123,6 +128,52 @@ def _report(args: argparse.Namespace, console: Console) -> int:
         raise _BadInput(str(exc)) from None
     console.print(f"wrote {escape(str(path))}")
     return EXIT_OK
+
+
+def _runs(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.runs import list_runs, resolve_run
+
+    try:
+        if args.path:
+            console.print(str(resolve_run(args.path, args.runs_dir)), highlight=False, soft_wrap=True)
+            return EXIT_OK
+        entries = list_runs(args.runs_dir, args.name)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    if args.json:
+        rows = [{**asdict(entry), "path": str(entry.path)} for entry in entries]
+        console.print_json(json.dumps(rows))
+        return EXIT_OK
+    from judge_arena.report.runs import print_runs
+
+    print_runs(console, entries, args.runs_dir)
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.config import Gate
+    from judge_arena.diff import diff_runs, evaluate_gates, parse_gate
+    from judge_arena.report.diff import diff_markdown, print_diff
+    from judge_arena.runs import load_run, resolve_run
+
+    try:
+        old_path, new_path = (resolve_run(spec, args.runs_dir) for spec in (args.old, args.new))
+        old, new = load_run(old_path), load_run(new_path)
+        gates = [Gate.model_validate(g) for g in new.manifest.get("config", {}).get("gates", [])]
+        gates += [parse_gate(spec) for spec in args.gate or []]
+        result = diff_runs(
+            old, new, old_name=old_path.name, new_name=new_path.name, rounds=args.rounds, method=args.method
+        )
+        outcomes = evaluate_gates(result, gates)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    if args.json:
+        print(json.dumps({**result.to_dict(), "gates": [asdict(g) for g in outcomes]}, indent=2))
+    elif args.markdown:
+        print(diff_markdown(result, outcomes), end="")
+    else:
+        print_diff(console, result, outcomes)
+    return EXIT_OK if all(g.passed for g in outcomes) else EXIT_FAILURES
 
 
 def _simulate(args: argparse.Namespace, console: Console) -> int:
@@ -147,7 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     metrics = commands.add_parser(
         "metrics", help="compare a leaderboard with a reference: separability, agreement, correlation, Brier"
     )
-    metrics.add_argument("evaluated", type=Path, help="run folder or leaderboard.csv, Arena-Hard JSONL, or Arena CSV")
+    metrics.add_argument(
+        "evaluated",
+        type=Path,
+        help="run folder (or run id, latest, latest:NAME) or leaderboard.csv, Arena-Hard JSONL, or Arena CSV",
+    )
     metrics.add_argument("reference", type=Path, help="the reference leaderboard, in any of the same formats")
     metrics.add_argument(
         "--map", type=Path, help="JSON map of model names, reference → evaluated (the other way round is detected)"
@@ -166,11 +221,14 @@ def _parser() -> argparse.ArgumentParser:
             f"--{prefix}style-control",
             help=f"style control of the {whose} run's view: none, or the style set of its raw+sc view",
         )
+    _runs_dir(metrics)
     metrics.set_defaults(handler=_metrics)
     agreement = commands.add_parser(
         "agreement", help="vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency"
     )
-    agreement.add_argument("votes", type=Path, nargs="+", help="run folders, battles.csv files, human vote files")
+    agreement.add_argument(
+        "votes", type=Path, nargs="+", help="run folders (or run ids, latest, latest:NAME), battles.csv, vote files"
+    )
     agreement.add_argument(
         "--group", action="append", help="voter group NAME=PATTERN[,PATTERN] (shell patterns); default: each voter"
     )
@@ -181,15 +239,48 @@ def _parser() -> argparse.ArgumentParser:
     agreement.add_argument("--by-turn", action="store_true", help="one row per turn")
     agreement.add_argument("--no-within", action="store_true", help="skip agreement within each group")
     agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")
+    _runs_dir(agreement)
     agreement.set_defaults(handler=_agreement)
     report = commands.add_parser("report", help="write (or refresh) a run folder's report.html from its files")
     report.add_argument("run", type=Path, help="run folder")
     report.set_defaults(handler=_report)
+    runs = commands.add_parser("runs", help="list the runs under an output folder (name, time, models, status, cost)")
+    _runs_dir(runs)
+    runs.add_argument("--name", help="only the runs of this run name")
+    runs.add_argument("--json", action="store_true", help="print the list as JSON")
+    runs.add_argument("--path", metavar="RUN", help="print the folder of one run (a run id, latest or latest:NAME)")
+    runs.set_defaults(handler=_runs)
+    diff = commands.add_parser(
+        "diff", help="compare two runs: rating changes with 95 %% intervals per view and category; check gates"
+    )
+    diff.add_argument("old", help="the earlier run: a folder, a run id, latest or latest:NAME")
+    diff.add_argument("new", help="the later run, likewise")
+    _runs_dir(diff)
+    diff.add_argument(
+        "--gate",
+        action="append",
+        help="MODEL:KEY=VALUE[:KEY=VALUE…], e.g. my-model:max_drop=25:views=plain,raw+sc or "
+        "my-model:not_significantly_worse_than=prod-model (added to the new run's config gates)",
+    )
+    diff.add_argument(
+        "--method", choices=("paired", "independent"), help="bootstrap; default: paired when the runs share prompts"
+    )
+    diff.add_argument("--rounds", type=int, help="bootstrap rounds; default: the new run's")
+    output = diff.add_mutually_exclusive_group()
+    output.add_argument("--markdown", action="store_true", help="a short Markdown summary (for a CI comment)")
+    output.add_argument("--json", action="store_true", help="the whole diff and the gates as JSON")
+    diff.set_defaults(handler=_diff)
     sim = commands.add_parser("sim", help="serve the simulated models (OpenAI and Anthropic APIs) in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
     sim.set_defaults(handler=_simulate)
     return parser
+
+
+def _runs_dir(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="output folder run ids are looked up in (default: runs)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

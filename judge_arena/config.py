@@ -355,6 +355,31 @@ class BudgetConfig(_Strict):
     )
 
 
+class Gate(_Strict):
+    """A condition a model must meet when a run is compared with an earlier one (`judge-arena diff`)."""
+
+    model: str = Field(min_length=1, description="Candidate name the gate is about.")
+    max_drop: float | None = Field(
+        default=None,
+        ge=0,
+        description="Fail when the model's rating fell by more than this many points, significantly (the interval "
+        "of the change excludes zero).",
+    )
+    not_significantly_worse_than: str | None = Field(
+        default=None, description="Fail when, in the new run, the model is significantly below this candidate."
+    )
+    views: list[str] | None = Field(
+        default=None, description="Views checked (raw, plain, raw+sc, …); unset: every view both runs have."
+    )
+    judge: str | None = Field(default=None, description="Judge whose views are checked; unset: every judge.")
+
+    @model_validator(mode="after")
+    def _check_condition(self) -> Gate:
+        if self.max_drop is None and self.not_significantly_worse_than is None:
+            raise ValueError("a gate needs max_drop or not_significantly_worse_than")
+        return self
+
+
 class ArenaConfig(_Strict):
     """The whole arena: suites, candidates, judges, normalizations, pairing, rating and runner options."""
 
@@ -382,6 +407,9 @@ class ArenaConfig(_Strict):
     local_servers: dict[str, LocalServerConfig] = Field(
         default_factory=dict,
         description="llama.cpp servers the run starts, by name; a model reaches one with `api_base: local:<name>`.",
+    )
+    gates: list[Gate] = Field(
+        default_factory=list, description="Conditions `judge-arena diff` checks against the new run (exit 1)."
     )
 
     _source: Path = PrivateAttr(default=Path("config"))

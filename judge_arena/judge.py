@@ -193,4 +193,6 @@ async def judge_game(
         weight=weight,
         flags=flags,
         replies=replies,
+        suite=game.prompt.suite,
+        turn=len(game.prompt.turns),
     )

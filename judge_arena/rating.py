@@ -497,6 +497,51 @@ def bootstrap_ratings(
     )
 
 
+def refit_ratings(
+    battles: pd.DataFrame,
+    multiplicities: pd.DataFrame,
+    *,
+    scale: float = 400.0,
+    base: float = 10.0,
+    init_rating: float = 1000.0,
+    anchor: str | None = None,
+    anchor_rating: float = 1000.0,
+    l2: float = DEFAULT_L2,
+    style: str | Sequence[str] | None = None,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """The full-data ratings, and the ratings refitted once per row of `multiplicities` (rounds × prompt ids:
+    how many times each prompt's games count in that round; a prompt missing from the columns counts 0).
+
+    `bootstrap_ratings` draws its own resamples; this takes them, so two sets of battles (two runs on the same
+    prompts) can be refitted on one and the same sample, e.g. for a paired bootstrap of their difference.
+    Options as in `fit_bradley_terry`; style covariates keep their full-data standardization in every round.
+    """
+    _check_options(scale=scale, base=base, l2=l2)
+    aggregate = _aggregate(battles, "prompt", _style_features(style))
+    _check_anchor(anchor, aggregate.models)
+    # The aggregate numbers its units in this same order.
+    _, units = pd.factorize(battles["prompt_id"])
+    weights = multiplicities.reindex(columns=units, fill_value=0).to_numpy(dtype=np.float64)
+    full = _newton(aggregate.design, *aggregate.counts(), np.zeros(aggregate.design.width), l2)
+    params = np.empty((len(weights), aggregate.design.width))
+    for r, multiplicity in enumerate(weights):
+        params[r] = _newton(aggregate.design, *aggregate.counts(multiplicity), full, l2)
+    scaled = _to_ratings(
+        aggregate.theta(np.vstack([full, params])),
+        aggregate.models,
+        scale=scale,
+        base=base,
+        init_rating=init_rating,
+        anchor=anchor,
+        anchor_rating=anchor_rating,
+    )
+    models = pd.Index(aggregate.models, name="model")
+    return (
+        pd.Series(scaled[0], index=models, name="rating"),
+        pd.DataFrame(scaled[1:], index=multiplicities.index, columns=models),
+    )
+
+
 def leaderboard(
     battles: pd.DataFrame,
     *,

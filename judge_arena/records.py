@@ -70,3 +70,7 @@ class Battle:
     replies: tuple[str, ...] = ()
     """The judge's replies as received: the verdict with its reasoning, then the answer to the re-ask when there
     was one. Empty for a battle no judge wrote (the panel's)."""
+    suite: str = ""
+    """The name of the prompt's suite."""
+    turn: int = 1
+    """The turn the verdict is on: the conversation's last turn (the judge sees every turn up to it)."""

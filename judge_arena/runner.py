@@ -27,6 +27,21 @@ _CLAIM_POLL_S = 0.2
 
 
 @dataclass
+class ModelCalls:
+    """One model's share of the run's calls (retries are counted for the whole run only)."""
+
+    made: int = 0
+    cached: int = 0
+    """Served without a call: cached, shared with an identical request, or recovered."""
+    failed: int = 0
+    input_tokens: int = 0
+    """Of the calls made, as reported by the provider."""
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    """Of the calls made, from their usage and the model's price (0 without a budget)."""
+
+
+@dataclass
 class CallStats:
     """What the run's calls did: served from cache, made and paid, failed, retried."""
 
@@ -46,6 +61,8 @@ class CallStats:
     """The run's budget in US dollars; None without one (and then no spend is estimated)."""
     spent_usd: float = 0.0
     """Cost of the calls made, from their reported usage and the models' prices (0 without a budget)."""
+    by_model: dict[str, ModelCalls] = field(default_factory=dict)
+    """The same counts per model name."""
 
     @property
     def served(self) -> int:
@@ -106,6 +123,9 @@ class CallRunner:
         self.stats.retries[kind] += 1
         self._changed()
 
+    def _of(self, model: ModelConfig) -> ModelCalls:
+        return self.stats.by_model.setdefault(model.name, ModelCalls())
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.stats)
@@ -130,12 +150,14 @@ class CallRunner:
                 self.stats.shared += 1
             else:
                 self.stats.cached += 1
+            self._of(model).cached += 1
             self._changed()
             return cached
         pending = self._in_flight.get(digest)
         if pending is not None:
             shared = await asyncio.shield(pending)
             self.stats.shared += 1
+            self._of(model).cached += 1
             self._changed()
             return shared
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
@@ -165,6 +187,7 @@ class CallRunner:
             done = self._store.get(key)
             if done is not None:
                 self.stats.cached += 1
+                self._of(model).cached += 1
                 self._changed()
                 return done
         try:
@@ -175,6 +198,7 @@ class CallRunner:
                 self._store.put(key, recovered)
                 self._answered.add(key.digest)
                 self.stats.recovered += 1
+                self._of(model).cached += 1
                 self._changed()
                 return recovered
             return await self._made(model, endpoint, key)
@@ -200,13 +224,14 @@ class CallRunner:
                 key.messages,
                 model.params,
                 on_receipt=functools.partial(self._store.put_receipt, key),
-                on_billed=functools.partial(self._billed, reservation) if reservation else None,
+                on_billed=functools.partial(self._billed, model, reservation) if reservation else None,
             )
             self._store.put(key, completion)
             self._answered.add(key.digest)
         except CallFailed as failure:
             self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
             self.stats.failed += 1
+            self._of(model).failed += 1
             self._changed()
             raise
         except asyncio.CancelledError:
@@ -222,12 +247,17 @@ class CallRunner:
             if not self._calling:
                 self._idle.set()
         self.stats.made += 1
+        calls = self._of(model)
+        calls.made += 1
+        calls.input_tokens += completion.input_tokens
+        calls.output_tokens += completion.output_tokens
         self._changed()
         return completion
 
-    def _billed(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
+    def _billed(self, model: ModelConfig, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
         if self._budget:
             self._budget.bill(reservation, input_tokens, output_tokens)
+            self._of(model).cost_usd += self._budget.spent_usd - self.stats.spent_usd
             self.stats.spent_usd = self._budget.spent_usd
             self._changed()
 

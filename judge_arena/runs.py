@@ -15,13 +15,18 @@ A run folder holds:
   re-ask), whether it was re-asked or left unparsed, and the defence's flags as a list (`JUDGMENT_FIELDS`).
 - ``prompts.jsonl``: one prompt a line: its id, suite, category and user turns (`PROMPT_FIELDS`).
 - ``report.html``: the same run as one self-contained page (`judge_arena.report.html`).
+- ``manifest.json``: what the run was (`MANIFEST_KEYS`): the resolved config and its hash, the suites' and
+  templates' hashes, each model's string, ``api_base`` and params, package versions, the config repository's git
+  revision, seeds, start and end time (UTC) and per-model call statistics. Runs written before it have none.
 
 Column names are plain identifiers. A value that is absent on purpose is written out (``none``); an empty cell is
 a missing value: the label and winner of an unparsed verdict, the note of a category that has a board, the model
 columns of one that has none.
 
 `write_run` writes a folder under a hidden staging name and renames it when complete, so a report is never half
-there; `load_run` reads one back as DataFrames with the dtypes of `COLUMNS`.
+there; `load_run` reads one back as DataFrames with the dtypes of `COLUMNS`. Folders are named
+``<name>-<date>-<time>``; `resolve_run` finds one from a path, a folder name or ``latest`` / ``latest:NAME``, and
+`list_runs` lists the runs under an output folder.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ COLUMNS: Mapping[str, Mapping[str, Kind]] = {
     },
     "battles.csv": {
         "prompt_id": "text",
+        "suite": "optional text",
+        "turn": "optional count",
         "category": "text",
         "judge": "text",
         "normalization": "text",
@@ -91,7 +98,35 @@ COLUMNS: Mapping[str, Mapping[str, Kind]] = {
     "failures.csv": {"stage": "text", "item": "text", "reason": "text"},
 }
 """Every CSV file of a run folder and its columns, in order. `categories.csv`'s `category_battles` counts the
-category's games; its `battles` (from the board's rows) counts one model's games, as in `leaderboard.csv`."""
+category's games; its `battles` (from the board's rows) counts one model's games, as in `leaderboard.csv`.
+`battles.csv`'s `suite` and `turn` (the verdict's turn: the conversation's last) are missing in older runs."""
+
+ADDED_COLUMNS: Mapping[str, tuple[str, ...]] = {"battles.csv": ("suite", "turn")}
+"""Columns added after run folders were first written: a file without them reads them as missing values."""
+
+MANIFEST_KEYS = (
+    "config",
+    "config_hash",
+    "suites",
+    "templates",
+    "models",
+    "packages",
+    "git_revision",
+    "seeds",
+    "started_at",
+    "finished_at",
+    "calls",
+)
+"""Keys of ``manifest.json``: `config` (the resolved config, as JSON), `config_hash` (SHA-256 of it, keys
+sorted), `suites` and `templates` (path → SHA-256 of the file), `models` (name → model string, ``api_base``,
+params and the *name* of its key's environment variable), `packages` (name → installed version or None),
+`git_revision` (HEAD of the config's repository, or None), `seeds`, `started_at` and `finished_at` (UTC, ISO 8601),
+and `calls` (per model: calls made, cached (shared and recovered included) and failed, input and output tokens
+of the calls made, cost in USD (None without a budget) and, for a candidate, its answers; retries are counted for
+the whole run only, in ``summary.json``)."""
+
+LATEST = "latest"
+"""The run id of the newest run under an output folder; ``latest:NAME`` is the newest run named NAME."""
 
 ANSWER_FIELDS = tuple(f.name for f in fields(Answer))
 """Keys of each line of ``answers.jsonl`` (the columns of `RunFolder.answers`)."""
@@ -162,6 +197,8 @@ class RunFolder:
     """``judgments.jsonl``: one row per judged game with the judge's replies."""
     prompts: pd.DataFrame = field(default_factory=lambda: empty_jsonl_table("prompts.jsonl"))
     """``prompts.jsonl``: one row per prompt with its user turns."""
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    """``manifest.json`` (`MANIFEST_KEYS`); empty for a run written before manifests."""
 
     def board(
         self, *, judge: str | None = None, normalization: str | None = None, style_control: str | None = None
@@ -183,11 +220,7 @@ def load_run(path: Path) -> RunFolder:
     """
     if not path.is_dir():
         raise RunFolderError(str(path), "not a run folder" if path.exists() else "no such folder")
-    summary_path = path / "summary.json"
-    shown = str(summary_path)
-    summary = parse_json(read_text(summary_path, shown, RunFolderError), shown, RunFolderError)
-    if not isinstance(summary, dict):
-        raise RunFolderError(str(summary_path), "must be a JSON object")
+    summary = _json_object(path / "summary.json")
     return RunFolder(
         boards=read_table(path / "leaderboard.csv"),
         categories=read_table(path / "categories.csv"),
@@ -197,6 +230,101 @@ def load_run(path: Path) -> RunFolder:
         summary=summary,
         judgments=_read_jsonl_table(path / "judgments.jsonl"),
         prompts=_read_jsonl_table(path / "prompts.jsonl"),
+        manifest=_read_manifest(path / "manifest.json"),
+    )
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    shown = str(path)
+    value = parse_json(read_text(path, shown, RunFolderError), shown, RunFolderError)
+    if not isinstance(value, dict):
+        raise RunFolderError(shown, "must be a JSON object")
+    return value
+
+
+def _read_manifest(path: Path) -> Mapping[str, Any]:
+    return _json_object(path) if path.exists() else {}
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder under an output folder, as `judge-arena runs` lists it."""
+
+    id: str
+    """The folder's name: the run id commands accept."""
+    path: Path
+    name: str
+    """The config's run name."""
+    time: str
+    """When the run finished (UTC, from its manifest), else the local time in its folder name."""
+    models: tuple[str, ...]
+    """The candidates."""
+    status: str
+    """"ok", "failures" (some work items failed) or "budget" (stopped at its budget)."""
+    cost_usd: float | None
+    """What the run's calls cost, when known (the manifest's total, else the budget's spend)."""
+
+
+_FOLDER_NAME = re.compile(r"(?P<name>.+)-(?P<date>\d{8})-(?P<time>\d{6})(?:-(?P<suffix>\d+))?")
+
+
+def list_runs(root: Path, name: str | None = None) -> list[RunEntry]:
+    """The run folders directly under `root` (those named NAME when given), oldest first.
+
+    A run folder is a folder named ``<name>-<date>-<time>[-n]`` holding a ``summary.json``; hidden staging folders
+    and symbolic links (such as a ``last-good`` link a CI job keeps) are not listed. A folder that cannot be read
+    raises `RunFolderError`.
+    """
+    entries: list[tuple[tuple[str, str, int], RunEntry]] = []
+    for path in root.iterdir() if root.is_dir() else ():
+        match = _FOLDER_NAME.fullmatch(path.name)
+        if match is None or path.is_symlink() or not (path / "summary.json").is_file():
+            continue
+        entry = _entry(path, match)
+        if name is None or entry.name == name:
+            entries.append(((match["date"], match["time"], int(match["suffix"] or 1)), entry))
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]
+
+
+def resolve_run(spec: str | Path, root: Path) -> Path:
+    """The run folder `spec` names: an existing path (returned as it is), a run id (a folder name under `root`), or
+    ``latest`` / ``latest:NAME`` (the newest run under `root`, of that run name).
+
+    Raises `RunFolderError` when nothing matches, naming what was looked for.
+    """
+    text = str(spec)
+    if text == LATEST or text.startswith(f"{LATEST}:"):
+        name = text.partition(":")[2] or None
+        runs = list_runs(root, name)
+        if not runs:
+            what = f"no run named {name!r}" if name else "no run"
+            raise RunFolderError(str(root), f"{what} to resolve {text!r}")
+        return runs[-1].path
+    path = Path(spec)
+    if path.exists():
+        return path
+    if (root / text).is_dir() and "/" not in text:
+        return root / text
+    raise RunFolderError(text, f"no such run folder (nor a run id under {root}, nor 'latest' or 'latest:NAME')")
+
+
+def _entry(path: Path, match: re.Match[str]) -> RunEntry:
+    summary = _json_object(path / "summary.json")
+    manifest = _read_manifest(path / "manifest.json")
+    budget = summary.get("budget") or {}
+    status = "budget" if budget.get("reached") else "failures" if summary.get("failures") else "ok"
+    costs = [calls.get("cost_usd") for calls in (manifest.get("calls") or {}).values()]
+    known = [cost for cost in costs if cost is not None]
+    cost = sum(known) if known else budget.get("spent_usd")
+    date, clock = match["date"], match["time"]
+    return RunEntry(
+        id=path.name,
+        path=path,
+        name=str(summary.get("name", match["name"])),
+        time=manifest.get("finished_at") or f"{date[:4]}-{date[4:6]}-{date[6:]} {clock[:2]}:{clock[2:4]}:{clock[4:]}",
+        models=tuple(summary.get("candidates", ())),
+        status=status,
+        cost_usd=None if cost is None else float(cost),
     )
 
 
@@ -208,15 +336,21 @@ def read_table(path: Path, file: str | None = None, *, error: type[InputFileErro
     its own input names its own error type).
     """
     columns = COLUMNS[file or path.name]
+    added = ADDED_COLUMNS.get(file or path.name, ())
     shown = str(path)
-    header, rows = read_csv(read_text(path, shown, error), shown, list(columns), error)
+    required = [name for name in columns if name not in added]
+    header, rows = read_csv(read_text(path, shown, error), shown, required, error)
     kinds: dict[str, Kind] = {name: columns.get(name, "text") for name in header}
     values: dict[str, list[object]] = {name: [] for name in header}
     for line, row in rows:
         for name, cell in row.items():
             values[name].append(_value(cell, kinds[name], shown, line, name, error))
     index = pd.Index([line for line, _ in rows], name="line", dtype="int64")
-    return pd.DataFrame({name: pd.Series(values[name], index=index, dtype=_DTYPES[kinds[name]]) for name in header})
+    frame = pd.DataFrame({name: pd.Series(values[name], index=index, dtype=_DTYPES[kinds[name]]) for name in header})
+    for name in added:
+        if name not in header:
+            frame[name] = pd.Series(None, index=index, dtype=_DTYPES[columns[name]])
+    return frame[[*columns, *(name for name in header if name not in columns)]]
 
 
 def select_view(
@@ -374,6 +508,8 @@ def _write_files(run: RunFolder, staging: Path) -> None:
                 out.write(json.dumps({**record, **lists}, ensure_ascii=False) + "\n")
     run.failures.to_csv(staging / "failures.csv", index=False)
     (staging / "summary.json").write_text(json.dumps(run.summary, indent=2), encoding="utf-8")
+    if run.manifest:
+        (staging / "manifest.json").write_text(json.dumps(run.manifest, indent=2), encoding="utf-8")
 
 
 def remove_stale_staging(root: Path, name: str, *, stale_after_s: float = STALE_AFTER_S) -> list[Path]:

@@ -25,7 +25,19 @@ from judge_arena.style import StyleFeatures, style_features
 PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
 
-BATTLE_COLUMNS = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "weight")
+BATTLE_COLUMNS = (
+    "prompt_id",
+    "suite",
+    "turn",
+    "category",
+    "judge",
+    "normalization",
+    "model_a",
+    "model_b",
+    "label",
+    "winner",
+    "weight",
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class View:
     """The style covariates the view is controlled for (a `rating.STYLE_SETS` name), or None."""
     by_category: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
     """One leaderboard per prompt category, each with a note when its battles are too few to trust."""
+    by_suite: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
+    """One leaderboard per suite when the run has several (empty with one), fitted and noted like a category's."""
 
     @property
     def label(self) -> str:
@@ -62,7 +76,19 @@ class View:
 def battles_frame(battles: Iterable[Battle]) -> pd.DataFrame:
     """The battles as a table, one row per judged game (the rating stage's input)."""
     rows = [
-        (b.prompt_id, b.category, b.judge, b.normalization, b.model_a, b.model_b, b.label, b.winner, b.weight)
+        (
+            b.prompt_id,
+            b.suite,
+            b.turn,
+            b.category,
+            b.judge,
+            b.normalization,
+            b.model_a,
+            b.model_b,
+            b.label,
+            b.winner,
+            b.weight,
+        )
         for b in battles
     ]
     return pd.DataFrame(rows, columns=list(BATTLE_COLUMNS))
@@ -113,6 +139,8 @@ def panel_battles(battles: Iterable[Battle], method: Literal["mean", "majority"]
             Battle(
                 prompt_id=first.prompt_id,
                 category=first.category,
+                suite=first.suite,
+                turn=first.turn,
                 judge=PANEL,
                 normalization=first.normalization,
                 model_a=first.model_a,
@@ -160,6 +188,7 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
     if rating.style_control != "none" and "raw" in config.normalizations:
         specs.append(("raw", rating.style_control))
 
+    suites = frame["suite"].nunique()
     views = []
     for judge in judges:
         for normalization, style in specs:
@@ -192,6 +221,7 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
                     board_without_self=without_self,
                     note_without_self=note_without_self,
                     by_category=leaderboards_by(decided, "category", **view_options),
+                    by_suite=leaderboards_by(decided, "suite", **view_options) if suites > 1 else {},
                 )
             )
     return views

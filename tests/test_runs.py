@@ -97,7 +97,7 @@ def test_a_category_that_reaches_the_threshold_is_reported_and_read_back(tmp_pat
 
 def test_load_run_names_the_file_and_line_of_a_bad_value(tmp_path: Path) -> None:
     battles = tmp_path / "battles.csv"
-    battles.write_text(",".join(COLUMNS["battles.csv"]) + "\np1,c,j,raw,a,b,A>B,model_a,lots,none\n")
+    battles.write_text(",".join(COLUMNS["battles.csv"]) + "\np1,core,1,c,j,raw,a,b,A>B,model_a,lots,none\n")
     with pytest.raises(RunFolderError, match=r"battles.csv line 2: field 'weight': must be a number, got 'lots'"):
         read_table(battles)
     with pytest.raises(RunFolderError, match=r"no such folder"):

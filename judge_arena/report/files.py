@@ -6,8 +6,13 @@ folder, and the folder's report.html.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from judge_arena.arena import ArenaRun
 from judge_arena.defence import enabled_canaries
 from judge_arena.records import Battle, Prompt
 from judge_arena.report.html import write_html_report
+from judge_arena.runner import ModelCalls
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
 from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings, identical_candidates
 
@@ -152,8 +158,86 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     }
 
 
-def write_report(run: ArenaRun, views: list[View]) -> Path:
-    """Write the run's report folder (`judge_arena.runs` describes it) and return its path."""
+PACKAGES = ("judge-arena", "litellm", "openai", "anthropic")
+"""Packages whose installed versions the manifest records."""
+
+
+def manifest(run: ArenaRun, config_path: Path | None = None, *, finished: datetime | None = None) -> dict[str, Any]:
+    """What the run was, as written to manifest.json (`judge_arena.runs.MANIFEST_KEYS` describes each key).
+
+    `config_path` is the config file, whose repository's git revision is recorded (None when it is not in a git
+    repository, or not given). The start time is the end time less the run's elapsed time. Only the *name* of
+    each key's environment variable is recorded, never a key.
+    """
+    config = run.inputs.config
+    resolved = config.model_dump(mode="json")
+    finished = finished or datetime.now(UTC)
+    models = [*config.candidates, *config.judges]
+    answers = {c.name: [a for a in run.answers if a.model == c.name] for c in config.candidates}
+    return {
+        "config": resolved,
+        "config_hash": _sha256(json.dumps(resolved, sort_keys=True).encode()),
+        "suites": {str(s.path): _file_hash(s.path) for s in config.suites},
+        "templates": {str(j.template): _file_hash(j.template) for j in config.judges},
+        "models": {
+            m.name: {"model": m.model, "api_base": m.api_base, "params": m.params, "api_key_env": m.api_key_env}
+            for m in models
+        },
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git_revision": _git_revision(config_path.parent) if config_path is not None else None,
+        "seeds": {
+            "rating": config.rating.seed,
+            **{m.name: m.params["seed"] for m in models if "seed" in m.params},
+        },
+        "started_at": (finished - timedelta(seconds=run.elapsed_s)).isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        # Retries are counted per run only (summary.json's "calls"); cost only with a budget.
+        "calls": {
+            m.name: {
+                **asdict(run.stats.by_model.get(m.name, ModelCalls())),
+                "cost_usd": round(run.stats.by_model[m.name].cost_usd, 6)
+                if config.budget is not None and m.name in run.stats.by_model
+                else None,
+                "answers": len(answers[m.name]) if m.name in answers else None,
+            }
+            for m in models
+        },
+    }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return _sha256(path.read_bytes())
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision(folder: Path) -> str | None:
+    """HEAD of the git repository holding `folder`, or None (no repository, or no git)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def write_report(run: ArenaRun, views: list[View], config_path: Path | None = None) -> Path:
+    """Write the run's report folder (`judge_arena.runs` describes it) and return its path.
+
+    `config_path`, the config file, lets the manifest record its repository's git revision.
+    """
     config = run.inputs.config
     folder = RunFolder(
         boards=leaderboard_frame(views),
@@ -164,6 +248,7 @@ def write_report(run: ArenaRun, views: list[View]) -> Path:
         summary=summary(run, views),
         judgments=judgments_table(run.battles),
         prompts=prompts_table(run.inputs.prompts),
+        manifest=manifest(run, config_path),
     )
     written = write_run(folder, config.runner.output_dir, config.name)
     write_html_report(written)

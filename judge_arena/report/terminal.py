@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -197,7 +198,10 @@ def progress_display(console: Console) -> LiveProgress | LogProgress:
 def _cell(row: LeaderboardRow | None) -> str:
     if row is None:
         return "–"
-    return f"{row.rating:.0f} [dim]#{row.position}[/dim]\n[dim]{row.lower:.0f}–{row.upper:.0f}[/dim]"
+    cell = f"{row.rating:.0f} [dim]#{row.position}[/dim]\n[dim]{row.lower:.0f}–{row.upper:.0f}[/dim]"
+    if row.win_rate is not None and row.win_rate_lower is not None and row.win_rate_upper is not None:
+        cell += f"\n{row.win_rate:.0f}% [dim]{row.win_rate_lower:.0f}–{row.win_rate_upper:.0f}[/dim]"
+    return cell
 
 
 def _move(change: int) -> str:
@@ -229,6 +233,9 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
         caption.append(f"Δ: places gained (↑) or lost (↓) against {first.label}")
     if any(v.style for v in rated):
         caption.append("+sc: style-controlled (" + ", ".join(sorted({v.style for v in rated if v.style})) + ")")
+    reference = next((v.board.reference for v in rated if v.board is not None and v.board.reference), None)
+    if reference is not None:
+        caption.append(f"under it, the win rate against {reference} with its interval")
     table.caption = "; ".join(caption)
     for model in order:
         cells = [model]
@@ -307,6 +314,12 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
         console.print(views_table(judge, judge_views, candidates))
         for view in judge_views:
             _print_notes(console, view)
+        for suite in dict.fromkeys(name for view in judge_views for name in view.by_suite):
+            suite_views = [replace(v, board=v.by_suite[suite].board) for v in judge_views if suite in v.by_suite]
+            console.print(views_table(f"{judge} · suite {suite}", suite_views, candidates))
+            for view in suite_views:
+                if view.board is None:
+                    console.print(f"  {view.label}: not rated: {escape(view.by_suite[suite].note or '')}")
         categories = judge_views[0].by_category
         if categories:
             rated = sum(c.board is not None for c in categories.values())

@@ -1,0 +1,132 @@
+"""How a diff of two runs reads: a terminal table per view, and a short Markdown summary for a CI job's comment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, Significance
+
+_MARK = {"worse": "[red]worse[/red]", "better": "[green]better[/green]", "none": ""}
+
+
+def method_text(diff: DiffResult) -> str:
+    """How the intervals were computed, in one sentence."""
+    if diff.method == "paired":
+        how = f"paired bootstrap over the prompts ({diff.shared_prompts} shared"
+        how += (
+            ""
+            if diff.old_prompts == diff.new_prompts == diff.shared_prompts
+            else (f"; {diff.old_prompts} in the old run, {diff.new_prompts} in the new")
+        )
+        how += ")"
+    else:
+        how = (
+            f"independent bootstraps ({diff.old_prompts} and {diff.new_prompts} prompts, {diff.shared_prompts} shared)"
+        )
+    anchor = f"; {diff.anchor} held fixed" if diff.anchor else ""
+    return f"95 % intervals of the change from {how}, {diff.rounds} rounds{anchor}"
+
+
+def _change_text(change: float, lower: float, upper: float) -> str:
+    return f"{change:+.0f} [{lower:+.0f}, {upper:+.0f}]"
+
+
+def _rank_text(change: RatingChange) -> str:
+    moved = change.old_position - change.new_position
+    return f"{change.old_position} → {change.new_position}" + (f" ({moved:+d})" if moved else "")
+
+
+def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] = ()) -> None:
+    """The diff in the terminal: each view's overall board, the significant category changes, the style shift,
+    notes and gates."""
+    console.print(f"[bold]{escape(diff.old)} → {escape(diff.new)}[/bold]: {escape(method_text(diff))}")
+    overall = [c for c in diff.changes if c.category == ALL]
+    for (judge, view), rows in groupby(overall, key=lambda c: (c.judge, c.view)):
+        table = Table(title=f"{judge} / {view}", title_justify="left")
+        for column in ("model", "old", "new", "change [95 % CI]", "position", "rank", ""):
+            table.add_column(column, justify="left" if column in ("model", "") else "right")
+        for change in rows:
+            table.add_row(
+                escape(change.model),
+                f"{change.old:.0f}",
+                f"{change.new:.0f}",
+                _change_text(change.change, change.lower, change.upper),
+                _rank_text(change),
+                f"{change.old_rank} → {change.new_rank}",
+                _MARK[change.significance],
+            )
+        console.print(table)
+    categories = [c for c in diff.changes if c.category != ALL]
+    flagged = [c for c in categories if c.significance != "none"]
+    if categories:
+        table = Table(
+            title=f"significant changes by category ({len(flagged)} of {len(categories)})", title_justify="left"
+        )
+        for column in ("judge / view", "category", "model", "change [95 % CI]", ""):
+            table.add_column(column)
+        for change in flagged:
+            table.add_row(
+                escape(f"{change.judge} / {change.view}"),
+                escape(change.category),
+                escape(change.model),
+                _change_text(change.change, change.lower, change.upper),
+                _MARK[change.significance],
+            )
+        console.print(table)
+    if diff.style_shifts:
+        table = Table(title="style shift (raw − plain)", title_justify="left")
+        for column in ("judge", "model", "old", "new", "change [95 % CI]", ""):
+            table.add_column(column)
+        for shift in diff.style_shifts:
+            table.add_row(
+                escape(shift.judge),
+                escape(shift.model),
+                f"{shift.old:+.0f}",
+                f"{shift.new:+.0f}",
+                _change_text(shift.change, shift.lower, shift.upper),
+                {"worse": "smaller", "better": "larger", "none": ""}[shift.significance],
+            )
+        console.print(table)
+    for note in diff.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    for gate in gates:
+        status = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
+        console.print(f"gate {escape(gate.gate)}: {status}")
+        for failure in gate.failures:
+            console.print(f"  {escape(failure)}")
+
+
+def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
+    """A short Markdown summary for a CI job's comment: what got significantly worse or better, in which view and
+    category, and the gates."""
+    lines = [f"### judge-arena diff: `{diff.old}` → `{diff.new}`", "", method_text(diff) + ".", ""]
+    headings: tuple[tuple[Significance, str], ...] = (
+        ("worse", "Significantly worse"),
+        ("better", "Significantly better"),
+    )
+    for significance, title in headings:
+        changes = diff.significant(significance)
+        if not changes:
+            lines.append(f"**{title}:** nothing.")
+            continue
+        lines.append(f"**{title}:**")
+        for model, rows in groupby(sorted(changes, key=lambda c: c.model), key=lambda c: c.model):
+            where = ", ".join(
+                f"{c.judge}/{c.view}"
+                + ("" if c.category == ALL else f" ({c.category})")
+                + f" {_change_text(c.change, c.lower, c.upper)}"
+                for c in rows
+            )
+            lines.append(f"- **{model}**: {where}")
+        lines.append("")
+    if gates:
+        lines += ["", "**Gates:**"]
+        for gate in gates:
+            lines.append(f"- {'✅' if gate.passed else '❌'} `{gate.gate}`")
+            lines += [f"  - {failure}" for failure in gate.failures]
+    return "\n".join(lines).rstrip() + "\n"
