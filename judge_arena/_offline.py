@@ -1,4 +1,7 @@
-"""The one place that makes the package safe without a network: run before litellm or tiktoken is imported."""
+"""Offline defaults for litellm and tiktoken, applied by the code that needs them, just before it imports or uses them.
+
+Only defaults: a variable the user set is left as it is. Importing judge_arena changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +20,15 @@ def _litellm_tokenizers() -> Path | None:
 
 
 def configure_offline() -> None:
-    """Stop litellm fetching its price map and other catalogs itself, and point tiktoken at litellm's BPE files.
+    """Default litellm to its bundled price map with no fetches of its own, and tiktoken to litellm's BPE files.
 
-    A TIKTOKEN_CACHE_DIR the user set to an existing folder is kept (it may hold more encodings).
+    judge-arena never needs a newer price map than the bundled one, nor any catalog litellm downloads on its own
+    initiative; without these defaults `import litellm` fetches the map over the network (and stalls offline), and
+    tiktoken downloads its BPE files on first use. A user who sets any of these variables gets what they set.
     """
-    # Forced, not defaulted: a user's LITELLM_LOCAL_MODEL_COST_MAP=False would make every import fetch the
-    # price map over the network (and stall or fail offline); judge-arena never needs a newer map than the
-    # bundled one, nor any catalog litellm downloads on its own initiative rather than on a call we make.
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    os.environ["LITELLM_OFFLINE_MODE"] = "true"
-    user_cache = os.environ.get("TIKTOKEN_CACHE_DIR")
-    if user_cache and Path(user_cache).is_dir():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
         return
     # litellm points tiktoken at these files itself, but only once imported; token counting must not need it.
     bundled = _litellm_tokenizers()

@@ -127,18 +127,6 @@ def planned_calls(inputs: Inputs) -> int:
     return len(config.candidates) * turns + judge_games(config, len(inputs.prompts))
 
 
-def run_arena(
-    inputs: Inputs,
-    progress: Progress | None = None,
-    *,
-    simulator_url: str | None = None,
-    interrupt: Interrupt | None = None,
-    grace_s: float = GRACE_S,
-) -> ArenaRun:
-    """Run the arena through the cache (see `play_arena`), in an event loop of its own."""
-    return asyncio.run(play_arena(inputs, progress, simulator_url=simulator_url, interrupt=interrupt, grace_s=grace_s))
-
-
 async def play_arena(
     inputs: Inputs,
     progress: Progress | None = None,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from judge_arena._offline import configure_offline
 from judge_arena.config import ArenaConfig, ConfigError, ModelConfig
 from judge_arena.records import Message
 from judge_arena.tokens import input_tokens, output_cap
@@ -56,6 +57,7 @@ def known_price(model: ModelConfig) -> Price | None:
 @functools.cache
 def _litellm_price(model: str) -> Price | None:
     # Imported here: litellm takes seconds to import, and only a run with a budget needs its prices.
+    configure_offline()
     import litellm
 
     # The map keys most models without their provider prefix ('gpt-4o-mini', not 'openai/gpt-4o-mini').

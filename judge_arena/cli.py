@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +30,7 @@ EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
 EXIT_SIGNAL = 128
 """Plus the signal's number: 130 when Ctrl-C (SIGINT) stopped the run, 143 for SIGTERM."""
+_EXIT_OF_STATUS = {"complete": EXIT_OK, "failures": EXIT_FAILURES, "budget": EXIT_BUDGET}
 
 
 class _BadInput(Exception):
@@ -36,25 +38,18 @@ class _BadInput(Exception):
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.arena import load_inputs, run_arena
     from judge_arena.interrupt import Interrupt, on_signals
-    from judge_arena.report.files import write_report
+    from judge_arena.pipeline import run_arena
     from judge_arena.report.terminal import print_run, progress_display
-    from judge_arena.views import canary_warnings, rate_views
 
-    inputs = load_inputs(load_config(args.config))
+    config = load_config(args.config)
     with on_signals(Interrupt()) as interrupt:
         with progress_display(console) as progress:
-            run = run_arena(inputs, progress, interrupt=interrupt)
-        views = rate_views(inputs.config, run.battles, run.answers)
-        folder = write_report(run, views, args.config)
-    print_run(console, run, views, folder)
-    canaries_failed = inputs.config.canaries.fail_if_beats_real_model and canary_warnings(inputs.config, views)
-    if run.interrupted is not None:
-        return EXIT_SIGNAL + run.interrupted
-    if run.stats.refused:
-        return EXIT_BUDGET
-    return EXIT_FAILURES if run.failures or canaries_failed else EXIT_OK
+            result = run_arena(config, progress=progress, interrupt=interrupt)
+    print_run(console, result.run, result.views, result.folder)
+    if result.run.interrupted is not None:
+        return EXIT_SIGNAL + result.run.interrupted
+    return _EXIT_OF_STATUS[result.status]
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
@@ -188,6 +183,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="judge-arena", description="An arena of LLM candidates judged by LLMs.")
+    parser.add_argument("--version", action="version", version=f"judge-arena {version('judge-arena')}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="generate, judge (raw and plain), rate, report")
     run.add_argument("config", type=Path, help="arena config (YAML)")

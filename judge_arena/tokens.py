@@ -16,6 +16,7 @@ from typing import Any
 
 import tiktoken
 
+from judge_arena._offline import configure_offline
 from judge_arena.records import Message
 
 TOKENS_PER_MESSAGE = 8
@@ -30,6 +31,7 @@ _OUTPUT_PARAMS = ("max_tokens", "max_completion_tokens")
 
 @functools.cache
 def _encoding() -> tiktoken.Encoding:
+    configure_offline()
     return tiktoken.get_encoding("cl100k_base")
 
 

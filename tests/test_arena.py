@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from judge_arena.arena import ArenaRun, load_inputs, run_arena
+from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.cli import EXIT_OK, main
 from judge_arena.config import load_config
 from judge_arena.sim import SimulatorServer
@@ -51,7 +53,7 @@ def _config(folder: Path, suite: Path, *, limit: int = 6, template: Path = TEMPL
 
 
 def _run(path: Path, sim: SimulatorServer) -> ArenaRun:
-    return run_arena(load_inputs(load_config(path)), simulator_url=sim.url)
+    return asyncio.run(play_arena(load_inputs(load_config(path)), simulator_url=sim.url))
 
 
 def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from judge_arena.arena import ArenaRun, load_inputs, run_arena
+from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.budget import Budget
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_OK, main
 from judge_arena.config import ModelConfig, PriceConfig, load_config
@@ -66,7 +66,7 @@ def _config(folder: Path, *, max_usd: float | None, priced: bool = True, limit: 
 
 
 def _run(path: Path, sim: SimulatorServer) -> ArenaRun:
-    return run_arena(load_inputs(load_config(path)), simulator_url=sim.url)
+    return asyncio.run(play_arena(load_inputs(load_config(path)), simulator_url=sim.url))
 
 
 def _cached(folder: Path) -> list[tuple[str, int, int]]:

@@ -3,6 +3,8 @@ and nothing is paid twice."""
 
 from __future__ import annotations
 
+import asyncio
+
 import itertools
 import json
 import re
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judge_arena.arena import CACHE_FILE, ArenaRun, candidate_pairs, load_inputs, run_arena
+from judge_arena.arena import CACHE_FILE, ArenaRun, candidate_pairs, load_inputs, play_arena
 from judge_arena.config import load_config
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.faults import Fault, FaultInjector, FaultPlan
@@ -70,7 +72,7 @@ def _config(folder: Path) -> Path:
 
 
 def _run(path: Path, simulator_url: str) -> ArenaRun:
-    return run_arena(load_inputs(load_config(path)), simulator_url=simulator_url)
+    return asyncio.run(play_arena(load_inputs(load_config(path)), simulator_url=simulator_url))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import main
 from judge_arena.config import load_config
 from judge_arena.interrupt import Interrupt
@@ -160,9 +160,9 @@ def test_a_run_stopped_in_code_keeps_what_it_did_in_the_order_of_a_full_run(
         return None
 
     sim.hook = stop_after_some_answers
-    partial = run_arena(load_inputs(load_config(path)), interrupt=interrupt)
+    partial = asyncio.run(play_arena(load_inputs(load_config(path)), interrupt=interrupt))
     sim.hook = latency
-    full = run_arena(load_inputs(load_config(path)))
+    full = asyncio.run(play_arena(load_inputs(load_config(path))))
 
     assert partial.interrupted == signal.SIGTERM and full.interrupted is None
     assert 0 < len(partial.answers) < len(full.answers) and len(partial.battles) < len(full.battles)

@@ -23,12 +23,20 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_litellm_fetches_are_forced_off_even_when_the_user_turned_them_on(env: pytest.MonkeyPatch) -> None:
-    env.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "False")
-    env.setenv("LITELLM_OFFLINE_MODE", "false")
+def test_litellm_fetches_default_to_off(env: pytest.MonkeyPatch) -> None:
     configure_offline()
     assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert os.environ["LITELLM_OFFLINE_MODE"] == "true"
+
+
+def test_what_the_user_set_is_kept(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "False")
+    env.setenv("LITELLM_OFFLINE_MODE", "false")
+    env.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "mine"))
+    configure_offline()
+    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "False"
+    assert os.environ["LITELLM_OFFLINE_MODE"] == "false"
+    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(tmp_path / "mine")
 
 
 def test_tiktoken_cache_is_litellms_bundled_bpe_files(env: pytest.MonkeyPatch) -> None:
@@ -40,16 +48,15 @@ def test_tiktoken_cache_is_litellms_bundled_bpe_files(env: pytest.MonkeyPatch) -
     assert (cache / hashlib.sha1(CL100K_URL.encode()).hexdigest()).is_file()
 
 
-def test_a_users_existing_tiktoken_cache_is_kept(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    env.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    configure_offline()
-    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(tmp_path)
-
-
-def test_a_users_missing_tiktoken_cache_is_replaced(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    env.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "absent"))
-    configure_offline()
-    assert Path(os.environ["TIKTOKEN_CACHE_DIR"]).name == "tokenizers"
+def test_importing_the_package_changes_no_environment_variable() -> None:
+    child = (
+        "import json, os; before = dict(os.environ); import judge_arena; "
+        "judge_arena.__all__; print(json.dumps(dict(os.environ) == before))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "TIKTOKEN_"))}
+    done = subprocess.run([sys.executable, "-c", child], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) is True
 
 
 # Runs in the child before judge_arena is imported: any connection to a non-loopback address, or name lookup
@@ -99,11 +106,11 @@ def getaddrinfo(host, *args, **kwargs):
 
 socket.getaddrinfo = getaddrinfo
 
-from judge_arena.style import count_tokens
+from judge_arena.tokens import count_tokens
 tokens = count_tokens("hello world")
-litellm_loaded_by_style = "litellm" in sys.modules
+litellm_loaded_by_tokens = "litellm" in sys.modules
 import litellm
-result = {"tokens": tokens, "litellm_loaded_by_style": litellm_loaded_by_style, "attempts": attempts}
+result = {"tokens": tokens, "litellm_loaded_by_tokens": litellm_loaded_by_tokens, "attempts": attempts}
 result["has_gpt_4o_price"] = "gpt-4o" in litellm.model_cost
 print(json.dumps(result))
 """
@@ -126,4 +133,4 @@ def test_tokens_and_litellm_import_without_a_network(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     # The price map is litellm's bundled copy: the fetch it would make at import was never tried.
-    assert result == {"tokens": 2, "litellm_loaded_by_style": False, "attempts": [], "has_gpt_4o_price": True}
+    assert result == {"tokens": 2, "litellm_loaded_by_tokens": False, "attempts": [], "has_gpt_4o_price": True}

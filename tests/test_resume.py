@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from judge_arena.arena import CACHE_FILE, ArenaRun, load_inputs, run_arena
+from judge_arena.arena import CACHE_FILE, ArenaRun, load_inputs, play_arena
 from judge_arena.config import load_config
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.server import SimRequest
@@ -123,9 +123,8 @@ def _comparable(run: ArenaRun) -> tuple[object, object]:
 def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     with SimulatorServer() as reference_sim:
-        reference = run_arena(
-            load_inputs(load_config(_config(tmp_path / "reference", "simulator"))), simulator_url=reference_sim.url
-        )
+        reference_inputs = load_inputs(load_config(_config(tmp_path / "reference", "simulator")))
+        reference = asyncio.run(play_arena(reference_inputs, simulator_url=reference_sim.url))
     assert not reference.failures
     total = reference.stats.made
 
@@ -161,7 +160,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
         assert final.returncode == 0, final.stderr[-2000:]
         billed_during_runs = len(latency.billings())
 
-        resumed = run_arena(load_inputs(load_config(path)), simulator_url=sim.url)
+        resumed = asyncio.run(play_arena(load_inputs(load_config(path)), simulator_url=sim.url))
         assert resumed.stats.made == 0 and len(latency.billings()) == billed_during_runs
 
     assert _comparable(resumed) == _comparable(reference)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import fcntl
 import json
 import os
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.config import load_config
 from judge_arena.rating import MIN_PROMPTS
 from judge_arena.report.files import write_report
@@ -68,7 +70,7 @@ def test_a_category_that_reaches_the_threshold_is_reported_and_read_back(tmp_pat
     # Writing a category board once failed on its 'battles' column (already one per model) after every call was
     # paid for: categories that reach MIN_PROMPTS were never seen by a test.
     inputs = load_inputs(load_config(_config(tmp_path)))
-    run = run_arena(inputs, simulator_url=sim.url)
+    run = asyncio.run(play_arena(inputs, simulator_url=sim.url))
     views = rate_views(inputs.config, run.battles, run.answers)
     assert any(entry.board is not None for view in views for entry in view.by_category.values())
     folder = write_report(run, views)

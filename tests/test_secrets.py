@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import os
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.config import load_config
 from judge_arena.report.files import write_report
 from judge_arena.sim import SimulatorServer
@@ -90,7 +92,7 @@ def test_key_echoed_by_the_server_is_written_nowhere(
         hook = _plan().hook()
         with SimulatorServer(hook=hook) as sim:
             inputs = load_inputs(load_config(_config(tmp_path, "simulator")))
-            run = run_arena(inputs, simulator_url=sim.url)
+            run = asyncio.run(play_arena(inputs, simulator_url=sim.url))
             folder = write_report(run, rate_views(inputs.config, run.battles, run.answers))
         echoed = _echoed(hook, sim)
     finally:

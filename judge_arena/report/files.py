@@ -184,7 +184,9 @@ def manifest(run: ArenaRun, config_path: Path | None = None, *, finished: dateti
             for m in models
         },
         "packages": {name: _version(name) for name in PACKAGES},
-        "git_revision": _git_revision(config_path.parent) if config_path is not None else None,
+        "git_revision": None
+        if config_path is None
+        else _git_revision(config_path if config_path.is_dir() else config_path.parent),
         "seeds": {
             "rating": config.rating.seed,
             **{m.name: m.params["seed"] for m in models if "seed" in m.params},
