@@ -43,9 +43,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.report.terminal import print_run, progress_display
 
     config = load_config(args.config)
-    with on_signals(Interrupt()) as interrupt:
-        with progress_display(console) as progress:
-            result = run_arena(config, progress=progress, interrupt=interrupt)
+    with on_signals(Interrupt()) as interrupt, progress_display(console) as progress:
+        result = run_arena(config, progress=progress, interrupt=interrupt)
     print_run(console, result.run, result.views, result.folder)
     if result.run.interrupted is not None:
         return EXIT_SIGNAL + result.run.interrupted

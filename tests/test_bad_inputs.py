@@ -9,6 +9,7 @@ that wrongly started would write there (its cache and runs folders are relative 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import ConfigError, check_context, load_config
 from judge_arena.suites import load_suite
@@ -141,7 +142,7 @@ def test_an_output_folder_that_cannot_be_made_stops_the_run_before_any_call(
 
     monkeypatch.setattr(Path, "mkdir", read_only_runs)
     with pytest.raises(ConfigError) as raised:
-        run_arena(inputs)
+        asyncio.run(play_arena(inputs))
     assert str(raised.value) == (
         f"{config_path}: field 'runner.output_dir': cannot create {folder / 'runs'}: Read-only file system"
     )

@@ -4,7 +4,6 @@ and nothing is paid twice."""
 from __future__ import annotations
 
 import asyncio
-
 import itertools
 import json
 import re

@@ -152,7 +152,9 @@ class LogProgress:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._console.print(self.line(), soft_wrap=True, highlight=False)
+        # Nothing started (the inputs were refused before the first stage): nothing to report.
+        if self._totals:
+            self._console.print(self.line(), soft_wrap=True, highlight=False)
 
     def start(self, stage: str, total: int) -> None:
         """A stage begins with `total` items."""
