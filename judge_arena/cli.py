@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -31,6 +32,18 @@ EXIT_BUDGET = 3
 EXIT_SIGNAL = 128
 """Plus the signal's number: 130 when Ctrl-C (SIGINT) stopped the run, 143 for SIGTERM."""
 _EXIT_OF_STATUS = {"complete": EXIT_OK, "failures": EXIT_FAILURES, "budget": EXIT_BUDGET}
+
+_RUN_EXITS = {
+    EXIT_OK: "every item done",
+    EXIT_FAILURES: "done, but some calls failed (listed in failures.csv), or a canary beat a real model when the "
+    "config says to fail on that",
+    EXIT_BAD_INPUT: "bad input (config, suite, template): one line naming the file and field; nothing called or "
+    "written",
+    EXIT_BUDGET: "stopped at budget.max_usd; the report covers what was done, a rerun with a larger budget resumes",
+    EXIT_SIGNAL + 2: "stopped by Ctrl-C (SIGINT); 143: by SIGTERM. The report covers what was done; the same command "
+    "resumes; a second signal exits at once",
+}
+_READ_EXITS = {EXIT_OK: "done", EXIT_BAD_INPUT: "bad input: one line naming the file and field"}
 
 
 class _BadInput(Exception):
@@ -180,18 +193,38 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, exits: dict[int, str]
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its exit codes."""
+    codes = "\n".join(
+        textwrap.fill(meaning, 100, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7)
+        for code, meaning in exits.items()
+    )
+    return commands.add_parser(
+        name,
+        help=summary.replace("%", "%%"),
+        description=summary,
+        epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="judge-arena", description="An arena of LLM candidates judged by LLMs.")
     parser.add_argument("--version", action="version", version=f"judge-arena {version('judge-arena')}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="generate, judge (raw and plain), rate, report")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = _command(commands, "run", "generate, judge (raw and plain), rate, report", _RUN_EXITS)
     run.add_argument("config", type=Path, help="arena config (YAML)")
     run.set_defaults(handler=_run)
-    validate = commands.add_parser("validate", help="check a config, its suites and templates; call nothing")
+    validate = _command(commands, "validate", "check a config, its suites and templates; call nothing", _READ_EXITS)
     validate.add_argument("config", type=Path, help="arena config (YAML)")
     validate.set_defaults(handler=_validate)
-    metrics = commands.add_parser(
-        "metrics", help="compare a leaderboard with a reference: separability, agreement, correlation, Brier"
+    metrics = _command(
+        commands,
+        "metrics",
+        "compare a leaderboard with a reference: separability, agreement, correlation, Brier",
+        _READ_EXITS,
     )
     metrics.add_argument(
         "evaluated",
@@ -218,8 +251,11 @@ def _parser() -> argparse.ArgumentParser:
         )
     _runs_dir(metrics)
     metrics.set_defaults(handler=_metrics)
-    agreement = commands.add_parser(
-        "agreement", help="vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency"
+    agreement = _command(
+        commands,
+        "agreement",
+        "vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency",
+        _READ_EXITS,
     )
     agreement.add_argument(
         "votes", type=Path, nargs="+", help="run folders (or run ids, latest, latest:NAME), battles.csv, vote files"
@@ -236,17 +272,26 @@ def _parser() -> argparse.ArgumentParser:
     agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")
     _runs_dir(agreement)
     agreement.set_defaults(handler=_agreement)
-    report = commands.add_parser("report", help="write (or refresh) a run folder's report.html from its files")
+    report = _command(commands, "report", "write (or refresh) a run folder's report.html from its files", _READ_EXITS)
     report.add_argument("run", type=Path, help="run folder")
     report.set_defaults(handler=_report)
-    runs = commands.add_parser("runs", help="list the runs under an output folder (name, time, models, status, cost)")
+    runs = _command(
+        commands, "runs", "list the runs under an output folder (name, time, models, status, cost)", _READ_EXITS
+    )
     _runs_dir(runs)
     runs.add_argument("--name", help="only the runs of this run name")
     runs.add_argument("--json", action="store_true", help="print the list as JSON")
     runs.add_argument("--path", metavar="RUN", help="print the folder of one run (a run id, latest or latest:NAME)")
     runs.set_defaults(handler=_runs)
-    diff = commands.add_parser(
-        "diff", help="compare two runs: rating changes with 95 %% intervals per view and category; check gates"
+    diff = _command(
+        commands,
+        "diff",
+        "compare two runs: rating changes with 95 % intervals per view and category; check gates",
+        {
+            EXIT_OK: "every gate holds (or there are none)",
+            EXIT_FAILURES: "a gate failed (each failure is named)",
+            EXIT_BAD_INPUT: "bad input (a run folder, a gate): one line naming the file and field",
+        },
     )
     diff.add_argument("old", help="the earlier run: a folder, a run id, latest or latest:NAME")
     diff.add_argument("new", help="the later run, likewise")
@@ -265,9 +310,14 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--markdown", action="store_true", help="a short Markdown summary (for a CI comment)")
     output.add_argument("--json", action="store_true", help="the whole diff and the gates as JSON")
     diff.set_defaults(handler=_diff)
-    sim = commands.add_parser("sim", help="serve the simulated models (OpenAI and Anthropic APIs) in the foreground")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
+    sim = _command(
+        commands,
+        "sim",
+        "serve the simulated models (OpenAI and Anthropic APIs) in the foreground",
+        {EXIT_OK: "stopped with Ctrl-C"},
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8765, help="port to listen on (default: %(default)s)")
     sim.set_defaults(handler=_simulate)
     return parser
 
