@@ -467,12 +467,13 @@ class ArenaConfig(_Strict):
         return any(m.api_base == SIMULATOR for m in [*self.candidates, *self.judges])
 
 
-def load_config(path: Path) -> ArenaConfig:
+def load_config(path: str | os.PathLike[str]) -> ArenaConfig:
     """Read, validate and resolve a config file; raise ConfigError naming the file and field on any problem.
 
     Relative paths are resolved against the folder of `path` as named: a config reached through a symbolic link
     (the repository's `configs/demo.yaml`) keeps its cache and runs beside the link. See `config_from_dict`.
     """
+    path = Path(path)
     raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the file is empty")
@@ -481,7 +482,7 @@ def load_config(path: Path) -> ArenaConfig:
     return _build(raw, str(path), path.absolute().parent, source=path)
 
 
-def config_from_dict(data: Mapping[str, Any], base_dir: Path | None = None) -> ArenaConfig:
+def config_from_dict(data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> ArenaConfig:
     """Validate and resolve a config built in Python, exactly as `load_config` does a file's.
 
     Relative paths (suites, judge templates, `runner.cache_dir`, `runner.output_dir`) become absolute against
@@ -496,7 +497,7 @@ def config_from_dict(data: Mapping[str, Any], base_dir: Path | None = None) -> A
     Raises:
         ConfigError: One line naming the field ("config: field 'judges.0.model': ...").
     """
-    base = (base_dir if base_dir is not None else Path.cwd()).resolve()
+    base = (Path(base_dir) if base_dir is not None else Path.cwd()).resolve()
     return _build(data, "config", base, source=base)
 
 

@@ -80,3 +80,14 @@ def test_python_m_judge_arena_and_version() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"judge-arena {ja.__version__}"
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("## Use it from Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("complete ")
+    assert (tmp_path / "runs").is_dir()
