@@ -134,14 +134,36 @@ def test_a_signal_stops_the_run_with_a_partial_report_and_the_same_command_resum
     assert latency.billed and max(latency.billed.values()) == 1, [k for k, n in latency.billed.items() if n > 1][:2]
 
 
-def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer, latency: Latency) -> None:
-    run = _start(_config(tmp_path, sim.url), latency)
-    os.kill(run.pid, signal.SIGINT)
-    assert run.stderr is not None
-    first = run.stderr.readline() + run.stderr.readline()  # a blank line, then the one saying it is stopping
-    assert "SIGINT: stopping" in first, first
-    os.kill(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=TIMEOUT_S)
+class HeldAfterStart(Latency):
+    """Latency for the first answers; every later request is held until `release()`: a stopped run then stays in
+    its grace period, whatever the machine's load, until the second signal comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._released = threading.Event()
+
+    async def __call__(self, request: SimRequest) -> web.StreamResponse | None:
+        while self.total() >= STARTED and not self._released.is_set():
+            await asyncio.sleep(0.05)
+        return await super().__call__(request)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer) -> None:
+    held = HeldAfterStart()
+    sim.hook = held
+    try:
+        run = _start(_config(tmp_path, sim.url), held)
+        os.kill(run.pid, signal.SIGINT)
+        assert run.stderr is not None
+        first = run.stderr.readline() + run.stderr.readline()  # a blank line, then the one saying it is stopping
+        assert "SIGINT: stopping" in first, first
+        os.kill(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=TIMEOUT_S)
+    finally:
+        held.release()
     assert run.returncode == 130
     assert "SIGINT again: exiting now, without a report" in err and "Traceback" not in err, err
     assert "interrupted: " not in out and not any((tmp_path / "runs").glob("*/summary.json"))
