@@ -47,9 +47,12 @@ class Latency:
 
     async def __call__(self, request: SimRequest) -> web.StreamResponse | None:
         await asyncio.sleep(LATENCY_S)
+        self._bill(request)
+        return None
+
+    def _bill(self, request: SimRequest) -> None:
         with self._lock:
             self.billed[json.dumps([request.model, [(m.role, m.content) for m in request.messages]])] += 1
-        return None
 
     def total(self) -> int:
         with self._lock:
@@ -134,28 +137,35 @@ def test_a_signal_stops_the_run_with_a_partial_report_and_the_same_command_resum
     assert latency.billed and max(latency.billed.values()) == 1, [k for k, n in latency.billed.items() if n > 1][:2]
 
 
-class HeldAfterStart(Latency):
-    """Latency for the first answers; every later request is held until `release()`: a stopped run then stays in
-    its grace period, whatever the machine's load, until the second signal comes."""
+class Held(Latency):
+    """Latency, and once `hold()` is called, no answer until `release()`: a run stopped after `hold()` stays in its
+    grace period with calls in flight, whatever the machine's load, until the second signal comes."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._held = threading.Event()
         self._released = threading.Event()
 
     async def __call__(self, request: SimRequest) -> web.StreamResponse | None:
-        while self.total() >= STARTED and not self._released.is_set():
+        await asyncio.sleep(LATENCY_S)
+        while self._held.is_set() and not self._released.is_set():
             await asyncio.sleep(0.05)
-        return await super().__call__(request)
+        self._bill(request)
+        return None
+
+    def hold(self) -> None:
+        self._held.set()
 
     def release(self) -> None:
         self._released.set()
 
 
 def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer) -> None:
-    held = HeldAfterStart()
+    held = Held()
     sim.hook = held
     try:
         run = _start(_config(tmp_path, sim.url), held)
+        held.hold()
         os.kill(run.pid, signal.SIGINT)
         assert run.stderr is not None
         first = run.stderr.readline() + run.stderr.readline()  # a blank line, then the one saying it is stopping

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import load_config
 from judge_arena.rating import MIN_PROMPTS, leaderboard
@@ -91,7 +91,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("run")
     inputs = load_inputs(load_config(_config(folder)))
     with SimulatorServer() as sim:
-        run = run_arena(inputs, simulator_url=sim.url)
+        run = asyncio.run(play_arena(inputs, simulator_url=sim.url))
     return write_report(run, rate_views(inputs.config, run.battles, run.answers))
 
 
