@@ -26,7 +26,7 @@ from judge_arena.config import (
 )
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
-from judge_arena.interrupt import Interrupt
+from judge_arena.interrupt import Interrupt, signals_wake
 from judge_arena.judge import Game, JudgeTemplate, as_called, games, judge_game
 from judge_arena.local_server import LocalServer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
@@ -239,12 +239,13 @@ class _Play:
         stop = asyncio.ensure_future(stopped.wait())
         idle: asyncio.Future[None] | None = None
         try:
-            await asyncio.wait([finished, stop], return_when=asyncio.FIRST_COMPLETED)
-            if not finished.done():
-                self._runner.stop()
-                # Calls sent already may finish and be stored; what still waits after them waits for nothing.
-                idle = asyncio.ensure_future(self._runner.idle())
-                await asyncio.wait([finished, idle], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+            with signals_wake(loop):
+                await asyncio.wait([finished, stop], return_when=asyncio.FIRST_COMPLETED)
+                if not finished.done():
+                    self._runner.stop()
+                    # Calls sent already may finish and be stored; what still waits after them waits for nothing.
+                    idle = asyncio.ensure_future(self._runner.idle())
+                    await asyncio.wait([finished, idle], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             unlisten()
             for waiting in (finished, stop, idle, *tasks):

@@ -7,10 +7,13 @@ partial report and exits 128 + the signal's number: 130 for SIGINT, 143 for SIGT
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TextIO
@@ -75,3 +78,35 @@ def on_signals(interrupt: Interrupt, out: TextIO = sys.stderr) -> Iterator[Inter
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_wake(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Within the block, a signal wakes `loop` at once, so that its Python handler (see `on_signals`) runs then.
+
+    Python runs a signal's handler on the main thread between two bytecodes; a signal that arrives just before the
+    loop blocks waiting for its next event would otherwise wait for that event (a second Ctrl-C during a stop's
+    grace period waited the whole period). A byte written to a socket the loop watches ends the wait. Does nothing
+    off the main thread, where signals are not handled.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    loop.add_reader(reader.fileno(), _drain, reader)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        loop.remove_reader(reader.fileno())
+        reader.close()
+        writer.close()
+
+
+def _drain(reader: socket.socket) -> None:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        while reader.recv(4096):
+            pass
