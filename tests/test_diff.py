@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import main
 from judge_arena.config import Gate, load_config
 from judge_arena.diff import ALL, DiffResult, Gap, RatingChange, diff_runs, evaluate_gates, parse_gate
@@ -67,7 +68,7 @@ def _config(folder: Path, candidate_model: str, gates: list[dict[str, object]] |
 
 def _night(config: Path) -> Path:
     inputs = load_inputs(load_config(config))
-    run = run_arena(inputs)
+    run = asyncio.run(play_arena(inputs))
     return write_report(run, rate_views(inputs.config, run.battles, run.answers), config)
 
 

@@ -7,6 +7,7 @@ What a 135M model does as a judge or a candidate varies; the tests assert what t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from judge_arena.arena import ArenaRun, load_inputs, run_arena
+from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.config import LocalServerConfig, load_config
 from judge_arena.local_server import LocalServer, packaged_file, server_installed
 from judge_arena.report.files import write_report
@@ -70,7 +71,7 @@ def _run(folder: Path, limit: int = 2, **config: Any) -> ArenaRun:
     folder.mkdir(exist_ok=True)
     path = folder / "arena.yaml"
     path.write_text(yaml.safe_dump(arena))
-    return run_arena(load_inputs(load_config(path)))
+    return asyncio.run(play_arena(load_inputs(load_config(path))))
 
 
 def _candidates(api_base: str, max_tokens: int) -> list[dict[str, Any]]:
@@ -108,7 +109,7 @@ def test_the_local_arena_runs_end_to_end_then_entirely_from_cache(tmp_path: Path
     config = load_config(CONFIG)
     runner = config.runner.model_copy(update={"cache_dir": tmp_path / "cache", "output_dir": tmp_path / "runs"})
     inputs = load_inputs(config.model_copy(update={"runner": runner}))
-    first = run_arena(inputs)
+    first = asyncio.run(play_arena(inputs))
     assert first.failures == ()
     candidates, prompts = [c.name for c in config.candidates], [p.id for p in inputs.prompts]
     assert sorted((a.model, a.prompt_id) for a in first.answers) == sorted((c, p) for c in candidates for p in prompts)
@@ -130,7 +131,7 @@ def test_the_local_arena_runs_end_to_end_then_entirely_from_cache(tmp_path: Path
     assert (quality["games"], quality["reasked"], quality["unparsed"]) == (len(first.battles), 0, 0)
     print(f"\nfirst run {first.elapsed_s:.1f} s; judge quality: {json.dumps(quality)}")
 
-    second = run_arena(inputs)
+    second = asyncio.run(play_arena(inputs))
     assert (second.stats.made, second.stats.failed) == (0, 0)
     # Every request of the first run, made or shared with an identical one, is served again without a call.
     assert second.stats.served == first.stats.made + first.stats.served

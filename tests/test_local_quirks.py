@@ -3,6 +3,7 @@ run's record of re-asks and truncation (on the simulator)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from judge_arena.agreement import Reasks, reasks
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.config import JudgeConfig, load_config
 from judge_arena.generate import generate_answer
 from judge_arena.judge import Game, JudgeTemplate, as_called, judge_game, parse_verdict, verdict_schema
@@ -155,7 +156,7 @@ def test_the_report_records_reasks_position_bias_and_answers_cut_at_max_tokens(
     path = tmp_path / "arena.yaml"
     path.write_text(yaml.safe_dump(config))
     inputs = load_inputs(load_config(path))
-    run = run_arena(inputs, simulator_url=sim.url)
+    run = asyncio.run(play_arena(inputs, simulator_url=sim.url))
     folder = write_report(run, rate_views(inputs.config, run.battles, run.answers))
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["answers_cut_at_max_tokens"] == {"cut": 3, "whole": 0}

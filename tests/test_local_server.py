@@ -4,6 +4,7 @@ and a whole run routed through `local:<name>` to a server the run starts (the si
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from judge_arena import local_server
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.config import ConfigError, LocalServerConfig, load_config
 from judge_arena.local_server import LocalServer, LocalServerError, packaged_file
 
@@ -163,10 +164,10 @@ def test_a_run_starts_its_local_server_routes_to_it_stops_it_and_reruns_from_cac
 
     monkeypatch.setattr(LocalServer, "command", command)
     inputs = load_inputs(load_config(_arena(tmp_path)))
-    first = run_arena(inputs)
+    first = asyncio.run(play_arena(inputs))
     assert first.failures == () and first.stats.made > 0
     assert len(first.battles) == 2 * 2 and all(b.label is not None for b in first.battles)
-    second = run_arena(inputs)
+    second = asyncio.run(play_arena(inputs))
     assert second.stats.made == 0 and second.stats.cached == first.stats.made
     assert [s._process for s in started] == [None, None]  # both stopped
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from judge_arena.arena import ArenaRun, load_inputs, run_arena
+from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.cli import main
 from judge_arena.config import load_config
 from judge_arena.report.files import PACKAGES, manifest, write_report
@@ -53,7 +54,7 @@ def _config(folder: Path, name: str = "history") -> Path:
 
 
 def _played(config: Path) -> ArenaRun:
-    return run_arena(load_inputs(load_config(config)))
+    return asyncio.run(play_arena(load_inputs(load_config(config))))
 
 
 def _git(folder: Path, *args: str) -> str:
