@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
-from judge_arena.client import CallFailed, Client, Endpoint
+from judge_arena.client import CallFailed, Endpoint, ModelClient
 from judge_arena.config import ModelConfig
 from judge_arena.records import Message
 from judge_arena.store import CallKey, Completion, Store
@@ -85,7 +85,7 @@ class CallRunner:
     def __init__(
         self,
         store: Store,
-        client_factory: Callable[[Callable[[str], None]], Client],
+        client_factory: Callable[[Callable[[str], None]], ModelClient],
         simulator_url: str | None,
         on_change: Callable[[CallStats], None] | None = None,
         budget: Budget | None = None,

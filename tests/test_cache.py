@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from judge_arena.client import CallFailed, Client, Endpoint
+from judge_arena.client import CallFailed, Client, Endpoint, Gate
 from judge_arena.config import ModelConfig
+from judge_arena.limiter import AdaptiveConcurrency, RateLimiter
 from judge_arena.records import Message
 from judge_arena.runner import CallRunner
 from judge_arena.sim import SimulatorServer
@@ -57,6 +58,7 @@ class _FakeClient:
         self.calls = 0
         self.failures = failures
         self.delay_s = delay_s
+        self._gate = Gate(AdaptiveConcurrency(1), RateLimiter())
 
     async def complete(
         self,
@@ -73,12 +75,23 @@ class _FakeClient:
             raise CallFailed("http_503", "service unavailable", attempts=4)
         return Completion(f"reply to {messages[-1].content}", "stop", 5, 7, 0.01)
 
+    async def recover(
+        self, endpoint: Endpoint, messages: tuple[Message, ...], params: Mapping[str, Any], receipt: Receipt
+    ) -> Completion | None:
+        return None
+
+    def gate(self, endpoint: Endpoint) -> Gate:
+        return self._gate
+
+    async def aclose(self) -> None:
+        pass
+
 
 MODEL = ModelConfig(name="m", model="openai/m", api_base="http://127.0.0.1:9/v1", params={"temperature": 0})
 
 
 def _runner(store: Store, client: _FakeClient) -> CallRunner:
-    return CallRunner(store, lambda _on_retry: client, simulator_url=None)  # type: ignore[arg-type,return-value]
+    return CallRunner(store, lambda _on_retry: client, simulator_url=None)
 
 
 async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:

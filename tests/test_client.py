@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -54,6 +55,7 @@ DIAGNOSES: dict[FaultKind, tuple[str, bool]] = {
     "empty_text": ("empty", True),
     "no_content": ("empty", True),
     "echo_key": ("auth", False),
+    "echo_masked_key": ("auth", False),
 }
 """What the client makes of each fault: the failure kind, and whether it is retried."""
 
@@ -302,6 +304,94 @@ async def test_an_unknown_model_fails_at_once(sim: SimulatorServer, question: st
     with pytest.raises(CallFailed) as failed:
         await harness.client.complete(endpoint, (Message("user", question),), {})
     assert (failed.value.kind, failed.value.attempts) == ("not_found", 1)
+
+
+async def _failed(harness: Harness, endpoint: Endpoint, question: str) -> CallFailed:
+    with pytest.raises(CallFailed) as failed:
+        await harness.client.complete(endpoint, (Message("user", question),), {})
+    return failed.value
+
+
+def _stop_notices(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "judge_arena.client" and r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_unknown_model_is_stopped_after_three_calls_and_said_once(
+    sim: SimulatorServer, question: str, route: Route, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = _harness()
+    endpoint = replace(_endpoint(sim, route, model="no-such-model"), name="ghost")
+    failures = [await _failed(harness, endpoint, f"{question} {i}") for i in range(6)]
+    assert [(f.kind, f.attempts) for f in failures] == [("not_found", 1)] * 3 + [("stopped", 0)] * 3
+    reason = failures[3].message
+    assert all(f.message == reason for f in failures[3:])
+    assert f"ghost (openai/no-such-model at {endpoint.api_base})".replace("openai", route) in reason
+    assert "not_found" in reason and "no-such-model" in reason.split("The server said:")[1]
+    assert _stop_notices(caplog) == [reason]
+    assert len(await _log_of(sim, question, 4, prefix=True)) == 3
+    assert harness.client.stopped(endpoint) == reason
+    # Another model on the same server is still called.
+    assert (await _ask(harness, sim, route, question)).text
+
+
+async def test_calls_queued_for_an_endpoint_when_it_is_stopped_are_not_made(
+    sim: SimulatorServer, question: str
+) -> None:
+    harness = _harness(concurrency=1)
+    endpoint = _endpoint(sim, "openai", model="no-such-model")
+    outcomes = await asyncio.gather(
+        *(harness.client.complete(endpoint, (Message("user", f"{question} {i}"),), {}) for i in range(8)),
+        return_exceptions=True,
+    )
+    kinds = [o.kind if isinstance(o, CallFailed) else o for o in outcomes]
+    assert kinds == ["not_found"] * 3 + ["stopped"] * 5
+    assert len(await _log_of(sim, question, 4, prefix=True)) == 3
+
+
+async def test_a_refused_connection_is_retried_then_the_endpoint_stopped(
+    sim: SimulatorServer, question: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    harness = _harness(max_attempts=2)
+    nowhere = Endpoint(f"openai/{MODEL}", f"http://127.0.0.1:{port}/v1", api_key_env=None, name="nowhere")
+    failures = [await _failed(harness, nowhere, question) for _ in range(4)]
+    assert [(f.kind, f.attempts) for f in failures] == [("unreachable", 2)] * 3 + [("stopped", 0)]
+    assert harness.retries == ["unreachable"] * 3
+    assert _stop_notices(caplog) == [failures[3].message]
+    assert f"127.0.0.1:{port}" in failures[3].message
+
+
+async def test_only_failures_in_a_row_of_one_persistent_kind_stop_an_endpoint(
+    sim: SimulatorServer, question: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refuse(request: SimRequest) -> web.StreamResponse | None:
+        said = request.messages[-1].content
+        if "auth" in said:
+            return error_response(request.api, 401, "invalid_request_error", "invalid key")
+        if "gone" in said:
+            return error_response(request.api, 403, "permission_error", "forbidden")
+        if "busy" in said:
+            return error_response(request.api, 500, "server_error", "busy")
+        return None
+
+    harness = _harness(max_attempts=1)
+    endpoint = _endpoint(sim, "openai")
+    sim.hook = refuse
+    try:
+        kinds = []
+        for i, what in enumerate(["auth", "auth", "ok", "auth", "auth", "gone", "auth", "busy", "busy", "busy"]):
+            try:
+                await harness.client.complete(endpoint, (Message("user", f"{question} {what} {i}"),), {})
+                kinds.append("ok")
+            except CallFailed as failure:
+                kinds.append(failure.kind)
+    finally:
+        sim.hook = None
+    assert kinds == ["auth", "auth", "ok", "auth", "auth", "forbidden", "auth"] + ["http_500"] * 3
+    assert harness.client.stopped(endpoint) is None and _stop_notices(caplog) == []
 
 
 # --- Retry-After ----------------------------------------------------------------------------------------------

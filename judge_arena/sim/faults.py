@@ -58,6 +58,7 @@ FaultKind = Literal[
     "empty_text",
     "no_content",
     "echo_key",
+    "echo_masked_key",
 ]
 """What a faulted request gets instead of its answer:
 
@@ -74,6 +75,8 @@ FaultKind = Literal[
 - `empty_text`: a complete answer whose text is `""`.
 - `no_content`: a complete answer with no text at all (OpenAI `content: null`, Anthropic no content block).
 - `echo_key`: 401 whose message quotes the key the request carried, as some servers do.
+- `echo_masked_key`: 401 quoting the key masked, as Google does: its first 10 to 14 characters (it varies with the
+  prompt), `...` and its last 4.
 """
 
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -245,6 +248,11 @@ async def _serve(kind: FaultKind, request: SimRequest, plan: FaultPlan) -> web.S
             return await _no_content(request)
         case "echo_key":
             return error_response(api, 401, _AUTH_ERROR[api], f"Incorrect API key provided: {_key_sent(request)}.")
+        case "echo_masked_key":
+            sent = _key_sent(request)
+            shown = 10 + len(request.messages[-1].content) % 5 if request.messages else 12
+            message = f"API key not valid. Please pass a valid API key. (key: {sent[:shown]}...{sent[-4:]})"
+            return error_response(api, 401, _AUTH_ERROR[api], message)
 
 
 def _key_sent(request: SimRequest) -> str:
