@@ -12,21 +12,28 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from judge_arena.arena import load_inputs, run_arena
 from judge_arena.client import CallFailed, Client, Endpoint
+from judge_arena.config import load_config
 from judge_arena.records import Message
 from judge_arena.sim.faults import FAULT_KINDS, Fault, FaultKind, FaultPlan
 from judge_arena.sim.models import ChatMessage
 from judge_arena.sim.server import Reply, RequestRecord, SimRequest, SimulatorServer, error_response
 from judge_arena.store import Receipt
 
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = str(ROOT / "prompts" / "judge_pairwise.yaml")
 Route = Literal["openai", "anthropic"]
 ROUTES: tuple[Route, ...] = ("openai", "anthropic")
 PATHS: dict[Route, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
@@ -347,6 +354,37 @@ async def test_calls_queued_for_an_endpoint_when_it_is_stopped_are_not_made(
     kinds = [o.kind if isinstance(o, CallFailed) else o for o in outcomes]
     assert kinds == ["not_found"] * 3 + ["stopped"] * 5
     assert len(await _log_of(sim, question, 4, prefix=True)) == 3
+
+
+def test_a_run_stops_calling_a_model_the_server_does_not_know_and_records_every_call_not_made(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prompts = 12
+    config = {
+        "name": "fail-fast",
+        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": prompts}],
+        "candidates": [
+            {"name": name, "model": f"openai/{model}", "api_base": "simulator"}
+            for name, model in [("real", "sim-strong-plain"), ("ghost", "sim-no-such"), ("terse", MODEL)]
+        ],
+        "judges": [{"name": "judge", "model": "openai/sim-judge", "api_base": "simulator", "template": TEMPLATE}],
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "concurrency": 2},
+    }
+    (tmp_path / "arena.yaml").write_text(yaml.safe_dump(config))
+    with SimulatorServer() as sim:
+        run = run_arena(load_inputs(load_config(tmp_path / "arena.yaml")), simulator_url=sim.url)
+        asked = sum(r.model == "sim-no-such" for r in sim.requests)
+        url = f"{sim.url}/v1"
+    ghost = [f for f in run.failures if f.item.startswith("ghost ×")]
+    assert len(ghost) == prompts  # every answer not made is a failure with its reason, none dropped
+    assert 3 <= asked <= 3 + 2  # what was in flight when the third failure came back
+    kinds = Counter(f.reason.split(":")[0] for f in ghost)
+    assert kinds == {"not_found": asked, "stopped": prompts - asked}
+    (notice,) = _stop_notices(caplog)
+    assert notice.startswith(f"ghost (openai/sim-no-such at {url}) stopped after 3 calls in a row")
+    assert "does not exist" in notice
+    assert {a.model for a in run.answers} == {"real", "terse"}
+    assert len(run.battles) == 2 * 2 * prompts and len(run.failures) == prompts  # both orders, both views
 
 
 async def test_a_refused_connection_is_retried_then_the_endpoint_stopped(
