@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from judge_arena.agreement import ORDERS
-from judge_arena.config import ConfigError, load_config
+from judge_arena.config import ArenaConfig, ConfigError, load_config
 from judge_arena.metrics import FORMATS
 from judge_arena.metrics import ORDERS as AGREEMENT_ORDERS
 
@@ -74,7 +74,26 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         f"[green]ok[/green] {args.config}: {len(inputs.prompts)} prompts, {len(config.candidates)} candidates, "
         f"{len(config.judges)} judges, {games} judge games at most"
     )
-    return EXIT_OK
+    return _ping(config, console) if args.ping else EXIT_OK
+
+
+def _ping(config: ArenaConfig, console: Console) -> int:
+    import asyncio
+    from contextlib import ExitStack
+
+    from judge_arena.client import ping_models
+    from judge_arena.sim.server import SimulatorServer
+
+    with ExitStack() as stack:
+        simulator_url = stack.enter_context(SimulatorServer()).url if config.uses_simulator else None
+        models = [*config.candidates, *config.judges]
+        pings = asyncio.run(ping_models(models, simulator_url, timeout_s=config.runner.timeout_s))
+    for ping in pings:
+        if ping.failure is None:
+            console.print(f"[green]ok[/green]   {escape(ping.endpoint.describe())}: {ping.latency_s:.2f} s")
+        else:
+            console.print(f"[red]fail[/red] {escape(ping.endpoint.describe())}: {escape(str(ping.failure))}")
+    return EXIT_FAILURES if any(ping.failure for ping in pings) else EXIT_OK
 
 
 def _metrics(args: argparse.Namespace, console: Console) -> int:
@@ -217,8 +236,18 @@ def _parser() -> argparse.ArgumentParser:
     run = _command(commands, "run", "generate, judge (raw and plain), rate, report", _RUN_EXITS)
     run.add_argument("config", type=Path, help="arena config (YAML)")
     run.set_defaults(handler=_run)
-    validate = _command(commands, "validate", "check a config, its suites and templates; call nothing", _READ_EXITS)
+    validate = _command(
+        commands,
+        "validate",
+        "check a config, its suites and templates; call nothing unless --ping",
+        {
+            EXIT_OK: "the config is usable (and, with --ping, every model answered)",
+            EXIT_FAILURES: "with --ping: a model did not answer (each is named with what failed)",
+            EXIT_BAD_INPUT: "bad input (config, suite, template): one line naming the file and field",
+        },
+    )
     validate.add_argument("config", type=Path, help="arena config (YAML)")
+    validate.add_argument("--ping", action="store_true", help="make one tiny call to each model; exit 1 if any fails")
     validate.set_defaults(handler=_validate)
     metrics = _command(
         commands,

@@ -157,9 +157,8 @@ class _Streak:
 class Ping:
     """What one tiny call to a model found."""
 
-    name: str
-    """The configured model's name."""
     endpoint: Endpoint
+    """The model called, and where (`Endpoint.describe`)."""
     latency_s: float | None
     """How long the answer took; None if the call failed."""
     failure: CallFailed | None
@@ -419,19 +418,24 @@ class Client:
         except Exception:
             return None
 
-    async def ping(self, name: str, endpoint: Endpoint, params: Mapping[str, Any]) -> Ping:
-        """One tiny request to the endpoint (one output token), not retried; any answer counts, even an empty one."""
+    async def ping(self, endpoint: Endpoint, params: Mapping[str, Any]) -> Ping:
+        """One tiny request to the endpoint (one output token), not retried; any answer counts, even an empty one.
+
+        Its latency is the HTTP exchange's where our transport carries it (litellm's set-up on a first call, and
+        other pings sharing the event loop, are not the endpoint's latency), else the whole call's.
+        """
         started = time.perf_counter()
+        exchange = Exchange()
         try:
             api_key = self._api_key(endpoint)
             async with asyncio.timeout(self._time_left(0.0)):
                 await self._exchange(
-                    endpoint, api_key, (Message("user", "ping"),), {**params, "max_tokens": 1}, Exchange()
+                    endpoint, api_key, (Message("user", "ping"),), {**params, "max_tokens": 1}, exchange
                 )
         except Exception as exc:
-            failure = CallFailed(diagnose(exc).kind, self._said(exc), 1)
-            return Ping(name, endpoint, None, failure)
-        return Ping(name, endpoint, time.perf_counter() - started, None)
+            return Ping(endpoint, None, CallFailed(diagnose(exc).kind, self._said(exc), 1))
+        latency_s = exchange.received.latency_s if exchange.received else time.perf_counter() - started
+        return Ping(endpoint, latency_s, None)
 
     async def _exchange(
         self,
@@ -489,16 +493,12 @@ class Client:
         self._sdk_clients.clear()
 
 
-async def ping_models(
-    models: Sequence[ModelConfig], simulator_url: str | None, *, timeout_s: float, concurrency: int = 8
-) -> list[Ping]:
-    """One tiny call to each model at once, in the models' order: does each answer, and how fast."""
-    client = Client(concurrency=concurrency, timeout_s=timeout_s, max_attempts=1, max_wait_s=0.0)
+async def ping_models(models: Sequence[ModelConfig], simulator_url: str | None, *, timeout_s: float) -> list[Ping]:
+    """One tiny call to each model, all at once, in the models' order: does each answer, and how fast."""
+    client = Client(concurrency=len(models), timeout_s=timeout_s, max_attempts=1, max_wait_s=0.0)
     try:
         return list(
-            await asyncio.gather(
-                *(client.ping(model.name, Endpoint.of(model, simulator_url), model.params) for model in models)
-            )
+            await asyncio.gather(*(client.ping(Endpoint.of(model, simulator_url), model.params) for model in models))
         )
     finally:
         await client.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import socket
 import threading
 import time
@@ -738,3 +739,73 @@ async def test_mixed_faults_every_call_answered_or_failed_and_paid_once(
             assert sum(r.billed for r in records) == 1
     failed = sum(isinstance(o, CallFailed) for o in outcomes)
     assert 0 < failed < len(calls) // 10
+
+
+# --- validate --ping ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line per model, however long, on the CLI's console."""
+    monkeypatch.setenv("COLUMNS", "300")
+
+
+def _ping_config(folder: Path, sim: SimulatorServer, extra: list[dict[str, Any]]) -> Path:
+    config = {
+        "name": "ping",
+        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 2}],
+        "candidates": [
+            {"name": "plain", "model": "openai/sim-strong-plain", "api_base": f"{sim.url}/v1"},
+            {"name": "markdown", "model": "anthropic/sim-strong-markdown", "api_base": sim.url},
+            *extra,
+        ],
+        "judges": [{"name": "judge", "model": "openai/sim-judge", "api_base": f"{sim.url}/v1", "template": TEMPLATE}],
+        "runner": {"cache_dir": "cache", "output_dir": "runs", "timeout_s": 30},
+    }
+    path = folder / "arena.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_validate_ping_calls_each_model_once_and_reports_each(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    from judge_arena.cli import main
+
+    before = len(sim.requests)
+    assert main(["validate", "--ping", str(_ping_config(tmp_path, sim, []))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("ok ")
+    for line, name in zip(lines[1:], ["plain", "markdown", "judge"], strict=True):
+        assert re.fullmatch(rf"ok +{name} \(.+ at http://127\.0\.0\.1:\d+(/v1)?\): \d+\.\d\d s", line), line
+    assert sorted(r.model for r in sim.requests[before:]) == ["sim-judge", "sim-strong-markdown", "sim-strong-plain"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_validate_ping_names_each_model_that_fails_and_exits_1(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    from judge_arena.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broken = [
+        {"name": "ghost", "model": "openai/sim-no-such", "api_base": f"{sim.url}/v1"},
+        {"name": "nowhere", "model": "openai/sim-judge", "api_base": f"http://127.0.0.1:{port}/v1"},
+    ]
+    assert main(["validate", "--ping", str(_ping_config(tmp_path, sim, broken))]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok", "ok", "ok", "fail", "fail", "ok"]
+    assert "ghost (openai/sim-no-such" in lines[3] and "not_found:" in lines[3] and "does not exist" in lines[3]
+    assert f"nowhere (openai/sim-judge at http://127.0.0.1:{port}/v1): unreachable:" in lines[4]
+
+
+def test_validate_without_ping_calls_nothing(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    from judge_arena.cli import main
+
+    before = len(sim.requests)
+    assert main(["validate", str(_ping_config(tmp_path, sim, []))]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 and len(sim.requests) == before
