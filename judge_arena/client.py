@@ -181,7 +181,7 @@ class Client:
     concurrency and budgets) does not count. After `stop_after` calls in a row to one endpoint fail the same
     persistent way (`Diagnosis.persistent`), the endpoint is stopped: logged once, as a warning, and its remaining
     calls fail at once with kind `stopped` and that reason. `sleep` is how waits are waited and `clock` how the
-    budgets tell time (tests pass fakes).
+    budgets (`max_total_s`, the rate limits) tell time (tests pass fakes).
 
     What failures say is stripped of every key the client has read, and of anything shaped like a key.
     """
@@ -306,7 +306,7 @@ class Client:
                             raise EndpointStopped(self._stopped[endpoint])
                         reservation = await gate.rate.acquire(cost, waived)
                         attempts += 1
-                        started = time.perf_counter()
+                        started = self._clock()
                         try:
                             time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
                             completion = await self._attempt(
@@ -328,7 +328,7 @@ class Client:
                             outcome = "throttled" if diagnosis.throttled else "other"
                             raise
                         finally:
-                            busy_s += time.perf_counter() - started
+                            busy_s += self._clock() - started
                         outcome = "ok"
                         self._streaks.pop(endpoint, None)
                         return completion

@@ -41,7 +41,10 @@ PATHS: dict[Route, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/m
 MODEL = "sim-good-terse"
 KEY_ENV = "JUDGE_ARENA_TEST_KEY"
 SENTINEL = "sk-sentinel-0123456789abcdefghij"
-TIMEOUT_S = 0.15
+TIMEOUT_S = 2.0
+"""Long enough for an answer on a loaded machine: a timeout that fires on an answer is a fault no test planned."""
+HANG_TIMEOUT_S = 0.15
+"""For calls whose every attempt hangs: a loaded machine only makes their timeout more certain."""
 MAX_TOKENS = 64
 """Short answers: litellm spends a few milliseconds of CPU on every streamed chunk."""
 FINISHED = {"stop", "length"}
@@ -120,6 +123,16 @@ def faults(sim: SimulatorServer) -> Iterator[Callable[[FaultPlan], SimulatorServ
 
 
 @dataclass
+class FakeClock:
+    """Time that passes only when told: by the waits the client sleeps, or by a test."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
 class Harness:
     """A client whose waits and retries are recorded; waits are not slept unless `real_sleep`."""
 
@@ -136,13 +149,18 @@ def _harness(
     concurrency: int = 4,
     timeout_s: float = TIMEOUT_S,
     real_sleep: bool = False,
+    clock: FakeClock | None = None,
 ) -> Harness:
+    """With a `clock`, the client's budgets tell time by it, and each wait advances it instead of being slept."""
     sleeps: list[float] = []
     retries: list[str] = []
 
     async def record(seconds: float) -> None:
         sleeps.append(seconds)
-        if real_sleep:
+        if clock is not None:
+            clock.now += seconds
+            await asyncio.sleep(0)
+        elif real_sleep:
             await asyncio.sleep(seconds)
 
     client = Client(
@@ -153,6 +171,7 @@ def _harness(
         max_total_s=max_total_s,
         on_retry=retries.append,
         sleep=record,
+        clock=clock or time.monotonic,
     )
     return Harness(client, sleeps, retries)
 
@@ -218,7 +237,7 @@ async def test_every_fault_is_diagnosed_and_retried_or_not(
     faults: Callable[[FaultPlan], SimulatorServer], question: str, kind: FaultKind, route: Route, stream: bool
 ) -> None:
     sim = faults(FaultPlan([Fault(kind)], retry_after_s=2, hang_s=10))
-    harness = _harness(max_attempts=2)
+    harness = _harness(max_attempts=2, timeout_s=HANG_TIMEOUT_S if kind == "hang" else TIMEOUT_S)
     failure = await _fail(harness, sim, route, question, stream)
     expected_kind, retried = _diagnosis(kind, route, stream)
     assert (failure.kind, failure.attempts) == (expected_kind, 2 if retried else 1), failure.message
@@ -442,7 +461,9 @@ async def test_only_failures_in_a_row_of_one_persistent_kind_stop_an_endpoint(
     [
         ("rate_limit", 2.0, 10.0, (2.0, 2.0)),
         ("rate_limit", 2.0, 0.5, (0.5, 0.5)),
-        ("rate_limit_date", 3.0, 10.0, (2.0, 4.0)),
+        # Whole seconds, read some time after they were written: above the first retry's backoff (≤ 0.5 s) is
+        # what shows the date was read.
+        ("rate_limit_date", 3.0, 10.0, (0.6, 4.0)),
         ("rate_limit_date", 3.0, 0.5, (0.5, 0.5)),
         ("rate_limit_ms", 0.25, 10.0, (0.25, 0.25)),  # Retry-After says 1 s; retry-after-ms is the precise one
     ],
@@ -493,14 +514,22 @@ async def test_an_unreadable_retry_after_falls_back_to_backoff(
 async def test_max_total_s_caps_attempts_and_waits(
     faults: Callable[[FaultPlan], SimulatorServer], question: str
 ) -> None:
-    sim = faults(FaultPlan([Fault("hang")], hang_s=10))
-    harness = _harness(max_attempts=20, max_wait_s=0.05, max_total_s=0.5, real_sleep=True)
-    started = time.monotonic()
+    sim = faults(FaultPlan([Fault("rate_limit")], retry_after_s=10))
+    # Waits of 10 s on a fake clock: after three (30 s), a fourth would end past the 35 s budget.
+    harness = _harness(max_attempts=20, max_total_s=35, clock=FakeClock())
+    failure = await _fail(harness, sim, "openai", question)
+    assert (failure.kind, failure.attempts, harness.sleeps) == ("http_429", 4, [10.0] * 3)
+
+
+async def test_a_hung_attempt_ends_with_the_calls_budget(
+    faults: Callable[[FaultPlan], SimulatorServer], question: str
+) -> None:
+    """The attempt is cut when the budget is spent, though its request timeout is far away; no attempt follows."""
+    sim = faults(FaultPlan([Fault("hang")], hang_s=30))
+    harness = _harness(max_attempts=20, max_total_s=0.5, timeout_s=20)
     failure = await _fail(harness, sim, "anthropic", question)
-    elapsed = time.monotonic() - started
-    assert failure.kind == "timeout"
-    assert 2 <= failure.attempts <= 4
-    assert 0.45 <= elapsed < 0.8
+    assert (failure.kind, failure.attempts, harness.sleeps) == ("timeout", 1, [])
+    assert [r.status for r in await _log_of(sim, question, 1)] == [499]  # the client left; the server did not end it
 
 
 async def test_a_wait_past_the_budget_is_not_waited(
@@ -513,22 +542,27 @@ async def test_a_wait_past_the_budget_is_not_waited(
 
 
 async def test_time_queued_for_the_endpoint_is_not_spent_from_the_budget(sim: SimulatorServer, question: str) -> None:
-    injector = FaultPlan([Fault("server_error", first=1)]).hook()
+    clock = FakeClock()
+    injector = FaultPlan([Fault("server_error", first=1, model="sim-mid-plain")]).hook()
 
     async def slow(request: SimRequest) -> web.StreamResponse | None:
-        await asyncio.sleep(0.06)
+        if request.model == MODEL:
+            clock.now += 100.0  # the first call takes 100 s while the second one waits for the endpoint
         return await injector(request)
 
     sim.hook = slow
-    # One request at a time, five calls: the last one's first attempt fails about 0.3 s after it was made, past its
-    # budget of 0.25 s, though its own two attempts take about 0.15 s. Counted from the call, it would fail.
-    harness = _harness(concurrency=1, max_wait_s=0.01, max_total_s=0.25)
+    # One request at a time: the second call's first attempt fails 100 s after it was made, far past its budget of
+    # 10 s, though its own attempts take no time. Counted from the call, it would fail.
+    harness = _harness(concurrency=1, max_wait_s=0.01, max_total_s=10, clock=clock)
+    first, second = (_endpoint(sim, "openai", model) for model in (MODEL, "sim-mid-plain"))
     try:
-        answers = await asyncio.gather(*(_ask(harness, sim, "openai", f"{question} {i}") for i in range(5)))
+        answers = await asyncio.gather(
+            *(harness.client.complete(e, (Message("user", question),), {}) for e in (first, second))
+        )
     finally:
         sim.hook = None
     assert all(a.text for a in answers)
-    assert harness.retries == ["http_500"] * 5
+    assert harness.retries == ["http_500"]
 
 
 # --- receipts -------------------------------------------------------------------------------------------------
@@ -569,32 +603,29 @@ async def test_an_answer_is_written_down_while_the_event_loop_is_busy(
 ) -> None:
     """Answers are read on the client's I/O thread: one arriving while the run's loop is busy (parsing, rendering)
     is written down at once, not when the loop comes round to it."""
-    asked = threading.Event()
+    asked, blocked, received = threading.Event(), threading.Event(), threading.Event()
 
-    async def slow(request: SimRequest) -> None:
+    async def held(request: SimRequest) -> None:
         asked.set()
-        await asyncio.sleep(0.2)  # then answered (and billed) as usual
+        while not blocked.is_set():  # answered (and billed) as usual once the run's loop is blocked
+            await asyncio.sleep(0.01)
 
-    received_at: list[float] = []
-    sim.hook = slow
+    sim.hook = held
     try:
         call = asyncio.create_task(
-            _harness(timeout_s=5.0).client.complete(
-                _endpoint(sim, route),
-                (Message("user", question),),
-                _params(False),
-                on_receipt=lambda _: received_at.append(time.monotonic()),
+            _harness().client.complete(
+                _endpoint(sim, route), (Message("user", question),), _params(False), on_receipt=lambda _: received.set()
             )
         )
         while not asked.is_set():
-            await asyncio.sleep(0.005)
-        time.sleep(1.0)  # the event loop is blocked: nothing on it runs
-        busy_until = time.monotonic()
+            await asyncio.sleep(0.01)
+        blocked.set()
+        # The event loop is blocked here: an answer written down on it could never arrive while it waits.
+        arrived = received.wait(timeout=60)
         answered = await call
     finally:
         sim.hook = None
-    assert answered.text and len(received_at) == 1
-    assert received_at[0] < busy_until - 0.5
+    assert arrived and answered.text
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -710,9 +741,9 @@ async def test_mixed_faults_every_call_answered_or_failed_and_paid_once(
 ) -> None:
     plan = FaultPlan([Fault(kind, rate=0.3 / len(FAULT_KINDS)) for kind in FAULT_KINDS], seed=2024, hang_s=10)
     sim = faults(plan)
-    # A longer timeout here: 16 calls at once keep the event loop busy, and a timeout that fires on an answer
+    # The long timeout matters here: 16 calls at once keep the event loop busy, and a timeout that fires on an answer
     # already sent would be a fault the plan did not make (and a second bill, which the test would catch).
-    harness = _harness(max_attempts=4, max_wait_s=0.01, concurrency=16, timeout_s=0.5, real_sleep=True)
+    harness = _harness(max_attempts=4, max_wait_s=0.01, concurrency=16, real_sleep=True)
     # Streamed calls cost litellm ten times the CPU of whole ones: one in ten keeps the test fast.
     calls = [(route, i % 10 == 0, f"{question} #{i} {route}") for i in range(100) for route in ROUTES]
 

@@ -45,7 +45,7 @@ FAULTS = [
 
 KINDS = re.compile(
     r"^(http_\d{3}|quota_exhausted|timeout|connection|malformed|incomplete|empty|auth|bad_request|forbidden"
-    r"|not_found|context_length): "
+    r"|not_found|context_length|unreachable|stopped): "
 )
 """A failure's reason starts with the kind of the fault that ended its call."""
 

@@ -168,11 +168,14 @@ def test_rate_limits_carry_retry_after_and_the_providers_headers(plain: Simulato
         [Fault("rate_limit", first=1), Fault("rate_limit_date", first=2), Fault("rate_limit_ms", first=3)],
         retry_after_s=2.5,
     ).hook()
+    before = time.time()
     (status, seconds, _), (_, dated, _), (_, precise, _) = (_post(plain, api, _payload(api)) for _ in range(3))
+    after = time.time()
     assert status == 429
     assert seconds["retry-after"] == "3"
+    # Written at some moment between the two, as whole seconds rounded up: however long the requests took.
     retry_at = email.utils.parsedate_to_datetime(dated["retry-after"]).timestamp()
-    assert 2.5 <= retry_at - time.time() <= 3.6
+    assert before + 2.5 <= retry_at <= after + 3.5
     assert (precise["retry-after-ms"], precise["retry-after"]) == ("2500", "3")
     if api == "openai":
         for unit in ("requests", "tokens"):
@@ -215,11 +218,10 @@ def test_errors_come_in_the_providers_shape(
 
 def test_a_hung_request_lasts_until_the_client_gives_up(plain: SimulatorServer, question: str) -> None:
     plain.hook = FaultPlan([Fault("hang")], hang_s=10).hook()
-    started = time.monotonic()
     with pytest.raises(TimeoutError):
         _post(plain, "openai", _payload("openai", question), timeout=0.2)
+    # 499: the server saw the client go, long before hang_s (it would answer 504 then).
     assert [(r.status, r.billed) for r in _settled(plain, question, 1)] == [(499, False)]
-    assert time.monotonic() - started < 1.0
     plain.hook = FaultPlan([Fault("hang")], hang_s=0.1).hook()
     assert _post(plain, "anthropic", _payload("anthropic"))[0] == 504
 
@@ -305,8 +307,13 @@ def test_only_the_reply_served_in_full_is_billed(plain: SimulatorServer, questio
 # --- what the SDKs make of them (openai 3.x, anthropic 2.x, retries off) --------------------------------------
 
 
-def _openai_sdk(sim: SimulatorServer, stream: bool) -> str | None:
-    client = openai.OpenAI(base_url=sim.url + "/v1", api_key=KEY, max_retries=0, timeout=0.25)
+def _sdk_timeout(kind: FaultKind) -> float:
+    """Short only for a hung request: a loaded machine must not turn another fault into a timeout."""
+    return 0.25 if kind == "hang" else 10.0
+
+
+def _openai_sdk(sim: SimulatorServer, stream: bool, timeout: float) -> str | None:
+    client = openai.OpenAI(base_url=sim.url + "/v1", api_key=KEY, max_retries=0, timeout=timeout)
     messages = cast("Any", [{"role": "user", "content": QUESTION}])
     if not stream:
         return client.chat.completions.create(model="sim-good-terse", messages=messages).choices[0].finish_reason
@@ -316,8 +323,8 @@ def _openai_sdk(sim: SimulatorServer, stream: bool) -> str | None:
     return finish
 
 
-def _anthropic_sdk(sim: SimulatorServer, stream: bool) -> str | None:
-    client = anthropic.Anthropic(base_url=sim.url, api_key=KEY, max_retries=0, timeout=0.25)
+def _anthropic_sdk(sim: SimulatorServer, stream: bool, timeout: float) -> str | None:
+    client = anthropic.Anthropic(base_url=sim.url, api_key=KEY, max_retries=0, timeout=timeout)
     messages = cast("Any", [{"role": "user", "content": QUESTION}])
     if not stream:
         return client.messages.create(model="sim-good-terse", max_tokens=400, messages=messages).stop_reason
@@ -357,10 +364,10 @@ def test_what_the_sdks_raise(
     plain.hook = FaultPlan([Fault(kind)], hang_s=5).hook()
     call = _openai_sdk if api == "openai" else _anthropic_sdk
     if raised is None:
-        assert call(plain, stream) is None
+        assert call(plain, stream, _sdk_timeout(kind)) is None
         return
     with pytest.raises(Exception) as caught:
-        call(plain, stream)
+        call(plain, stream, _sdk_timeout(kind))
     assert type(caught.value).__name__ == raised
     sdk_error = openai.OpenAIError if api == "openai" else anthropic.AnthropicError
     assert isinstance(caught.value, sdk_error) == (raised not in ("JSONDecodeError", "RemoteProtocolError"))
