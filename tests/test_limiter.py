@@ -365,7 +365,7 @@ async def test_the_wait_for_the_endpoint_is_not_real_time(sim: SimulatorServer) 
     for i in range(3):
         await client.complete(endpoint, (Message("user", f"rpm {i}"),), {"max_tokens": 8})
     assert fake.sleeps == pytest.approx([30.0], abs=0.01)
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 30.0  # the wait slept for real would take this long alone
 
 
 async def test_closed_concurrency_admits_nothing_more_and_lets_the_requests_in_flight_finish() -> None:
