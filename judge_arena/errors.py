@@ -237,10 +237,14 @@ class Redactor:
     """
 
     def __init__(self) -> None:
+        self._keys: set[str] = set()
         self._pieces: set[str] = set()
 
     def add(self, key: str) -> None:
         """Redact this key from now on (a key shorter than eight characters is redacted whole)."""
+        if key in self._keys:
+            return
+        self._keys.add(key)
         width = min(_SHORTEST_SECRET, len(key))
         self._pieces.update(key[i : i + width] for i in range(len(key) - width + 1))
 
