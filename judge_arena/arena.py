@@ -167,6 +167,7 @@ async def play_arena(
                 max_attempts=runner_config.max_attempts,
                 max_wait_s=runner_config.max_wait_s,
                 max_total_s=runner_config.max_total_s,
+                stop_after=runner_config.stop_after_failures,
                 requests_per_minute=runner_config.requests_per_minute,
                 tokens_per_minute=runner_config.tokens_per_minute,
                 output_estimate=runner_config.output_estimate,

@@ -179,9 +179,9 @@ class Client:
     else an exponential backoff with jitter, never more than `max_wait_s`. `max_total_s`, when set, caps the time
     one call may spend on its attempts and the waits between them together; time queued for the endpoint (its
     concurrency and budgets) does not count. After `stop_after` calls in a row to one endpoint fail the same
-    persistent way (`Diagnosis.persistent`), the endpoint is stopped: logged once, as a warning, and its remaining
-    calls fail at once with kind `stopped` and that reason. `sleep` is how waits are waited and `clock` how the
-    budgets (`max_total_s`, the rate limits) tell time (tests pass fakes).
+    persistent way (`Diagnosis.persistent`; None: never), the endpoint is stopped: logged once, as a warning, and
+    its remaining calls fail at once with kind `stopped` and that reason. `sleep` is how waits are waited and
+    `clock` how the budgets (`max_total_s`, the rate limits) tell time (tests pass fakes).
 
     What failures say is stripped of every key the client has read, and of anything shaped like a key.
     """
@@ -198,7 +198,7 @@ class Client:
         tokens_per_minute: float | None = None,
         output_estimate: int = 1024,
         increase_after: int = 8,
-        stop_after: int = 3,
+        stop_after: int | None = 3,
         on_retry: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -352,7 +352,7 @@ class Client:
         streak = self._streaks.setdefault(endpoint, _Streak())
         streak.count = streak.count + 1 if streak.kind == diagnosis.kind else 1
         streak.kind = diagnosis.kind
-        if streak.count >= self._stop_after and endpoint not in self._stopped:
+        if self._stop_after is not None and streak.count >= self._stop_after and endpoint not in self._stopped:
             reason = (
                 f"{endpoint.describe()} stopped after {streak.count} calls in a row failed with {diagnosis.kind}; "
                 f"its remaining calls are not made. The server said: {message}"

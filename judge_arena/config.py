@@ -303,6 +303,13 @@ class RunnerConfig(_Strict):
         description="Longest time one call may spend on its attempts and the waits between them, in seconds; "
         "time queued for the endpoint's concurrency limit does not count. Unset: no cap.",
     )
+    stop_after_failures: int | None = Field(
+        default=3,
+        ge=1,
+        description="Calls to one model in a row that fail the same way that waiting will not change (auth, "
+        "forbidden, unknown model, quota, no server at the URL) before its remaining calls are not made (recorded "
+        "as failures of kind 'stopped'). Unset (null): keep calling.",
+    )
     requests_per_minute: float | None = Field(
         default=None, gt=0, description="Requests per minute per endpoint; unset: only what the provider's headers say."
     )

@@ -72,9 +72,9 @@ def _settled(sim: SimulatorServer, question: str, count: int) -> list[RequestRec
     """The requests asking `question` (or starting with it), once `count` are logged.
 
     A request is logged when its handler ends: a hung one when the hook sees its client go, a streamed one after
-    its last byte, which the client may have read already.
+    its last byte, which the client may have read already. All are waited for: a loaded machine can take seconds.
     """
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 30.0
     while True:
         records = [r for r in sim.requests if r.messages and r.messages[-1].content.startswith(question)]
         if len(records) >= count or time.monotonic() > deadline:
