@@ -34,7 +34,7 @@ from judge_arena.sim.server import Reply, RequestRecord, SimRequest, SimulatorSe
 from judge_arena.store import Receipt
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = str(ROOT / "prompts" / "judge_pairwise.yaml")
+TEMPLATE = str(ROOT / "judge_arena" / "data" / "templates" / "pairwise.yaml")
 Route = Literal["openai", "anthropic"]
 ROUTES: tuple[Route, ...] = ("openai", "anthropic")
 PATHS: dict[Route, str] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
@@ -392,7 +392,7 @@ def test_a_run_stops_calling_a_model_the_server_does_not_know_and_records_every_
     prompts = 12
     config = {
         "name": "fail-fast",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": prompts}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": prompts}],
         "candidates": [
             {"name": name, "model": f"openai/{model}", "api_base": "simulator"}
             for name, model in [("real", "sim-strong-plain"), ("ghost", "sim-no-such"), ("terse", MODEL)]
@@ -797,7 +797,7 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
 def _ping_config(folder: Path, sim: SimulatorServer, extra: list[dict[str, Any]]) -> Path:
     config = {
         "name": "ping",
-        "suites": [{"path": str(ROOT / "prompts/suites/core.jsonl"), "limit": 2}],
+        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 2}],
         "candidates": [
             {"name": "plain", "model": "openai/sim-strong-plain", "api_base": f"{sim.url}/v1"},
             {"name": "markdown", "model": "anthropic/sim-strong-markdown", "api_base": sim.url},
