@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from judge_arena._offline import configure_offline
+
 RESPONSE_HEADERS_ATTRIBUTE = "litellm_response_headers"
 """Where litellm's exceptions keep the headers of the error response."""
 INCOMPLETE_STREAM_CLASS = "MidStreamFallbackError"
@@ -34,6 +36,7 @@ def litellm() -> Any:
     # The import makes millions of long-lived objects: collecting garbage while it runs costs more than half a
     # second, and every later full collection would walk them all again (0.1-0.2 s holding the GIL, which stalls
     # the I/O thread that writes answers down). Collect none during the import, then set them aside for good.
+    configure_offline()
     gc.disable()
     try:
         import litellm

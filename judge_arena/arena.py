@@ -7,9 +7,11 @@ cache, so a rerun of the same config makes no model call at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Protocol
@@ -127,6 +129,21 @@ def planned_calls(inputs: Inputs) -> int:
     return len(config.candidates) * turns + judge_games(config, len(inputs.prompts))
 
 
+@contextlib.contextmanager
+def model_servers(config: ArenaConfig, simulator_url: str | None = None) -> Iterator[tuple[str | None, dict[str, str]]]:
+    """The servers the config's models need, running for the block: the simulator (unless `simulator_url` points at
+    one already running) and each of `local_servers`; yields the simulator's URL and the local servers' by name."""
+    with ExitStack() as stack:
+        if config.uses_simulator and simulator_url is None:
+            from judge_arena.sim.server import SimulatorServer
+
+            simulator_url = stack.enter_context(SimulatorServer()).url
+        local_urls = {
+            name: stack.enter_context(LocalServer(name, server)).url for name, server in config.local_servers.items()
+        }
+        yield simulator_url, local_urls
+
+
 async def play_arena(
     inputs: Inputs,
     progress: Progress | None = None,
@@ -151,13 +168,7 @@ async def play_arena(
         where = f"{config.source}: field 'runner.output_dir'"
         raise ConfigError(f"{where}: cannot create {runner_config.output_dir}: {exc.strerror or exc}") from None
     with ExitStack() as stack:
-        if config.uses_simulator and simulator_url is None:
-            from judge_arena.sim.server import SimulatorServer
-
-            simulator_url = stack.enter_context(SimulatorServer()).url
-        local_urls = {
-            name: stack.enter_context(LocalServer(name, server)).url for name, server in config.local_servers.items()
-        }
+        simulator_url, local_urls = stack.enter_context(model_servers(config, simulator_url))
         store = stack.enter_context(Store(runner_config.cache_dir / CACHE_FILE))
         runner = CallRunner(
             store,

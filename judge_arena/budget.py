@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge_arena._offline import configure_offline
+from judge_arena import _litellm
 from judge_arena.config import ArenaConfig, ConfigError, ModelConfig
 from judge_arena.records import Message
 from judge_arena.tokens import input_tokens, output_cap
@@ -56,10 +56,7 @@ def known_price(model: ModelConfig) -> Price | None:
 
 @functools.cache
 def _litellm_price(model: str) -> Price | None:
-    # Imported here: litellm takes seconds to import, and only a run with a budget needs its prices.
-    configure_offline()
-    import litellm
-
+    litellm = _litellm.litellm()  # seconds to import: only a run with a budget needs its prices
     # The map keys most models without their provider prefix ('gpt-4o-mini', not 'openai/gpt-4o-mini').
     for name in (model, model.split("/", 1)[-1]):
         entry = litellm.model_cost.get(name)

@@ -79,15 +79,13 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 
 def _ping(config: ArenaConfig, console: Console) -> int:
     import asyncio
-    from contextlib import ExitStack
 
+    from judge_arena.arena import model_servers
     from judge_arena.client import ping_models
-    from judge_arena.sim.server import SimulatorServer
 
-    with ExitStack() as stack:
-        simulator_url = stack.enter_context(SimulatorServer()).url if config.uses_simulator else None
+    with model_servers(config) as (simulator_url, local_urls):
         models = [*config.candidates, *config.judges]
-        pings = asyncio.run(ping_models(models, simulator_url, timeout_s=config.runner.timeout_s))
+        pings = asyncio.run(ping_models(models, simulator_url, local_urls, timeout_s=config.runner.timeout_s))
     for ping in pings:
         if ping.failure is None:
             console.print(f"[green]ok[/green]   {escape(ping.endpoint.describe())}: {ping.latency_s:.2f} s")

@@ -493,12 +493,20 @@ class Client:
         self._sdk_clients.clear()
 
 
-async def ping_models(models: Sequence[ModelConfig], simulator_url: str | None, *, timeout_s: float) -> list[Ping]:
+async def ping_models(
+    models: Sequence[ModelConfig],
+    simulator_url: str | None,
+    local_urls: Mapping[str, str] | None = None,
+    *,
+    timeout_s: float,
+) -> list[Ping]:
     """One tiny call to each model, all at once, in the models' order: does each answer, and how fast."""
     client = Client(concurrency=len(models), timeout_s=timeout_s, max_attempts=1, max_wait_s=0.0)
     try:
         return list(
-            await asyncio.gather(*(client.ping(Endpoint.of(model, simulator_url), model.params) for model in models))
+            await asyncio.gather(
+                *(client.ping(Endpoint.of(model, simulator_url, local_urls), model.params) for model in models)
+            )
         )
     finally:
         await client.aclose()

@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from judge_arena.arena import load_inputs, run_arena
+from judge_arena.arena import load_inputs, play_arena
 from judge_arena.client import CallFailed, Client, Endpoint
 from judge_arena.config import load_config
 from judge_arena.records import Message
@@ -402,7 +402,7 @@ def test_a_run_stops_calling_a_model_the_server_does_not_know_and_records_every_
     }
     (tmp_path / "arena.yaml").write_text(yaml.safe_dump(config))
     with SimulatorServer() as sim:
-        run = run_arena(load_inputs(load_config(tmp_path / "arena.yaml")), simulator_url=sim.url)
+        run = asyncio.run(play_arena(load_inputs(load_config(tmp_path / "arena.yaml")), simulator_url=sim.url))
         asked = sum(r.model == "sim-no-such" for r in sim.requests)
         url = f"{sim.url}/v1"
     ghost = [f for f in run.failures if f.item.startswith("ghost ×")]
