@@ -51,11 +51,20 @@ class _BadInput(Exception):
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    return _play(load_config(args.config), console)
+
+
+def _demo(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.config import DEMO_CONFIG, config_from_dict, read_yaml
+
+    return _play(config_from_dict(read_yaml(DEMO_CONFIG), base_dir=args.folder), console)
+
+
+def _play(config: ArenaConfig, console: Console) -> int:
     from judge_arena.interrupt import Interrupt, on_signals
     from judge_arena.pipeline import run_arena
     from judge_arena.report.terminal import print_run, progress_display
 
-    config = load_config(args.config)
     with on_signals(Interrupt()) as interrupt, progress_display(console) as progress:
         result = run_arena(config, progress=progress, interrupt=interrupt)
     print_run(console, result.run, result.views, result.folder)
@@ -234,6 +243,14 @@ def _parser() -> argparse.ArgumentParser:
     run = _command(commands, "run", "generate, judge (raw and plain), rate, report", _RUN_EXITS)
     run.add_argument("config", type=Path, help="arena config (YAML)")
     run.set_defaults(handler=_run)
+    demo = _command(
+        commands,
+        "demo",
+        "run the built-in demo arena on the simulator (offline, no key); its cache and runs go in FOLDER",
+        _RUN_EXITS,
+    )
+    demo.add_argument("folder", type=Path, nargs="?", default=Path(), help="where cache/ and runs/ go (default: .)")
+    demo.set_defaults(handler=_demo)
     validate = _command(
         commands,
         "validate",

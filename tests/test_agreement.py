@@ -460,12 +460,14 @@ def test_agreement_command_on_a_run_and_bad_votes(tmp_path: Path, capsys: pytest
     run.write_text(header + "\n".join(rows) + "\n")
     assert main(["agreement", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "j/raw" in out and "j/plain" in out
+    assert "j/raw" in out
+    assert "j/plain" in out
     bad = tmp_path / "votes.jsonl"
     bad.write_text('{"question_id": 1, "model_a": "x", "model_b": "y", "winner": "maybe", "judge": "h", "turn": 1}\n')
     assert main(["agreement", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "winner" in err
+    assert str(bad) in err
+    assert "winner" in err
 
 
 def test_judge_agreement_compares_judges_within_each_normalization() -> None:

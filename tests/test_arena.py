@@ -61,7 +61,8 @@ def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer)
     first = _run(path, sim)
     prompts = first.inputs.prompts
     turns = sum(len(p.turns) for p in prompts)
-    assert len(first.answers) == 3 * len(prompts) and not first.failures
+    assert len(first.answers) == 3 * len(prompts)
+    assert not first.failures
     # 3 pairs × prompts × raw/plain × both orders
     assert len(first.battles) == 3 * len(prompts) * 2 * 2
     billed = [r for r in sim.requests if r.billed]
@@ -70,11 +71,15 @@ def test_full_run_then_rerun_makes_no_call(tmp_path: Path, sim: SimulatorServer)
 
     sim.reset_log()
     second = _run(path, sim)
-    assert sim.requests == [] and second.stats.made == 0
+    assert sim.requests == []
+    assert second.stats.made == 0
     # a fresh cache serves nothing: identical requests of the first run are shared within it, not "from cache"
-    assert first.stats.cached == 0 and first.stats.shared > 0
-    assert second.stats.cached == first.stats.made + first.stats.shared and second.stats.shared == 0
-    assert second.battles == first.battles and second.answers == first.answers
+    assert first.stats.cached == 0
+    assert first.stats.shared > 0
+    assert second.stats.cached == first.stats.made + first.stats.shared
+    assert second.stats.shared == 0
+    assert second.battles == first.battles
+    assert second.answers == first.answers
 
 
 def test_changed_template_rejudges_without_regenerating(tmp_path: Path, sim: SimulatorServer) -> None:
@@ -102,12 +107,15 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
         assert view.board is not None
         assert {r.model for r in view.board.rows} == {"strong-plain", "markdown-weak", "strong-markdown"}
         baseline = next(r for r in view.board.rows if r.model == "strong-plain")
-        assert baseline.rating == pytest.approx(1000.0) and baseline.win_rate == pytest.approx(50.0)
+        assert baseline.rating == pytest.approx(1000.0)
+        assert baseline.win_rate == pytest.approx(50.0)
         assert all(r.lower <= r.rating <= r.upper for r in view.board.rows)
 
     assert main(["run", str(path)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "raw" in out and "plain" in out and "strong-plain" in out
+    assert "raw" in out
+    assert "plain" in out
+    assert "strong-plain" in out
     assert "no model call was made" in out
     # not a terminal: tables at their natural width and lines unwrapped, never cut at 80 columns
     caption = "rating #place, 95 % interval below; Δ: places gained (↑) or lost (↓) against raw; +sc: style-controlled"
@@ -115,7 +123,8 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
     assert any(len(line) > 80 and "calls made" in line for line in out.splitlines()), out
     folder = next((tmp_path / "runs").iterdir())
     board = pd.read_csv(folder / "leaderboard.csv")
-    assert set(board["normalization"]) == {"raw", "plain"} and len(board) == 9
+    assert set(board["normalization"]) == {"raw", "plain"}
+    assert len(board) == 9
     # every view is named by one column, and a plain pandas reader sees no missing style control
     assert set(board["view"]) == {"raw", "plain", "raw+sc"}
     assert set(zip(board["view"], board["style_control"], strict=True)) == {
@@ -124,11 +133,13 @@ def test_views_and_report_files(tmp_path: Path, sim: SimulatorServer, capsys: py
         ("raw+sc", "both"),
     }
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["calls"]["made"] == 0 and summary["battles"] == len(run.battles)
+    assert summary["calls"]["made"] == 0
+    assert summary["battles"] == len(run.battles)
     assert all(key.isidentifier() for key in summary["flagged_battles"])
     battles = pd.read_csv(folder / "battles.csv")
     assert len(battles) == len(run.battles)
-    assert "flags" not in battles.columns and set(battles["defence_flags"]) == {"none"}
+    assert "flags" not in battles.columns
+    assert set(battles["defence_flags"]) == {"none"}
 
 
 def test_multi_turn_mt_bench_prompt_asks_turn_two_with_turn_one_answer(
@@ -158,7 +169,8 @@ def test_unknown_model_is_recorded_as_failure_and_retried_next_run(tmp_path: Pat
     path.write_text(yaml.safe_dump(config))
     run = _run(path, sim)
     failed = [f for f in run.failures if f.stage == "generate"]
-    assert len(failed) == 2 and all("not_found" in f.reason for f in failed)
+    assert len(failed) == 2
+    assert all("not_found" in f.reason for f in failed)
     # only the pair of the two working candidates is judged
     assert {frozenset((b.model_a, b.model_b)) for b in run.battles} == {frozenset(("strong-plain", "strong-markdown"))}
     sim.reset_log()
@@ -176,7 +188,8 @@ def test_canaries_meet_every_candidate_and_can_fail_the_run(
     for canary in ("canary-null-model", "canary-injection-probe"):
         assert {frozenset((name, canary)) for name in ("strong-plain", "markdown-weak", "strong-markdown")} <= pairs
     probe_games = [b for b in run.battles if "canary-injection-probe" in (b.model_a, b.model_b)]
-    assert probe_games and all(any(f.startswith("injection:") for f in b.flags) for b in probe_games)
+    assert probe_games
+    assert all(any(f.startswith("injection:") for f in b.flags) for b in probe_games)
     assert all(any(f.startswith("neutralized:") for f in b.flags) for b in probe_games)
 
     code = main(["run", str(path)])

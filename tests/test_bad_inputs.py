@@ -72,7 +72,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: {_expected(case, folder)}"), err
     assert _tree(tmp_path) == before
-    assert not (folder / "cache").exists() and not (folder / "runs").exists()
+    assert not (folder / "cache").exists()
+    assert not (folder / "runs").exists()
 
 
 def test_prompt_beyond_a_models_context_is_a_config_error(tmp_path: Path) -> None:

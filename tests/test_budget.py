@@ -92,8 +92,11 @@ def test_covering_budget_runs_normally_and_reports_spend(
     assert "budget reached" not in capsys.readouterr().out
     rows = _cached(tmp_path)
     budget = _summary(tmp_path)["budget"]
-    assert isinstance(budget, dict) and not budget["reached"] and budget["refused_calls"] == 0
-    assert budget["spent_usd"] == pytest.approx(_cost(rows), abs=1e-6) and budget["spent_usd"] > 0
+    assert isinstance(budget, dict)
+    assert not budget["reached"]
+    assert budget["refused_calls"] == 0
+    assert budget["spent_usd"] == pytest.approx(_cost(rows), abs=1e-6)
+    assert budget["spent_usd"] > 0
     assert len(rows) == sum(r.billed for r in cli_sim.requests)
 
 
@@ -115,7 +118,8 @@ def test_output_reservations_follow_what_the_answers_used() -> None:
         reservation = asyncio.run(budget.reserve(judge, [Message("user", "Which is better?")]))
         budget.bill(reservation, 50, used)
         budget.release(reservation)
-    assert budget.output_tokens(judge) == 120 and budget.output_tokens(capped) == 300
+    assert budget.output_tokens(judge) == 120
+    assert budget.output_tokens(capped) == 300
 
 
 def test_small_budget_stops_cleanly_and_a_rerun_resumes(
@@ -130,15 +134,19 @@ def test_small_budget_stops_cleanly_and_a_rerun_resumes(
     cli_sim.reset_log()
     assert main(["run", str(_config(folder, max_usd=cap, limit=10))]) == EXIT_BUDGET
     out = capsys.readouterr().out
-    assert "budget reached: $" in out and "rerun with a larger budget to resume" in out
+    assert "budget reached: $" in out
+    assert "rerun with a larger budget to resume" in out
     made = _cached(folder)
     assert 0 < len(made) < len(everything)
     # every request the simulator saw was answered and paid, and together they stay within the cap
     assert len(made) == len(cli_sim.requests) == sum(r.billed for r in cli_sim.requests)
     summary = _summary(folder)
     budget, calls = summary["budget"], summary["calls"]
-    assert isinstance(budget, dict) and isinstance(calls, dict)
-    assert budget["reached"] and budget["refused_calls"] > 0 and calls["made"] == len(made)
+    assert isinstance(budget, dict)
+    assert isinstance(calls, dict)
+    assert budget["reached"]
+    assert budget["refused_calls"] > 0
+    assert calls["made"] == len(made)
     assert budget["spent_usd"] == pytest.approx(_cost(made), abs=1e-6)
     # reservations follow what the answers use, not max_tokens: the run spends most of its cap, and never more
     assert 0.9 * cap <= budget["spent_usd"] <= cap, (budget["spent_usd"], cap)
@@ -146,7 +154,8 @@ def test_small_budget_stops_cleanly_and_a_rerun_resumes(
 
     cli_sim.reset_log()
     resumed = _run(_config(folder, max_usd=_cost(everything), limit=10), cli_sim)
-    assert resumed.stats.refused == 0 and not resumed.failures
+    assert resumed.stats.refused == 0
+    assert not resumed.failures
     assert resumed.stats.made == sum(r.billed for r in cli_sim.requests) == len(everything) - len(made)
     assert resumed.battles == reference.battles
     # latency differs between the runs; everything else an answer holds is the same
@@ -175,7 +184,8 @@ def test_billed_attempts_the_run_cannot_use_count_against_the_budget(tmp_path: P
     empty_first = _EmptyFirst()
     with SimulatorServer(hook=empty_first) as sim:
         run = _run(_config(tmp_path, max_usd=100.0), sim)
-    assert not run.failures and len(empty_first.billed) == 2 * len(empty_first.seen)
+    assert not run.failures
+    assert len(empty_first.billed) == 2 * len(empty_first.seen)
     billed = sum(i * PRICE["input_per_mtok"] / 1e6 + o * PRICE["output_per_mtok"] / 1e6 for i, o in empty_first.billed)
     # the empty answers were paid for too: twice what the stored answers cost
     assert run.stats.spent_usd == pytest.approx(billed) == pytest.approx(2 * _cost(_cached(tmp_path)))
@@ -185,6 +195,7 @@ def test_unknown_price_with_a_budget_is_a_config_error(tmp_path: Path, capsys: p
     path = _config(tmp_path, max_usd=1.0, priced=False)
     assert main(["run", str(path)]) == EXIT_BAD_INPUT
     assert "field 'candidates.0.price'" in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cache").exists()
     # without a budget no price is needed
     assert main(["validate", str(_config(tmp_path, max_usd=None, priced=False))]) == EXIT_OK

@@ -100,7 +100,8 @@ async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
         runner = _runner(store, client)
         first = await runner.complete(MODEL, MESSAGES)
         second = await runner.complete(MODEL, MESSAGES)
-        assert first == second and client.calls == 1
+        assert first == second
+        assert client.calls == 1
         # answered earlier in this run: shared within the run, not "from cache" (a fresh cache looked pre-filled)
         assert (runner.stats.made, runner.stats.shared, runner.stats.cached) == (1, 1, 0)
     with Store(tmp_path / "c.sqlite") as reopened:
@@ -126,11 +127,13 @@ async def test_failures_are_recorded_not_cached(tmp_path: Path) -> None:
         runner = _runner(store, client)
         with pytest.raises(CallFailed, match="http_503"):
             await runner.complete(MODEL, MESSAGES)
-        assert store.count_completions() == 0 and store.count_failures() == 1
+        assert store.count_completions() == 0
+        assert store.count_failures() == 1
         assert runner.stats.failed == 1
         retried = await runner.complete(MODEL, MESSAGES)
         assert retried.text == "reply to Which is better?"
-        assert client.calls == 2 and store.count_completions() == 1
+        assert client.calls == 2
+        assert store.count_completions() == 1
 
 
 async def test_identical_calls_in_flight_share_one_request(tmp_path: Path) -> None:
@@ -138,7 +141,8 @@ async def test_identical_calls_in_flight_share_one_request(tmp_path: Path) -> No
     with Store(tmp_path / "c.sqlite") as store:
         runner = _runner(store, client)
         results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(5)))
-    assert len(set(results)) == 1 and client.calls == 1
+    assert len(set(results)) == 1
+    assert client.calls == 1
     assert (runner.stats.made, runner.stats.shared, runner.stats.cached) == (1, 4, 0)
 
 
@@ -147,7 +151,8 @@ async def test_a_shared_failure_reaches_every_waiter(tmp_path: Path) -> None:
     with Store(tmp_path / "c.sqlite") as store:
         runner = _runner(store, client)
         results = await asyncio.gather(*(runner.complete(MODEL, MESSAGES) for _ in range(3)), return_exceptions=True)
-    assert all(isinstance(r, CallFailed) for r in results) and client.calls == 1
+    assert all(isinstance(r, CallFailed) for r in results)
+    assert client.calls == 1
 
 
 def test_claims_block_other_owners_until_released_or_dead(tmp_path: Path) -> None:
@@ -198,7 +203,8 @@ def test_claim_of_a_killed_process_not_yet_reaped_is_taken_over(tmp_path: Path) 
         [sys.executable, "-c", _CLAIMING_CHILD, str(path), BASE_KEY.digest], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "claimed"
         os.kill(child.pid, signal.SIGKILL)
         # Deliberately not reaped: the child is a zombie, its pid still taken, until child.wait() below.
         while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
@@ -220,8 +226,10 @@ def test_a_receipt_is_kept_until_its_call_is_stored_or_failed(tmp_path: Path) ->
             assert another_process.receipt(BASE_KEY) == receipt
         store.put(BASE_KEY, Completion("done", "stop", 1, 1, 0.25))
         store.record_failure(other, "malformed", "not JSON", 1)
-        assert store.receipt(BASE_KEY) is None and store.receipt(other) is None
-        assert store.get(BASE_KEY) is not None and store.get(other) is None
+        assert store.receipt(BASE_KEY) is None
+        assert store.receipt(other) is None
+        assert store.get(BASE_KEY) is not None
+        assert store.get(other) is None
 
 
 async def test_an_answer_a_dead_process_received_is_recovered_not_paid_again(tmp_path: Path) -> None:
@@ -245,5 +253,6 @@ async def test_an_answer_a_dead_process_received_is_recovered_not_paid_again(tmp
                 await runner.aclose()
             assert recovered == replace(answered, latency_s=receipts[0].latency_s)
             assert (runner.stats.recovered, runner.stats.made, runner.stats.cached) == (1, 0, 0)
-            assert store.get(key) == recovered and store.receipt(key) is None
+            assert store.get(key) == recovered
+            assert store.receipt(key) is None
         assert sum(r.billed for r in sim.requests) == 1

@@ -263,7 +263,9 @@ async def test_a_transient_fault_then_the_answer(
     sim = faults(FaultPlan([Fault(kind, first=1)], retry_after_s=2, hang_s=10))
     harness = _harness()
     completion = await _ask(harness, sim, route, question, stream)
-    assert completion.text and completion.finish_reason in FINISHED and completion.output_tokens > 0
+    assert completion.text
+    assert completion.finish_reason in FINISHED
+    assert completion.output_tokens > 0
     assert harness.retries == [_diagnosis(kind, route, stream)[0]]
     records = await _log_of(sim, question, 2)
     assert sorted(r.billed for r in records) == [False, True]
@@ -274,7 +276,8 @@ async def test_a_streamed_answer_is_assembled_with_its_usage(sim: SimulatorServe
     streamed = await _ask(_harness(), sim, route, question, stream=True)
     whole = await _ask(_harness(), sim, route, question)
     assert streamed == type(whole)(**{**vars(whole), "latency_s": streamed.latency_s})
-    assert streamed.input_tokens > 0 and streamed.output_tokens > 0
+    assert streamed.input_tokens > 0
+    assert streamed.output_tokens > 0
     assert [r.stream for r in await _log_of(sim, question, 2)] == [True, False]
 
 
@@ -363,7 +366,8 @@ async def test_an_unknown_model_is_stopped_after_three_calls_and_said_once(
     reason = failures[3].message
     assert all(f.message == reason for f in failures[3:])
     assert f"ghost (openai/no-such-model at {endpoint.api_base})".replace("openai", route) in reason
-    assert "not_found" in reason and "no-such-model" in reason.split("The server said:")[1]
+    assert "not_found" in reason
+    assert "no-such-model" in reason.split("The server said:")[1]
     assert _stop_notices(caplog) == [reason]
     assert len(await _log_of(sim, question, 4, prefix=True, wait_s=EXTRA_WAIT_S)) == 3
     assert harness.client.stopped(endpoint) == reason
@@ -408,7 +412,8 @@ def test_a_run_stops_calling_a_model_the_server_does_not_know_and_records_every_
     ghost = [f for f in run.failures if f.item.startswith("ghost ×")]
     assert len(ghost) == prompts  # every answer not made is a failure with its reason, none dropped
     assert {a.model for a in run.answers} == {"real", "terse"}
-    assert len(run.battles) == 2 * 2 * prompts and len(run.failures) == prompts  # both orders, both views
+    assert len(run.battles) == 2 * 2 * prompts
+    assert len(run.failures) == prompts
     kinds = Counter(f.reason.split(":")[0] for f in ghost)
     if stop_after is None:
         assert (asked, kinds, _stop_notices(caplog)) == (prompts, {"not_found": prompts}, [])
@@ -462,7 +467,8 @@ async def test_only_failures_in_a_row_of_one_persistent_kind_stop_an_endpoint(
     finally:
         sim.hook = None
     assert kinds == ["auth", "auth", "ok", "auth", "auth", "forbidden", "auth"] + ["http_500"] * 3
-    assert harness.client.stopped(endpoint) is None and _stop_notices(caplog) == []
+    assert harness.client.stopped(endpoint) is None
+    assert _stop_notices(caplog) == []
 
 
 # --- Retry-After ----------------------------------------------------------------------------------------------
@@ -518,7 +524,8 @@ async def test_an_unreadable_retry_after_falls_back_to_backoff(
         await _ask(harness, sim, route, question)
     finally:
         sim.hook = None
-    assert len(harness.sleeps) == 1 and 0 <= harness.sleeps[0] <= 0.3
+    assert len(harness.sleeps) == 1
+    assert 0 <= harness.sleeps[0] <= 0.3
 
 
 # --- the total time cap ---------------------------------------------------------------------------------------
@@ -638,7 +645,8 @@ async def test_an_answer_is_written_down_while_the_event_loop_is_busy(
         answered = await call
     finally:
         sim.hook = None
-    assert arrived and answered.text
+    assert arrived
+    assert answered.text
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -709,7 +717,8 @@ async def test_an_echoed_key_never_leaks(
         assert "sk-sentinel" not in text
         assert SENTINEL[-12:] not in text
     # No link back to the exception that quoted the key, for a traceback to print.
-    assert failure.__cause__ is None and failure.__context__ is None
+    assert failure.__cause__ is None
+    assert failure.__context__ is None
 
 
 async def test_the_faults_echo_is_redacted_too(faults: Callable[[FaultPlan], SimulatorServer], question: str) -> None:
@@ -779,7 +788,9 @@ async def test_mixed_faults_every_call_answered_or_failed_and_paid_once(
             assert outcome.message
             assert not any(r.billed for r in records)
         else:
-            assert kind is None and outcome.text and outcome.finish_reason in FINISHED
+            assert kind is None
+            assert outcome.text
+            assert outcome.finish_reason in FINISHED
             assert sum(r.billed for r in records) == 1
     failed = sum(isinstance(o, CallFailed) for o in outcomes)
     assert 0 < failed < len(calls) // 10
@@ -819,11 +830,13 @@ def test_validate_ping_calls_each_model_once_and_reports_each(
     before = len(sim.requests)
     assert main(["validate", "--ping", str(_ping_config(tmp_path, sim, []))]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and lines[0].startswith("ok ")
+    assert len(lines) == 4
+    assert lines[0].startswith("ok ")
     for line, name in zip(lines[1:], ["plain", "markdown", "judge"], strict=True):
         assert re.fullmatch(rf"ok +{name} \(.+ at http://127\.0\.0\.1:\d+(/v1)?\): \d+\.\d\d s", line), line
     assert sorted(r.model for r in sim.requests[before:]) == ["sim-judge", "sim-strong-markdown", "sim-strong-plain"]
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_validate_ping_names_each_model_that_fails_and_exits_1(
@@ -841,7 +854,9 @@ def test_validate_ping_names_each_model_that_fails_and_exits_1(
     assert main(["validate", "--ping", str(_ping_config(tmp_path, sim, broken))]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["ok", "ok", "ok", "fail", "fail", "ok"]
-    assert "ghost (openai/sim-no-such" in lines[3] and "not_found:" in lines[3] and "does not exist" in lines[3]
+    assert "ghost (openai/sim-no-such" in lines[3]
+    assert "not_found:" in lines[3]
+    assert "does not exist" in lines[3]
     assert f"nowhere (openai/sim-judge at http://127.0.0.1:{port}/v1): unreachable:" in lines[4]
 
 
@@ -852,4 +867,5 @@ def test_validate_without_ping_calls_nothing(
 
     before = len(sim.requests)
     assert main(["validate", str(_ping_config(tmp_path, sim, []))]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 1 and len(sim.requests) == before
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert len(sim.requests) == before

@@ -65,13 +65,15 @@ def test_two_processes_share_one_cache_and_pay_once(tmp_path: Path, sim: Simulat
     assert [run.returncode for run in runs] == [0, 0], outputs
 
     billed = _billed_per_request(sim)
-    assert billed and max(billed.values()) == 1, [k for k, n in billed.items() if n > 1][:3]
+    assert billed
+    assert max(billed.values()) == 1, [k for k, n in billed.items() if n > 1][:3]
     with Store(tmp_path / "cache" / "arena.sqlite") as store:
         assert store.count_completions() == len(billed)
         assert store.count_failures() == 0
 
     boards = [_lines(folder / "leaderboard.csv") for folder in sorted((tmp_path / "runs").iterdir())]
-    assert len(boards) == 2 and boards[0] == boards[1]
+    assert len(boards) == 2
+    assert boards[0] == boards[1]
 
 
 def _lines(path: Path) -> list[str]:

@@ -150,7 +150,8 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["run", str(path)]) == EXIT_BAD_INPUT
     assert sorted(tmp_path.iterdir()) == before
     err = capsys.readouterr().err
-    assert "rating.bootstrap_rounds" in err and str(path) in err
+    assert "rating.bootstrap_rounds" in err
+    assert str(path) in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -158,7 +159,8 @@ def test_bad_suite_in_a_good_config_exits_2(tmp_path: Path, capsys: pytest.Captu
     path = _write_config(tmp_path)
     (tmp_path / "suite.jsonl").write_text('{"id": "q1", "category": "math", "turns": []}\n')
     assert main(["run", str(path)]) == EXIT_BAD_INPUT
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "runs").exists()
     assert "suite.jsonl" in capsys.readouterr().err
 
 
@@ -228,7 +230,8 @@ def test_the_repositorys_demo_config_is_the_packaged_one() -> None:
 
 def test_the_packaged_demo_runs_from_any_folder(tmp_path: Path) -> None:
     config = config_from_dict(read_yaml(DEMO_CONFIG), base_dir=tmp_path)
-    assert config.name == "demo" and config.uses_simulator
+    assert config.name == "demo"
+    assert config.uses_simulator
     assert config.judges[0].template == builtin_templates()["pairwise"]
     assert (config.runner.cache_dir, config.runner.output_dir) == (tmp_path / "cache", tmp_path / "runs")
 
@@ -239,8 +242,10 @@ def test_package_data_ships_every_data_file() -> None:
     package = DATA_DIR.parent
     shipped = {path for pattern in patterns for path in package.glob(pattern)}
     files = {path for path in DATA_DIR.rglob("*") if path.is_file()}
-    assert files and files <= shipped
-    assert set(builtin_templates()) == {"pairwise"} and set(builtin_suites()) == {"core"}
+    assert files
+    assert files <= shipped
+    assert set(builtin_templates()) == {"pairwise"}
+    assert set(builtin_suites()) == {"core"}
 
 
 def test_normalizations_are_the_ones_style_knows() -> None:

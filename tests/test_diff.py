@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def _night(config: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nights]:
+def nights(tmp_path_factory: pytest.TempPathFactory) -> Nights:
     assert CANDIDATES["sim-weak-terse"].quality < CANDIDATES["sim-good-terse"].quality - 0.3
     folder = tmp_path_factory.mktemp("nights")
     with pytest.MonkeyPatch.context() as patch:
@@ -82,7 +81,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nights]:
         gates = [{"model": CHANGED, "max_drop": 25, "views": ["plain", "raw+sc"]}]
         config = _config(folder, "openai/sim-weak-terse", gates)
         second = _night(config)
-    yield Nights(folder / "runs", first, second, config)
+    return Nights(folder / "runs", first, second, config)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,8 @@ def test_style_shift_is_reported_per_model(paired: DiffResult) -> None:
     shifts = {s.model: s for s in paired.style_shifts}
     assert set(shifts) == {"strong", "base", CHANGED}
     # The markdown candidate gains from its formatting with a markdown-biased judge, both nights.
-    assert shifts["strong"].old > 0 and shifts["strong"].new > 0
+    assert shifts["strong"].old > 0
+    assert shifts["strong"].new > 0
 
 
 def test_gates_hold_or_fail_with_each_failure_named(paired: DiffResult) -> None:
@@ -138,15 +138,19 @@ def test_gates_hold_or_fail_with_each_failure_named(paired: DiffResult) -> None:
             parse_gate(f"{CHANGED}:not_significantly_worse_than=base:views=plain"),
         ],
     )
-    assert not failing.passed and len(failing.failures) == 2
+    assert not failing.passed
+    assert len(failing.failures) == 2
     assert all(CHANGED in f for f in failing.failures)
     assert {"judge/plain", "judge/raw+sc"} == {f.split(" in ")[1].split(" ")[0] for f in failing.failures}
     # `strong` moves only in raw+sc, where every covariate's standardization changed with the new answers: a
     # fall larger than 25 there whose interval spans zero is noise, and does not fail the gate.
     noisy = [c for c in paired.changes if c.model == "strong" and c.category == ALL and c.change < -25]
-    assert noisy and all(c.significance == "none" for c in noisy)
-    assert holding.passed and holding.failures == ()
-    assert not relative.passed and "below base" in relative.failures[0]
+    assert noisy
+    assert all(c.significance == "none" for c in noisy)
+    assert holding.passed
+    assert holding.failures == ()
+    assert not relative.passed
+    assert "below base" in relative.failures[0]
 
 
 @pytest.mark.parametrize(
@@ -168,7 +172,9 @@ def test_a_gate_on_a_model_or_view_the_runs_lack_is_bad_input(paired: DiffResult
 def test_markdown_names_the_model_that_got_worse(paired: DiffResult) -> None:
     text = diff_markdown(paired, evaluate_gates(paired, [parse_gate(f"{CHANGED}:max_drop=25")]))
     worse, better = text.split("**Significantly worse:**")[1].split("**Significantly better:**")
-    assert f"**{CHANGED}**" in worse and "judge/plain" in worse and "strong" not in worse
+    assert f"**{CHANGED}**" in worse
+    assert "judge/plain" in worse
+    assert "strong" not in worse
     assert "nothing" in better
     assert f"❌ `{CHANGED}:max_drop=25`" in text
 
@@ -196,7 +202,8 @@ def test_diff_command_exit_codes(nights: Nights, capsys: pytest.CaptureFixture[s
         == 0
     )
     payload = json.loads(capsys.readouterr().out)
-    assert payload["method"] == "paired" and [g["passed"] for g in payload["gates"]] == [True]
+    assert payload["method"] == "paired"
+    assert [g["passed"] for g in payload["gates"]] == [True]
     assert all(c["change"] == pytest.approx(0) for c in payload["changes"])
     # Bad input: an unknown run, a malformed gate, a gate on a model the runs lack.
     assert main(["diff", "no-such-run", "latest", *runs]) == 2
@@ -209,7 +216,9 @@ def test_diff_command_exit_codes(nights: Nights, capsys: pytest.CaptureFixture[s
         == 1
     )
     out = capsys.readouterr().out
-    assert "judge / plain" in out and "worse" in out and "FAIL" in out
+    assert "judge / plain" in out
+    assert "worse" in out
+    assert "FAIL" in out
 
 
 def test_a_model_only_in_the_new_run_can_be_gated_against_another() -> None:
@@ -230,7 +239,8 @@ def test_a_model_only_in_the_new_run_can_be_gated_against_another() -> None:
         notes=(),
     )
     (below,) = evaluate_gates(diff, [parse_gate("new-model:not_significantly_worse_than=prod")])
-    assert not below.passed and "new-model is significantly below prod in judge/plain" in below.failures[0]
+    assert not below.passed
+    assert "new-model is significantly below prod in judge/plain" in below.failures[0]
     (above,) = evaluate_gates(diff, [parse_gate("prod:not_significantly_worse_than=new-model")])
     assert above.passed
     with pytest.raises(ValueError, match="not in both runs"):

@@ -97,7 +97,8 @@ def test_every_item_is_answered_or_failed_with_its_reason(
     injected = Counter(i.kind for i in hook.injections)
     assert len(injected) >= 10, injected
     assert 0.2 < len(hook.injections) / len(sim.requests) < 0.4
-    assert run.failures and run.stats.total_retries > 0
+    assert run.failures
+    assert run.stats.total_retries > 0
 
     answer_items = {(c.name, p.id) for c in config.candidates for p in prompts}
     game_items = {
@@ -130,7 +131,8 @@ def test_every_item_is_answered_or_failed_with_its_reason(
     # A game whose answer failed is accounted for by that answer's failure (it has nothing to judge).
     orphaned = {g for g in game_items if (g[2], g[4]) in failed_answers or (g[3], g[4]) in failed_answers}
     assert set(played) | set(failed_games) | orphaned == game_items
-    assert set(played) <= game_items and set(failed_games) <= game_items
+    assert set(played) <= game_items
+    assert set(failed_games) <= game_items
 
     for failure in run.failures:
         assert KINDS.match(failure.reason), failure
@@ -140,7 +142,8 @@ def test_every_item_is_answered_or_failed_with_its_reason(
 def test_every_key_is_billed_exactly_once(faulted: tuple[ArenaRun, SimulatorServer, FaultInjector, Path]) -> None:
     run, sim, _, folder = faulted
     billed = Counter(json.dumps([r.model, [(m.role, m.content) for m in r.messages]]) for r in sim.requests if r.billed)
-    assert billed and max(billed.values()) == 1, [k[:120] for k, n in billed.items() if n > 1][:3]
+    assert billed
+    assert max(billed.values()) == 1, [k[:120] for k, n in billed.items() if n > 1][:3]
     assert run.stats.made == len(billed)
     with Store(folder / "cache" / CACHE_FILE) as store:
         assert store.count_completions() == len(billed)

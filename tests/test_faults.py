@@ -6,6 +6,7 @@ import email.utils
 import functools
 import http.client
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -109,16 +110,16 @@ def _mocked(content: str, model: str = "m", path: str = "/v1/chat/completions") 
 
 
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "message"),
     [
-        {"kind": "no-such-fault"},
-        {"kind": "reset", "rate": 1.5},
-        {"kind": "reset", "first": -1},
-        {"kind": "reset", "path": "/v1/completions"},
+        ({"kind": "no-such-fault"}, "unknown fault kind 'no-such-fault'"),
+        ({"kind": "reset", "rate": 1.5}, "rate must be within"),
+        ({"kind": "reset", "first": -1}, "first must be"),
+        ({"kind": "reset", "path": "/v1/completions"}, "path must be one of"),
     ],
 )
-def test_bad_faults_are_refused(fault: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_bad_faults_are_refused(fault: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         Fault(**fault)
 
 
@@ -266,9 +267,11 @@ def test_streams_cut_malformed_or_empty_openai(plain: SimulatorServer) -> None:
     plain.hook = FaultPlan([Fault(kind, first=i + 1) for i, kind in enumerate(kinds)]).hook()
     cut, malformed, nothing, whole = (_post(plain, "openai", _payload("openai", stream=True))[2] for _ in range(4))
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in _events(cut))
-    assert text and len(text) < len("".join(e["choices"][0]["delta"].get("content") or "" for e in _events(whole)))
+    assert text
+    assert len(text) < len("".join(e["choices"][0]["delta"].get("content") or "" for e in _events(whole)))
     assert all(e["choices"][0]["finish_reason"] is None for e in _events(cut))
-    assert b"[DONE]" not in cut and whole.endswith(b"data: [DONE]\n\n")
+    assert b"[DONE]" not in cut
+    assert whole.endswith(b"data: [DONE]\n\n")
     with pytest.raises(json.JSONDecodeError):
         json.loads(malformed.decode().rstrip().splitlines()[-1].removeprefix("data: "))
     assert not any(e["choices"] and e["choices"][0]["delta"].get("content") for e in _events(nothing))
@@ -283,13 +286,15 @@ def test_streams_cut_malformed_or_empty_anthropic(plain: SimulatorServer) -> Non
         [line.removeprefix("event: ") for line in body.decode().splitlines() if line.startswith("event: ")]
         for body in bodies
     )
-    assert cut[:3] == ["message_start", "content_block_start", "ping"] and "content_block_delta" in cut
+    assert cut[:3] == ["message_start", "content_block_start", "ping"]
+    assert "content_block_delta" in cut
     assert not {"message_delta", "message_stop"} & set(cut)
     assert whole[-2:] == ["message_delta", "message_stop"]
     assert malformed == cut
     with pytest.raises(json.JSONDecodeError):
         json.loads(bodies[1].decode().rstrip().splitlines()[-1].removeprefix("data: "))
-    assert "content_block_delta" not in empty and "content_block_start" in empty
+    assert "content_block_delta" not in empty
+    assert "content_block_start" in empty
     assert not any(name.startswith("content_block") for name in nothing)
     assert nothing[-2:] == ["message_delta", "message_stop"]
 
@@ -366,7 +371,7 @@ def test_what_the_sdks_raise(
     if raised is None:
         assert call(plain, stream, _sdk_timeout(kind)) is None
         return
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the SDK's own class, checked by name below
         call(plain, stream, _sdk_timeout(kind))
     assert type(caught.value).__name__ == raised
     sdk_error = openai.OpenAIError if api == "openai" else anthropic.AnthropicError

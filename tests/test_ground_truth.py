@@ -84,7 +84,9 @@ def _ratings(board: Leaderboard) -> pd.Series:
 def test_the_catalog_has_a_markdown_heavy_weak_model_and_a_plain_strong_one() -> None:
     assert len(CANDIDATES) >= 8
     weak, strong = CANDIDATES["sim-markdown-weak"], CANDIDATES["sim-mid-plain"]
-    assert weak.style == "markdown" and strong.style == "plain" and weak.quality < strong.quality
+    assert weak.style == "markdown"
+    assert strong.style == "plain"
+    assert weak.quality < strong.quality
 
 
 def test_raw_judging_rewards_markdown(boards: dict[str, Leaderboard]) -> None:
@@ -105,4 +107,5 @@ def test_style_control_finds_the_judges_bias(boards: dict[str, Leaderboard]) -> 
     coefficients = {c.name: c for c in boards["style-controlled"].coefficients}
     assert set(coefficients) == {"tokens", "headers", "lists", "bold"}
     markdown_effect = sum(coefficients[name].value for name in ("headers", "lists", "bold"))
-    assert markdown_effect > 0 and coefficients["tokens"].value > 0
+    assert markdown_effect > 0
+    assert coefficients["tokens"].value > 0

@@ -120,21 +120,25 @@ def test_a_signal_stops_the_run_with_a_partial_report_and_the_same_command_resum
     out, err = run.communicate(timeout=TIMEOUT_S)
 
     assert run.returncode == code, (out, err)
-    assert "Traceback" not in err and "never awaited" not in err, err
+    assert "Traceback" not in err, err
+    assert "never awaited" not in err, err
     lines = out.splitlines()
     interrupted = [line for line in lines if line.startswith("interrupted: ")]
-    assert len(interrupted) == 1 and interrupted[0].endswith("games done; run the same command to resume"), out
+    assert len(interrupted) == 1, out
+    assert interrupted[0].endswith("games done; run the same command to resume"), out
     done, planned = (int(n.replace(",", "")) for n in interrupted[0].split()[1:4:2])
     assert 0 <= done < planned == 3 * 6 * 2 * 2
     # the partial report is written, rated on what was done
     (report,) = (tmp_path / "runs").iterdir()
     summary = json.loads((report / "summary.json").read_text())
     assert summary["calls"]["made"] > 0
-    assert len(json.loads(json.dumps(summary))) and (report / "battles.csv").exists()
+    assert len(json.loads(json.dumps(summary)))
+    assert (report / "battles.csv").exists()
 
     # calls in flight were let finish and stored: nothing the stopped run paid for is paid again
     assert main(["run", str(path)]) == 0
-    assert latency.billed and max(latency.billed.values()) == 1, [k for k, n in latency.billed.items() if n > 1][:2]
+    assert latency.billed
+    assert max(latency.billed.values()) == 1, [k for k, n in latency.billed.items() if n > 1][:2]
 
 
 class Held(Latency):
@@ -175,8 +179,10 @@ def test_a_second_signal_exits_at_once(tmp_path: Path, sim: SimulatorServer) -> 
     finally:
         held.release()
     assert run.returncode == 130
-    assert "SIGINT again: exiting now, without a report" in err and "Traceback" not in err, err
-    assert "interrupted: " not in out and not any((tmp_path / "runs").glob("*/summary.json"))
+    assert "SIGINT again: exiting now, without a report" in err, err
+    assert "Traceback" not in err, err
+    assert "interrupted: " not in out
+    assert not any((tmp_path / "runs").glob("*/summary.json"))
 
 
 def test_a_run_stopped_in_code_keeps_what_it_did_in_the_order_of_a_full_run(
@@ -196,8 +202,10 @@ def test_a_run_stopped_in_code_keeps_what_it_did_in_the_order_of_a_full_run(
     sim.hook = latency
     full = asyncio.run(play_arena(load_inputs(load_config(path))))
 
-    assert partial.interrupted == signal.SIGTERM and full.interrupted is None
-    assert 0 < len(partial.answers) < len(full.answers) and len(partial.battles) < len(full.battles)
+    assert partial.interrupted == signal.SIGTERM
+    assert full.interrupted is None
+    assert 0 < len(partial.answers) < len(full.answers)
+    assert len(partial.battles) < len(full.battles)
     assert [a for a in full.answers if a in partial.answers] == list(partial.answers)
     assert [b for b in full.battles if b in partial.battles] == list(partial.battles)
     # the calls the stopped run let finish were stored: the full run paid for none of them again

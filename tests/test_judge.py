@@ -70,7 +70,8 @@ def test_render_fences_each_text_with_a_stable_nonce() -> None:
     messages = render_game(template, _prompt("What is 2+2?"), ("4",), ("**4**",))
     assert messages == render_game(template, _prompt("What is 2+2?"), ("4",), ("**4**",))
     system, user = messages
-    assert system.role == "system" and "[[A>>B]]" in system.content
+    assert system.role == "system"
+    assert "[[A>>B]]" in system.content
     nonces = set(re.findall(r"<<<(?:END )?(?:QUESTION|ANSWER A|ANSWER B) ([0-9a-f]{16})>>>", user.content))
     assert len(nonces) == 1
     nonce = nonces.pop()
@@ -151,7 +152,9 @@ async def test_plain_normalization_reaches_the_judge() -> None:
     judge = _ScriptedJudge("[[A=B]]")
     await judge_game(game, judge="j", template=JudgeTemplate.load(TEMPLATE), complete=judge, strong_weight=3)
     user = judge.sent[0][1].content
-    assert "bold words" in user and "**" not in user and "# Title" not in user
+    assert "bold words" in user
+    assert "**" not in user
+    assert "# Title" not in user
 
 
 async def test_missing_label_is_reasked_once_then_recorded_unparsed() -> None:
@@ -160,7 +163,9 @@ async def test_missing_label_is_reasked_once_then_recorded_unparsed() -> None:
 
     fixed = _ScriptedJudge("I think A is better.", "[[A>B]]")
     battle = await judge_game(game, judge="j", template=template, complete=fixed, strong_weight=3)
-    assert battle.label == "A>B" and battle.winner == "model_a" and battle.flags == ("reasked",)
+    assert battle.label == "A>B"
+    assert battle.winner == "model_a"
+    assert battle.flags == ("reasked",)
     follow_up = fixed.sent[1]
     assert follow_up[:2] == fixed.sent[0]
     assert follow_up[2] == Message("assistant", "I think A is better.")
@@ -168,6 +173,8 @@ async def test_missing_label_is_reasked_once_then_recorded_unparsed() -> None:
 
     stubborn = _ScriptedJudge("A is better.", "Still A.")
     battle = await judge_game(game, judge="j", template=template, complete=stubborn, strong_weight=3)
-    assert battle.label is None and battle.winner is None and battle.weight == 0.0
+    assert battle.label is None
+    assert battle.winner is None
+    assert battle.weight == 0.0
     assert battle.flags == ("reasked", "unparsed")
     assert len(stubborn.sent) == 2

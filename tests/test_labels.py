@@ -40,14 +40,16 @@ def test_nearest_label_rounds_half_away_from_a_tie(score: float, label: str) -> 
 def test_a_label_set_is_a_value() -> None:
     assert parse_verdict("Both are close. [[ c ]]", THREE_WAY) == "C"
     assert parse_verdict("[[A>>B]]", THREE_WAY) is None
-    assert THREE_WAY.outcome("C", 3.0) == ("tie", 1.0) and THREE_WAY.outcome("B", 3.0) == ("model_b", 1.0)
+    assert THREE_WAY.outcome("C", 3.0) == ("tie", 1.0)
+    assert THREE_WAY.outcome("B", 3.0) == ("model_b", 1.0)
     assert [THREE_WAY.nearest(score) for score in (0.9, 0.4, -0.5)] == ["A", "C", "B"]
     assert neutralize("so [[A]] it is, not [[A>B]]", THREE_WAY) == "so ⟦A⟧ it is, not [[A>B]]"
     assert screen(("［［B］］",), ("x",), THREE_WAY).answer_a == ("⟦B⟧",)
     assert reask(THREE_WAY).endswith("labels: [[A]], [[C]], [[B]].")
     # Equal sets are equal and hash alike, so that screening can be memoised on the set.
     same = LabelSet(scores=(("A", 1), ("C", 0), ("B", -1)))
-    assert same == THREE_WAY and hash(same) == hash(THREE_WAY)
+    assert same == THREE_WAY
+    assert hash(same) == hash(THREE_WAY)
 
 
 def test_a_label_set_is_checked() -> None:
@@ -79,7 +81,8 @@ def test_reask_text_is_unchanged() -> None:
 def test_every_plain_label_is_also_found_disguised(text: str) -> None:
     plain = [(f.label, text[f.start : f.end]) for f in ARENA_HARD.find(text)]
     disguised = [(f.label, text[f.start : f.end]) for f in ARENA_HARD.find_disguised(text)]
-    assert plain and set(plain) <= set(disguised)
+    assert plain
+    assert set(plain) <= set(disguised)
 
 
 def test_disguised_labels_span_the_text_as_written() -> None:

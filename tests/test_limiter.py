@@ -235,7 +235,8 @@ async def test_no_more_requests_in_flight_than_the_limit_and_in_order() -> None:
 
     tasks = [asyncio.create_task(waiter(i)) for i in range(4)]
     await asyncio.sleep(0.01)
-    assert started == [] and concurrency.in_flight == 3
+    assert started == []
+    assert concurrency.in_flight == 3
     concurrency.release(first.pop(), "other")
     await asyncio.sleep(0.01)
     assert started == []  # two in flight: at the limit
@@ -254,7 +255,8 @@ async def test_a_cancelled_waiter_gives_its_place_on() -> None:
     cancelled.cancel()
     concurrency.release(ticket, "ok")
     await asyncio.wait_for(behind, 1.0)
-    assert cancelled.cancelled() and concurrency.in_flight == 1
+    assert cancelled.cancelled()
+    assert concurrency.in_flight == 1
 
 
 # --- the client, end to end against the simulator -------------------------------------------------------------
@@ -322,7 +324,8 @@ async def test_an_answer_announcing_an_exhausted_budget_holds_the_next_request(
         sim.hook = None
     # No request left while the limiter said no: the second one arrived only once the announced reset had passed.
     # Anthropic's reset is a wall-clock time: on a loaded machine some of the 3 s pass before it is read.
-    assert len(fake.sleeps) == 1 and 0.0 < fake.sleeps[0] <= 3.0
+    assert len(fake.sleeps) == 1
+    assert 0.0 < fake.sleeps[0] <= 3.0
     assert arrivals[1] - arrivals[0] == pytest.approx(fake.sleeps[0])
 
 

@@ -123,7 +123,8 @@ def test_the_local_arena_runs_end_to_end_then_entirely_from_cache(tmp_path: Path
     views = rate_views(inputs.config, first.battles, first.answers)
     for normalization in config.normalizations:
         (view,) = [v for v in views if v.normalization == normalization and v.style is None]
-        assert view.board is not None and view.unparsed == 0
+        assert view.board is not None
+        assert view.unparsed == 0
         assert sorted(row.model for row in view.board.rows) == sorted(candidates)
         assert all(row.lower <= row.rating <= row.upper for row in view.board.rows)
     summary = json.loads((write_report(first, views) / "summary.json").read_text())
@@ -144,7 +145,8 @@ def test_without_structured_output_a_verdict_is_reasked_then_unparsed_never_a_de
 ) -> None:
     """SmolLM2-135M seldom ends with a label when free to write: each such game is re-asked once, then left out."""
     run = _run(tmp_path, candidates=_candidates(served, 48), judges=[_judge(served)])
-    assert run.failures == () and len(run.battles) == 4
+    assert run.failures == ()
+    assert len(run.battles) == 4
     assert not run.stats.retries  # the run began once the model had loaded: no call met a loading server
     for battle in run.battles:
         assert (battle.label is None) == (battle.winner is None) == ("unparsed" in battle.flags)
@@ -218,6 +220,7 @@ def test_a_chat_template_that_drops_the_system_prompt_is_noticed(tmp_path: Path,
     by_prompt: dict[str, set[tuple[str, ...]]] = {}
     for answer in dropped.answers:
         by_prompt.setdefault(answer.prompt_id, set()).add(answer.turns)
-    assert by_prompt and all(len(texts) == 1 for texts in by_prompt.values())  # word for word alike
+    assert by_prompt
+    assert all(len(texts) == 1 for texts in by_prompt.values())
     own = _run(tmp_path / "own", candidates=_candidates(served, 16), judges=[judge])
     assert identical_candidates(own.answers) == []

@@ -116,7 +116,8 @@ async def test_a_system_prompt_opens_every_conversation_and_cut_turns_are_counte
     assert sent[0][0] == Message("system", "Answer in a markdown list.")
     assert (answer.turns, answer.output_tokens, answer.cut_turns) == (("reply 1", "reply 2"), 14, 1)
     without = await generate_answer("plain", Prompt("p", "c", ("q",)), complete)
-    assert [m.role for m in sent[-1]] == ["user"] and without.cut_turns == 0
+    assert [m.role for m in sent[-1]] == ["user"]
+    assert without.cut_turns == 0
 
 
 def test_reasks_are_counted_per_judge() -> None:

@@ -54,7 +54,8 @@ def _server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, **opti
 
 def test_a_packaged_file_is_found_by_its_path_or_name_without_importing_the_package() -> None:
     by_path = packaged_file("PyYAML", "yaml/__init__.py")
-    assert by_path.is_file() and by_path.parts[-2:] == ("yaml", "__init__.py")
+    assert by_path.is_file()
+    assert by_path.parts[-2:] == ("yaml", "__init__.py")
     assert packaged_file("PyYAML", "__init__.py").name == "__init__.py"
     with pytest.raises(FileNotFoundError, match="package no-such-distribution is not installed"):
         packaged_file("no-such-distribution", "model.gguf")
@@ -76,7 +77,8 @@ def test_entering_waits_while_the_model_loads_and_exiting_stops_the_server(
     server = _server(tmp_path, monkeypatch, _LOADING_SERVER)
     with server:
         process = server._process
-        assert process is not None and process.poll() is None
+        assert process is not None
+        assert process.poll() is None
         assert server.url.startswith("http://127.0.0.1:")
         assert "served after 2 polls while loading" in server._log_tail()
     assert process.poll() is not None
@@ -165,10 +167,13 @@ def test_a_run_starts_its_local_server_routes_to_it_stops_it_and_reruns_from_cac
     monkeypatch.setattr(LocalServer, "command", command)
     inputs = load_inputs(load_config(_arena(tmp_path)))
     first = asyncio.run(play_arena(inputs))
-    assert first.failures == () and first.stats.made > 0
-    assert len(first.battles) == 2 * 2 and all(b.label is not None for b in first.battles)
+    assert first.failures == ()
+    assert first.stats.made > 0
+    assert len(first.battles) == 2 * 2
+    assert all(b.label is not None for b in first.battles)
     second = asyncio.run(play_arena(inputs))
-    assert second.stats.made == 0 and second.stats.cached == first.stats.made
+    assert second.stats.made == 0
+    assert second.stats.cached == first.stats.made
     assert [s._process for s in started] == [None, None]  # both stopped
 
 
@@ -186,7 +191,8 @@ def test_the_cache_key_names_the_servers_model_and_options_never_its_port(
 
     (tmp_path / "model.gguf").write_bytes(b"GGUF" + bytes(60))
     pinned = api_base()
-    assert pinned is not None and re.fullmatch(r"local:stand-in@[0-9a-f]{12}", pinned)
+    assert pinned is not None
+    assert re.fullmatch(r"local:stand-in@[0-9a-f]{12}", pinned)
     assert api_base(port=8123, ready_timeout_s=5) == pinned
     assert api_base(options={"chat_format": "gemma"}) != pinned
     assert api_base(n_ctx=512) != pinned

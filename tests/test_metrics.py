@@ -123,7 +123,8 @@ def test_the_published_map_taken_the_wrong_way_round_gives_the_published_figures
         load_leaderboard(folder / "chatbot_arena_elo_20240329.csv"),
         model_map={evaluated: reference for reference, evaluated in published.items()},
     )
-    assert result.map_reversed and len(result.models) == 20
+    assert result.map_reversed
+    assert len(result.models) == 20
     assert f"{result.agreement_with_confidence.value:.4f}" == "0.9040"
 
 
@@ -406,7 +407,8 @@ def test_a_model_map_is_taken_either_way_round() -> None:
     forward = {"x": "x", "y": "y", "b": "b-ev", "c": "c-ev"}
     given = compare(evaluated, reference, model_map=forward)
     turned = compare(evaluated, reference, model_map={ev: ref for ref, ev in forward.items()})
-    assert not given.map_reversed and turned.map_reversed
+    assert not given.map_reversed
+    assert turned.map_reversed
     assert given.models == turned.models == ("b", "c", "x", "y")
     assert turned.agreement_with_confidence == given.agreement_with_confidence
 
@@ -473,7 +475,8 @@ def test_a_style_controlled_view_is_selected_by_its_style_control(
     assert "choose a judge, a normalization and a style control" in capsys.readouterr().err
     assert cli_main([*command, "--style-control", "none", "--reference-style-control", "both"]) == 0
     out = capsys.readouterr().out
-    assert "[judge/raw]" in out and "[judge/raw+sc]" in out
+    assert "[judge/raw]" in out
+    assert "[judge/raw+sc]" in out
 
 
 def test_run_leaderboard_csv_loads_the_selected_view(tmp_path: Path) -> None:
@@ -641,4 +644,6 @@ def test_metrics_command_rejects_a_bad_file_with_exit_2(tmp_path: Path, capsys: 
     bad.write_text('{"model": "a", "score": "high", "lower": 1, "upper": 2}\n')
     assert cli_main(["metrics", str(bad), str(bad)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "score" in err and len(err.strip().splitlines()) == 1
+    assert str(bad) in err
+    assert "score" in err
+    assert len(err.strip().splitlines()) == 1

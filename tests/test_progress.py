@@ -44,7 +44,8 @@ def test_a_log_gets_a_plain_line_at_a_steady_interval() -> None:
         "[30s] answers 40/100, verdicts 0/2,400; 1.3/s, ETA 30m45s; 35 calls made, 2 failed, $0.0512 of $0.2 spent"
     )
     assert lines[1].startswith("[1m00s] answers 40/100, verdicts 2/2,400; 0.7/s, ETA 58m31s; 35 calls made")
-    assert len(lines) == 3 and lines[2].startswith("[1m00s] answers 40/100, verdicts 2/2,400")  # the final line
+    assert len(lines) == 3
+    assert lines[2].startswith("[1m00s] answers 40/100, verdicts 2/2,400")
     assert all(len(line) > 80 for line in lines)  # never wrapped at the log's 80 columns
 
 
@@ -64,6 +65,9 @@ def test_bars_show_rate_and_eta_and_the_counters_do_not_squeeze_them() -> None:
         progress.calls(CallStats(made=900, shared=530, cached=1200, failed=3, max_usd=20.0, spent_usd=1.2345))
     answers = next(line for line in out.getvalue().splitlines() if "answers " in line and "12/240" in line)
     bar = answers.rsplit("answers", 1)[1].split("12/240")[0]
-    assert len(bar) >= 40 and "━" in bar and "/s" in answers and "…" not in answers, answers
+    assert len(bar) >= 40, bar
+    assert "━" in bar, bar
+    assert "/s" in answers, answers
+    assert "…" not in answers, answers
     assert "-:--:--" in answers or ":" in answers.split("/s", 1)[1]  # time left, then time elapsed
     assert "900 calls made, 530 shared within this run (identical requests), 1200 from the cache" in out.getvalue()

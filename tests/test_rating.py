@@ -115,7 +115,8 @@ def test_perfectly_separated_models_get_finite_ratings() -> None:
     )
     fitted = fit_bradley_terry(pd.concat([battles, extremes], ignore_index=True))
     assert np.isfinite(fitted).all()
-    assert fitted.idxmax() == "top" and fitted.idxmin() == "bottom"
+    assert fitted.idxmax() == "top"
+    assert fitted.idxmin() == "bottom"
     # The separated models' games pull on the others by about l2·θ: the rest keep their own ratings.
     rest = fit_bradley_terry(battles)
     shifted = fitted[rest.index] - fitted[rest.index].mean() + rest.mean()
@@ -168,7 +169,8 @@ def test_unknown_anchor_missing_column_and_no_penalty_raise() -> None:
 def test_bootstrap_is_seeded() -> None:
     battles = simulate(TRUE, 400, seed=1)
     first = bootstrap_ratings(battles, rounds=20, seed=4)
-    assert first.shape == (20, 6) and list(first.columns) == sorted(TRUE)
+    assert first.shape == (20, 6)
+    assert list(first.columns) == sorted(TRUE)
     pd.testing.assert_frame_equal(first, bootstrap_ratings(battles, rounds=20, seed=4))
     assert not np.allclose(first.to_numpy(), bootstrap_ratings(battles, rounds=20, seed=5).to_numpy())
 
@@ -262,10 +264,13 @@ def test_leaderboard_rows() -> None:
     board = leaderboard(simulate(TRUE, 3000, seed=8, tie_band=0.1), baseline="c", rounds=100, seed=0)
     assert [row.model for row in board.rows] == ["f", "e", "d", "c", "b", "a"]
     assert [row.position for row in board.rows] == [1, 2, 3, 4, 5, 6]
-    assert board.reference == "c" and board.samples.shape == (100, 6)
+    assert board.reference == "c"
+    assert board.samples.shape == (100, 6)
     for row in board.rows:
         assert row.lower <= row.rating <= row.upper
-        assert row.win_rate is not None and row.win_rate_lower is not None and row.win_rate_upper is not None
+        assert row.win_rate is not None
+        assert row.win_rate_lower is not None
+        assert row.win_rate_upper is not None
         assert row.win_rate_lower <= row.win_rate <= row.win_rate_upper
         assert row.rank <= row.position
     by_model = {row.model: row for row in board.rows}
@@ -291,7 +296,8 @@ def test_interval_aware_rank_shares_places_between_overlapping_models() -> None:
     top = board.rows[0]
     assert (top.model, top.rank, top.position) == ("x", 1, 1)
     assert sorted((row.rank, row.position) for row in board.rows[1:]) == [(2, 2), (2, 3)]
-    assert board.reference is None and all(row.win_rate is None for row in board.rows)
+    assert board.reference is None
+    assert all(row.win_rate is None for row in board.rows)
     assert np.mean([row.rating for row in board.rows]) == pytest.approx(1000.0)
 
 
@@ -299,7 +305,8 @@ def test_win_rates_against_the_anchor_without_baseline() -> None:
     board = leaderboard(simulate(TRUE, 500, seed=4), anchor="b", anchor_rating=1100.0, rounds=20, unit="battle")
     by_model = {row.model: row for row in board.rows}
     assert board.reference == "b"
-    assert by_model["b"].rating == 1100.0 and by_model["b"].win_rate == pytest.approx(50.0)
+    assert by_model["b"].rating == 1100.0
+    assert by_model["b"].win_rate == pytest.approx(50.0)
 
 
 def test_rank_changes_by_plain_order() -> None:

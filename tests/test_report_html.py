@@ -139,7 +139,8 @@ def test_the_judgments_file_holds_every_game_with_the_judges_reply(run_folder: P
     assert (judgments["unparsed"] == judgments["label"].isna()).all()
 
     loaded = load_run(run_folder)
-    assert len(loaded.judgments) == len(loaded.battles) and len(loaded.prompts) == 22
+    assert len(loaded.judgments) == len(loaded.battles)
+    assert len(loaded.prompts) == 22
     assert loaded.prompts.set_index("prompt_id").loc["w1", "turns"] == ("Write a haiku about rain, take 1.",)
     assert (run_folder / REPORT_FILE).read_text().startswith("<!doctype html>")
 
@@ -337,15 +338,19 @@ def test_every_view_has_a_board_and_the_plots_are_drawn(
     shown = page.eval(
         "Array.from(document.querySelectorAll('article.board')).map(a => [a.dataset.judge, a.dataset.view])"
     )
-    assert shown == views.values.tolist() and {v for _, v in shown} == {"raw", "plain", "raw+sc"}
+    assert shown == views.values.tolist()
+    assert {v for _, v in shown} == {"raw", "plain", "raw+sc"}
     # Drawn means laid out with a size: a forest plot per board with one point per model, the slope chart, a
     # heatmap per normalization and the maths category's board.
     boxes = page.eval(
         "Object.fromEntries(['forest', 'slope', 'heatmap'].map(k => [k, Array.from("
         "document.querySelectorAll('svg.plot.' + k)).filter(s => s.checkVisibility()).map(s => s.getBBox().width)]))"
     )
-    assert len(boxes["forest"]) >= 3 + 1 + 1 and min(boxes["forest"]) > 100  # boards, coefficients, maths
-    assert len(boxes["slope"]) == 1 and len(boxes["heatmap"]) == 2 and min(boxes["slope"] + boxes["heatmap"]) > 100
+    assert len(boxes["forest"]) >= 3 + 1 + 1
+    assert min(boxes["forest"]) > 100
+    assert len(boxes["slope"]) == 1
+    assert len(boxes["heatmap"]) == 2
+    assert min(boxes["slope"] + boxes["heatmap"]) > 100
     assert page.eval("document.querySelector('article.board svg').querySelectorAll('circle').length") == 3
     visible_groups = page.eval(
         "Array.from(document.querySelectorAll('.category-group')).filter(g => !g.hidden).map(g => g.dataset.key)"
@@ -372,7 +377,8 @@ def test_the_battle_browser_filters_and_opens_a_game_with_the_judges_reasoning(
         " verdict: document.getElementById('game-verdict').textContent,"
         " hidden: document.getElementById('game-detail').hidden})"
     )
-    assert detail["hidden"] is False and detail["reply"] == first["reply"]
+    assert detail["hidden"] is False
+    assert detail["reply"] == first["reply"]
     assert detail["versions"] == ["raw", "plain (as judged)"] * 2
     assert detail["verdict"] == (first["label"] if first["label"] is not pd.NA else "unparsed")
     _select(page, "filter-category", "any")
@@ -400,8 +406,11 @@ def test_planted_scripts_do_not_run_and_show_as_text(
         " markup: document.querySelectorAll('#game-detail img, #game-detail a, #game-detail script, #game-detail svg')"
         ".length})"
     )
-    assert shown["planted"] == "undefined" and shown["title"] == "judge-arena · html"
-    assert PLANTED in shown["reply"] and shown["prompt"] == PLANTED and shown["answer"] == PLANTED
+    assert shown["planted"] == "undefined"
+    assert shown["title"] == "judge-arena · html"
+    assert PLANTED in shown["reply"]
+    assert shown["prompt"] == PLANTED
+    assert shown["answer"] == PLANTED
     assert shown["markup"] == 0
     assert page.errors() == []
     screenshot = page.screenshot(tmp_path / "report.png")

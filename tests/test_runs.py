@@ -78,14 +78,19 @@ def test_a_category_that_reaches_the_threshold_is_reported_and_read_back(tmp_pat
     categories = loaded.categories
     fitted = categories[categories["category"] == "maths"]
     assert set(fitted["view"]) == {"raw", "plain", "raw+sc"}
-    assert fitted["note"].isna().all() and set(fitted["model"]) == {"strong-plain", "markdown-weak"}
+    assert fitted["note"].isna().all()
+    assert set(fitted["model"]) == {"strong-plain", "markdown-weak"}
     # 2 models × 20 prompts × both orders; the models' own counts sit in 'battles'
-    assert set(fitted["category_battles"]) == {2 * MIN_PROMPTS} and set(fitted["battles"]) == {2 * MIN_PROMPTS}
+    assert set(fitted["category_battles"]) == {2 * MIN_PROMPTS}
+    assert set(fitted["battles"]) == {2 * MIN_PROMPTS}
     noted = categories[categories["category"] == "writing"]
-    assert noted["model"].isna().all() and noted["note"].str.startswith("too few battles").all()
-    assert str(categories["category_battles"].dtype) == "int64" and str(categories["rank"].dtype) == "Int64"
+    assert noted["model"].isna().all()
+    assert noted["note"].str.startswith("too few battles").all()
+    assert str(categories["category_battles"].dtype) == "int64"
+    assert str(categories["rank"].dtype) == "Int64"
 
-    assert len(loaded.battles) == len(run.battles) and len(loaded.answers) == len(run.answers)
+    assert len(loaded.battles) == len(run.battles)
+    assert len(loaded.answers) == len(run.answers)
     assert set(loaded.boards["style_control"]) == {"none", "both"}
     assert loaded.board(normalization="raw", style_control="both")["model"].tolist() == [
         row.model for view in views if view.label == "raw+sc" and view.board for row in view.board.rows
@@ -130,4 +135,7 @@ def test_a_later_run_removes_stale_staging_folders_of_its_own_name_only(tmp_path
     finally:
         os.close(descriptor)
     assert sorted(removed) == sorted([stale, stale_suffixed])
-    assert not stale.exists() and fresh.exists() and other_config.exists() and held.exists()
+    assert not stale.exists()
+    assert fresh.exists()
+    assert other_config.exists()
+    assert held.exists()

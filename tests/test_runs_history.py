@@ -74,7 +74,8 @@ def test_the_manifest_records_the_run_and_no_secret(tmp_path: Path) -> None:
     assert tuple(written) == MANIFEST_KEYS
     assert written["git_revision"] == _git(tmp_path, "rev-parse", "HEAD")
     config = written["config"]
-    assert config["name"] == "history" and [c["name"] for c in config["candidates"]] == ["a", "b"]
+    assert config["name"] == "history"
+    assert [c["name"] for c in config["candidates"]] == ["a", "b"]
     canonical = json.dumps(config, sort_keys=True).encode()
     assert written["config_hash"] == hashlib.sha256(canonical).hexdigest()
     suite = tmp_path / "suite.jsonl"
@@ -87,16 +88,23 @@ def test_the_manifest_records_the_run_and_no_secret(tmp_path: Path) -> None:
         "params": {},
         "api_key_env": "HISTORY_TEST_KEY",
     }
-    assert set(written["packages"]) == set(PACKAGES) and written["packages"]["litellm"] == "1.110.2"
+    assert set(written["packages"]) == set(PACKAGES)
+    assert written["packages"]["litellm"] == "1.110.2"
     assert written["seeds"] == {"rating": 3, "a": 7}
-    assert written["started_at"] <= written["finished_at"] and written["finished_at"].endswith("+00:00")
+    assert written["started_at"] <= written["finished_at"]
+    assert written["finished_at"].endswith("+00:00")
     calls = written["calls"]
     assert set(calls) == {"a", "b", "judge"}
-    assert calls["a"]["answers"] == 3 and calls["a"]["made"] == 3 and calls["a"]["cached"] == 0
+    assert calls["a"]["answers"] == 3
+    assert calls["a"]["made"] == 3
+    assert calls["a"]["cached"] == 0
     assert calls["a"]["output_tokens"] == sum(a.output_tokens for a in run.answers if a.model == "a")
-    assert calls["a"]["input_tokens"] > 0 and calls["a"]["cost_usd"] is None and calls["a"]["failed"] == 0
+    assert calls["a"]["input_tokens"] > 0
+    assert calls["a"]["cost_usd"] is None
+    assert calls["a"]["failed"] == 0
     # 3 prompts × 1 pair × 2 orders × 2 normalizations; a plain game identical to its raw one is shared.
-    assert calls["judge"]["made"] + calls["judge"]["cached"] == 12 and calls["judge"]["answers"] is None
+    assert calls["judge"]["made"] + calls["judge"]["cached"] == 12
+    assert calls["judge"]["answers"] is None
 
     again = manifest(_played(config_path), config_path)["calls"]
     assert [again[name]["made"] for name in ("a", "b", "judge")] == [0, 0, 0]
@@ -130,8 +138,10 @@ def test_runs_are_listed_oldest_first_and_latest_resolves(tmp_path: Path) -> Non
     entries = list_runs(root)
     assert [e.path for e in entries] == [older, other, first_of_second, same_second]
     assert [e.status for e in entries] == ["ok", "budget", "ok", "failures"]
-    assert entries[1].cost_usd == 0.5 and entries[0].cost_usd is None
-    assert entries[0].time == "2026-01-01 01:00:00" and entries[0].models == ("a", "b")
+    assert entries[1].cost_usd == 0.5
+    assert entries[0].cost_usd is None
+    assert entries[0].time == "2026-01-01 01:00:00"
+    assert entries[0].models == ("a", "b")
     assert [e.path for e in list_runs(root, "release")] == [other]
 
     assert resolve_run("latest", root) == same_second
@@ -157,7 +167,8 @@ def test_commands_take_run_ids_and_latest(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().out.strip() == str(newest.path)
     assert main(["runs", "--runs-dir", str(root), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in listed] == [e.id for e in list_runs(root)] and listed[0]["status"] == "ok"
+    assert [r["id"] for r in listed] == [e.id for e in list_runs(root)]
+    assert listed[0]["status"] == "ok"
     assert main(["runs", "--runs-dir", str(root)]) == 0
     assert newest.id in capsys.readouterr().out
     views = ["--normalization", "raw", "--reference-normalization", "raw"]
@@ -191,8 +202,10 @@ def test_several_suites_get_boards_of_their_own_and_battles_record_suite_and_tur
     console = Console(record=True, width=200)
     print_run(console, run, views, folder)
     shown = console.export_text()
-    assert "suite single" in shown and "suite multi" in shown
-    assert "the win rate against a" in shown and "50%" in shown
+    assert "suite single" in shown
+    assert "suite multi" in shown
+    assert "the win rate against a" in shown
+    assert "50%" in shown
 
 
 def test_battles_written_before_suite_and_turn_read_as_missing(tmp_path: Path) -> None:
@@ -202,4 +215,5 @@ def test_battles_written_before_suite_and_turn_read_as_missing(tmp_path: Path) -
     pd.read_csv(path).drop(columns=["suite", "turn"]).to_csv(path, index=False)
     battles = load_run(folder).battles
     assert list(battles.columns) == list(COLUMNS["battles.csv"])
-    assert battles["suite"].isna().all() and battles["turn"].isna().all()
+    assert battles["suite"].isna().all()
+    assert battles["turn"].isna().all()

@@ -8,7 +8,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,9 +79,9 @@ def _files_leaking(folder: Path, fragments: tuple[str, ...] = FRAGMENTS) -> dict
 
 
 @pytest.fixture
-def sentinel(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def sentinel(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, SENTINEL)
-    yield SENTINEL
+    return SENTINEL
 
 
 def _echoed(hook: FaultInjector, sim: SimulatorServer, echo: FaultKind = "echo_key") -> int:
@@ -113,15 +112,18 @@ def test_key_echoed_by_the_server_is_written_nowhere(
     assert echoed > 0
     generate_failures = [f for f in run.failures if f.stage == "generate"]
     # Refused for its key, or not made once three in a row were (the key is then quoted in the reason).
-    assert generate_failures and all(f.reason.startswith(("auth: ", "stopped: ")) for f in generate_failures)
+    assert generate_failures
+    assert all(f.reason.startswith(("auth: ", "stopped: ")) for f in generate_failures)
     assert all("[redacted]" in f.reason for f in generate_failures)  # the echo was there, and was removed
     assert any(a.model == "keyed" for a in run.answers)
-    assert folder.is_dir() and (tmp_path / "cache" / "arena.sqlite").is_file()
+    assert folder.is_dir()
+    assert (tmp_path / "cache" / "arena.sqlite").is_file()
     assert caplog.records, "no log output was captured at all"
 
     assert _files_leaking(tmp_path) == {}
     captured = capsys.readouterr()
-    assert _leaks(captured.out) == [] and _leaks(captured.err) == []
+    assert _leaks(captured.out) == []
+    assert _leaks(captured.err) == []
     assert _leaks(caplog.text) == []
     assert _leaks(repr(run)) == []
 
@@ -151,12 +153,14 @@ def test_key_echoed_by_the_server_is_written_nowhere_by_the_cli(tmp_path: Path, 
     assert "auth" in done.stdout + done.stderr
     assert "[redacted]" in done.stdout
     fragments = _pieces(key)
-    assert _leaks(done.stdout, fragments) == [] and _leaks(done.stderr, fragments) == []
+    assert _leaks(done.stdout, fragments) == []
+    assert _leaks(done.stderr, fragments) == []
     (report,) = (tmp_path / "runs").iterdir()
     assert "[redacted]" in (report / "failures.csv").read_text()
     with sqlite3.connect(tmp_path / "cache" / "arena.sqlite") as db:
         stored = [message for (message,) in db.execute("SELECT message FROM failures")]
-    assert stored and all("[redacted]" in message for message in stored)
+    assert stored
+    assert all("[redacted]" in message for message in stored)
     assert _files_leaking(tmp_path, fragments) == {}
 
 

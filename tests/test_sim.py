@@ -129,7 +129,8 @@ def test_openai_sdk_answers_with_usage_and_finish_reason(oai: openai.OpenAI) -> 
     assert response.choices[0].finish_reason == "stop"
     assert response.choices[0].message.role == "assistant"
     assert response.usage is not None
-    assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 100
+    assert response.usage.prompt_tokens > 0
+    assert response.usage.completion_tokens > 100
     assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
 
 
@@ -149,7 +150,8 @@ def test_anthropic_sdk_answers_and_accepts_both_system_forms(claude: anthropic.A
     assert as_string.stop_reason == "end_turn"
     assert as_string.content[0].type == "text"
     assert as_string.content[0].text.startswith("## ")
-    assert as_string.usage.input_tokens > 0 and as_string.usage.output_tokens > 100
+    assert as_string.usage.input_tokens > 0
+    assert as_string.usage.output_tokens > 100
     assert as_blocks.content == as_string.content
 
 
@@ -188,12 +190,14 @@ def test_max_tokens_cuts_the_answer(oai: openai.OpenAI, claude: anthropic.Anthro
         model="sim-good-verbose", max_tokens=50, messages=[{"role": "user", "content": "Explain TCP."}]
     )
     assert cut.choices[0].finish_reason == "length"
-    assert cut.usage is not None and cut.usage.completion_tokens <= 50
+    assert cut.usage is not None
+    assert cut.usage.completion_tokens <= 50
     message = claude.messages.create(
         model="sim-good-verbose", max_tokens=50, messages=[{"role": "user", "content": "Explain TCP."}]
     )
     assert message.stop_reason == "max_tokens"
-    assert message.content[0].type == "text" and message.content[0].text == cut.choices[0].message.content
+    assert message.content[0].type == "text"
+    assert message.content[0].text == cut.choices[0].message.content
 
 
 def test_openai_stream_matches_the_plain_answer(oai: openai.OpenAI) -> None:
@@ -212,7 +216,8 @@ def test_openai_stream_matches_the_plain_answer(oai: openai.OpenAI) -> None:
     assert len(chunks) > 10
     assert text == whole
     assert finish == ["stop"]
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 100
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 100
 
 
 def test_anthropic_stream_matches_the_plain_answer(claude: anthropic.Anthropic) -> None:
@@ -221,7 +226,8 @@ def test_anthropic_stream_matches_the_plain_answer(claude: anthropic.Anthropic) 
     with claude.messages.stream(model="sim-weak-verbose", max_tokens=2000, messages=messages) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
-    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert kinds[0] == "message_start"
+    assert kinds[-1] == "message_stop"
     assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
     assert final.content[0].type == whole.content[0].type == "text"
     assert final.content[0].text == whole.content[0].text
@@ -436,7 +442,7 @@ def test_server_lifecycle() -> None:
         port = int(server.url.rsplit(":", 1)[1])
         with pytest.raises(RuntimeError):
             server.start()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=r"address already in use|Errno 98"):
             SimulatorServer(port=port).start()
     server.stop()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):

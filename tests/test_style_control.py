@@ -274,30 +274,37 @@ def test_leaderboards_by_category() -> None:
     assert list(boards) == ["chat", "code", "math", "writing"]
     for name in ("code", "writing"):
         entry = boards[name]
-        assert entry.note is None and entry.board is not None
+        assert entry.note is None
+        assert entry.board is not None
         assert entry.battles == int((battles["category"] == name).sum())
         alone = leaderboard(battles[battles["category"] == name], rounds=20, style="length", baseline="a")
         pd.testing.assert_frame_equal(entry.board.to_frame(), alone.to_frame())
-        assert entry.board.coefficients == alone.coefficients and entry.board.reference == "a"
+        assert entry.board.coefficients == alone.coefficients
+        assert entry.board.reference == "a"
     math_board = boards["math"]
-    assert math_board.board is None and math_board.battles == int((battles["category"] == "math").sum())
+    assert math_board.board is None
+    assert math_board.battles == int((battles["category"] == "math").sum())
     assert (
         math_board.note
         == f"too few battles for meaningful intervals: fewer than {MIN_PROMPTS} prompts for a (5), b (5), c (5), d (4)"
     )
     chat = boards["chat"]
-    assert chat.board is None and chat.note is not None
-    assert "disconnected" in chat.note and "{a, b}; {c, d}" in chat.note
+    assert chat.board is None
+    assert chat.note is not None
+    assert "disconnected" in chat.note
+    assert "{a, b}; {c, d}" in chat.note
 
 
 def test_leaderboards_by_notes_a_missing_baseline_and_honours_min_prompts() -> None:
     battles = categories()
     without_a = battles[(battles["category"] == "code") & (battles["model_a"] != "a") & (battles["model_b"] != "a")]
     boards = leaderboards_by(without_a, rounds=5, baseline="a")
-    assert boards["code"].board is None and boards["code"].note is not None
+    assert boards["code"].board is None
+    assert boards["code"].note is not None
     assert "'a' has no battles" in boards["code"].note
     relaxed = leaderboards_by(battles[battles["category"] == "math"], rounds=5, min_prompts=4)
-    assert relaxed["math"].board is not None and relaxed["math"].note is None
+    assert relaxed["math"].board is not None
+    assert relaxed["math"].note is None
 
 
 def test_leaderboards_by_rejects_malformed_input() -> None:

@@ -37,9 +37,12 @@ def test_panel_combines_parsed_votes_per_game() -> None:
         _battle("j2", "x", "z", None),
     ]
     combined = {(b.model_a, b.model_b): b for b in panel_battles(battles, "mean", 3.0)}
-    assert combined[("x", "y")].label == "A>>B" and combined[("x", "y")].flags == ("judges=2",)
-    assert combined[("y", "x")].label == "B>A" and combined[("y", "x")].flags == ("judges=1",)
-    assert combined[("x", "z")].label is None and combined[("x", "z")].winner is None
+    assert combined[("x", "y")].label == "A>>B"
+    assert combined[("x", "y")].flags == ("judges=2",)
+    assert combined[("y", "x")].label == "B>A"
+    assert combined[("y", "x")].flags == ("judges=1",)
+    assert combined[("x", "z")].label is None
+    assert combined[("x", "z")].winner is None
     assert all(b.judge == PANEL for b in combined.values())
 
 
@@ -95,7 +98,8 @@ def test_views_flag_self_preference_and_refit_the_panel_without_it() -> None:
     assert views["gpt-judge"].board_without_self is None
     panel = views[PANEL]
     assert panel.self_judged == ("gpt-small", "claude-small")
-    assert panel.board is not None and panel.board_without_self is not None
+    assert panel.board is not None
+    assert panel.board_without_self is not None
     with_self = {r.model: r.rating for r in panel.board.rows}
     without = {r.model: r.rating for r in panel.board_without_self.rows}
     # without self-votes only the unbiased order remains: gpt-small first, then claude-small, then local
@@ -125,6 +129,7 @@ def test_a_panel_refit_that_leaves_a_model_without_battles_gets_a_note_and_the_o
     answers = [Answer(model, f"p{p}", ("An answer.",), 3, 0.1) for model in models for p in range(4)]
     views = rate_views(config, battles, answers)
     panel = next(v for v in views if v.judge == PANEL and v.style is None)
-    assert panel.board is not None and panel.board_without_self is None
+    assert panel.board is not None
+    assert panel.board_without_self is None
     assert "without self-judged votes: 'gpt-small' has no battles" in panel.note_without_self
     assert all(v.board is not None for v in views if v.style is None)

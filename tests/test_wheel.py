@@ -72,3 +72,11 @@ def test_python_m_and_version_from_the_wheel(installed: Path, tmp_path: Path) ->
     done = _run(installed / "bin" / "python", "-m", "judge_arena", "--version", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("judge-arena ")
+
+
+def test_the_demo_command_runs_from_the_wheel_in_any_folder(installed: Path, tmp_path: Path) -> None:
+    done = _run(installed / "bin" / "judge-arena", "demo", tmp_path / "here", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["cache", "runs"]
+    (folder,) = (tmp_path / "here" / "runs").iterdir()
+    assert (folder / "report.html").is_file()
