@@ -22,7 +22,7 @@ games, far below the 0.01 Elo budget.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -522,10 +522,7 @@ def refit_ratings(
     # The aggregate numbers its units in this same order.
     _, units = pd.factorize(battles["prompt_id"])
     weights = multiplicities.reindex(columns=units, fill_value=0).to_numpy(dtype=np.float64)
-    full = _newton(aggregate.design, *aggregate.counts(), np.zeros(aggregate.design.width), l2)
-    params = np.empty((len(weights), aggregate.design.width))
-    for r, multiplicity in enumerate(weights):
-        params[r] = _newton(aggregate.design, *aggregate.counts(multiplicity), full, l2)
+    full, params = _refit(aggregate, weights, len(weights), l2)
     scaled = _to_ratings(
         aggregate.theta(np.vstack([full, params])),
         aggregate.models,
@@ -993,6 +990,22 @@ def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> t
     replacement. The covariates keep their full-data standardization in every round, as in the references."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    rng = np.random.default_rng(seed)
+    # Drawing n_units indices with replacement and counting them is a multinomial draw of multiplicities; drawn one
+    # round at a time, since rounds × units may not fit in memory when the units are single battles.
+    resamples = (
+        np.bincount(rng.integers(0, aggregate.n_units, size=aggregate.n_units), minlength=aggregate.n_units).astype(
+            np.float64
+        )
+        for _ in range(rounds)
+    )
+    return _refit(aggregate, resamples, rounds, l2)
+
+
+def _refit(
+    aggregate: _Aggregate, multiplicities: Iterable[FloatArray], rounds: int, l2: float
+) -> tuple[FloatArray, FloatArray]:
+    """Full-data parameters, and parameters refit once per vector of unit multiplicities (`rounds` of them)."""
     design = aggregate.design
     counts = aggregate.counts()
     full = _newton(design, *counts, np.zeros(design.width), l2)
@@ -1003,12 +1016,8 @@ def _bootstrap(aggregate: _Aggregate, *, rounds: int, seed: int, l2: float) -> t
     likelihood = _Likelihood(design, *counts, l2)
     likelihood.point(full, at_full)
     hessian = likelihood.hessian()
-    rng = np.random.default_rng(seed)
     samples = np.empty((rounds, design.width))
-    for r in range(rounds):
-        # Drawing n_units indices with replacement and counting them is a multinomial draw of multiplicities.
-        drawn = rng.integers(0, aggregate.n_units, size=aggregate.n_units)
-        multiplicity = np.bincount(drawn, minlength=aggregate.n_units).astype(np.float64)
+    for r, multiplicity in enumerate(multiplicities):
         # Resamples are close to the full data, so starting from its optimum saves most Newton iterations.
         samples[r] = _newton(design, *aggregate.counts(multiplicity), full, l2, at_full, hessian)
     return full, samples
