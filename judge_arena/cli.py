@@ -153,10 +153,10 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.report.html import write_html_report
-    from judge_arena.runs import RunFolderError
+    from judge_arena.runs import RunFolderError, resolve_run
 
     try:
-        path = write_html_report(args.run)
+        path = write_html_report(resolve_run(args.run, args.runs_dir))
     except RunFolderError as exc:
         raise _BadInput(str(exc)) from None
     console.print(f"wrote {escape(str(path))}")
@@ -317,7 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     _runs_dir(agreement)
     agreement.set_defaults(handler=_agreement)
     report = _command(commands, "report", "write (or refresh) a run folder's report.html from its files", _READ_EXITS)
-    report.add_argument("run", type=Path, help="run folder")
+    report.add_argument("run", help="the run: a folder, a run id, latest or latest:NAME")
+    _runs_dir(report)
     report.set_defaults(handler=_report)
     runs = _command(
         commands, "runs", "list the runs under an output folder (name, time, models, status, cost)", _READ_EXITS
