@@ -17,6 +17,7 @@ A canary rated above a real model (`canary_problems`) means the judge can be gam
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -158,13 +159,21 @@ def screen(answer_a: Sequence[str], answer_b: Sequence[str], label_set: LabelSet
     flags: list[str] = []
     shown: list[tuple[str, ...]] = []
     for side, turns in (("A", answer_a), ("B", answer_b)):
-        neutral = tuple(neutralize(turn, label_set) for turn in turns)
+        neutral, injected = _screen_answer(tuple(turns), label_set)
         if neutral != tuple(turns):
             flags.append(f"neutralized:{side}")
-        if any(find_injections(turn) for turn in turns):
+        if injected:
             flags.append(f"injection:{side}")
         shown.append(neutral)
     return Screened(answer_a=shown[0], answer_b=shown[1], flags=tuple(flags))
+
+
+@functools.lru_cache(maxsize=4096)
+def _screen_answer(turns: tuple[str, ...], label_set: LabelSet) -> tuple[tuple[str, ...], bool]:
+    """One answer's neutralized turns, and whether it addresses the judge. An answer meets every other candidate in
+    both orders, per judge and view: screened once, not once per game."""
+    neutral = tuple(neutralize(turn, label_set) for turn in turns)
+    return neutral, any(find_injections(turn) for turn in turns)
 
 
 def null_model_answer() -> str:
