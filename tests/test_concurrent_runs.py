@@ -12,13 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
+from sim_arena import write_config
 
 from judge_arena.runs import _staged_folder
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import Store
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -29,28 +27,7 @@ def sim() -> Iterator[SimulatorServer]:
 
 def _config(folder: Path, sim_url: str) -> Path:
     # An explicit api_base (not 'simulator') so both processes talk to the one server whose log we read.
-    model = {"api_base": f"{sim_url}/v1"}
-    config = {
-        "name": "twice",
-        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 8}],
-        "candidates": [
-            {"name": "strong", "model": "openai/sim-strong-plain", **model},
-            {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
-            {"name": "terse", "model": "openai/sim-good-terse", **model},
-        ],
-        "judges": [
-            {
-                "name": "judge",
-                "model": "openai/sim-judge",
-                "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml"),
-                **model,
-            }
-        ],
-        "runner": {"cache_dir": "cache", "output_dir": "runs", "concurrency": 4},
-    }
-    path = folder / "arena.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(folder, f"{sim_url}/v1", name="twice", limit=8, concurrency=4)
 
 
 def _billed_per_request(sim: SimulatorServer) -> Counter[str]:

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from aiohttp import web
+from sim_arena import write_config
 
 from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import main
@@ -29,7 +29,6 @@ from judge_arena.interrupt import Interrupt
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.server import SimRequest
 
-ROOT = Path(__file__).resolve().parents[1]
 LATENCY_S = 0.5
 """Simulated model latency: long enough that calls are in flight when the signal comes."""
 STARTED = 6
@@ -71,28 +70,7 @@ def sim(latency: Latency) -> Iterator[SimulatorServer]:
 
 
 def _config(folder: Path, sim_url: str) -> Path:
-    model = {"api_base": f"{sim_url}/v1"}
-    config = {
-        "name": "interrupted",
-        "suites": [{"path": str(ROOT / "judge_arena/data/suites/core.jsonl"), "limit": 6}],
-        "candidates": [
-            {"name": "strong", "model": "openai/sim-strong-plain", **model},
-            {"name": "md-weak", "model": "openai/sim-markdown-weak", **model},
-            {"name": "terse", "model": "openai/sim-good-terse", **model},
-        ],
-        "judges": [
-            {
-                "name": "judge",
-                "model": "openai/sim-judge",
-                "template": str(ROOT / "judge_arena/data/templates/pairwise.yaml"),
-                **model,
-            }
-        ],
-        "runner": {"cache_dir": "cache", "output_dir": "runs", "concurrency": 4},
-    }
-    path = folder / "arena.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(folder, f"{sim_url}/v1", name="interrupted", limit=6, concurrency=4)
 
 
 def _start(path: Path, latency: Latency) -> subprocess.Popen[str]:
