@@ -61,14 +61,18 @@ def on_signals(interrupt: Interrupt, out: TextIO = sys.stderr) -> Iterator[Inter
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if not interrupt.stopped:
+            # Stopped before it is said: a second signal sent on seeing the line (or arriving while it is written,
+            # which runs this handler again inside the first) must find the run stopped, and exit.
+            interrupt.stop(signum)
             out.write(f"\n{name}: stopping: no new calls; those in flight may finish, then the report (again: exit)\n")
             out.flush()
-            interrupt.stop(signum)
             return
-        if out.isatty():
-            out.write(_SHOW_CURSOR)
-        out.write(f"\n{name} again: exiting now, without a report\n")
-        out.flush()
+        # A write this very signal interrupted cannot be re-entered: then the exit matters, not the line.
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            if out.isatty():
+                out.write(_SHOW_CURSOR)
+            out.write(f"\n{name} again: exiting now, without a report\n")
+            out.flush()
         # At once means no clean-up: every answer already received is committed to the cache or kept as a receipt.
         os._exit(128 + signum)
 

@@ -25,7 +25,7 @@ from sim_arena import write_config
 from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import main
 from judge_arena.config import load_config
-from judge_arena.interrupt import Interrupt
+from judge_arena.interrupt import Interrupt, on_signals
 from judge_arena.sim import SimulatorServer
 from judge_arena.sim.server import SimRequest
 
@@ -188,3 +188,43 @@ def test_a_run_stopped_in_code_keeps_what_it_did_in_the_order_of_a_full_run(
     assert [b for b in full.battles if b in partial.battles] == list(partial.battles)
     # the calls the stopped run let finish were stored: the full run paid for none of them again
     assert max(latency.billed.values()) == 1
+
+
+class _Exited(Exception):
+    """Stands in for `os._exit` in-process: raised where the process would have ended."""
+
+
+class _SignalledWhileWriting:
+    """An output where a second SIGINT comes while the first one's line is being written: the handler then runs
+    again inside itself, as it does when the user (or a test) answers the line with another Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._signalled = False
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if "stopping" in text and not self._signalled:
+            self._signalled = True
+            signal.raise_signal(signal.SIGINT)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_second_signal_while_the_first_is_announced_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def exit_(code: int) -> None:
+        raise _Exited(code)
+
+    monkeypatch.setattr(os, "_exit", exit_)
+    out = _SignalledWhileWriting()
+    interrupt = Interrupt()
+    with on_signals(interrupt, out), pytest.raises(_Exited, match="130"):  # type: ignore[arg-type]
+        signal.raise_signal(signal.SIGINT)
+    assert interrupt.signal == signal.SIGINT
+    assert out.text.count("stopping") == 1, out.text
+    assert "SIGINT again: exiting now, without a report" in out.text
