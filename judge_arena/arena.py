@@ -11,11 +11,12 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from judge_arena.answer_files import AnswerFileError, answers_for, load_answer_file
 from judge_arena.budget import Budget, BudgetExceeded, check_prices
 from judge_arena.client import CallFailed, Client
 from judge_arena.config import (
@@ -62,6 +63,10 @@ class Inputs:
     config: ArenaConfig
     prompts: tuple[Prompt, ...]
     templates: dict[str, JudgeTemplate]
+    file_answers: Mapping[str, Mapping[str, Answer]] = field(default_factory=dict)
+    """The answers of the candidates read from answer files: by candidate name, then prompt id."""
+    unanswered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The prompts each answer-file candidate's file does not answer (their games are not played); by name."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,20 @@ def load_inputs(config: ArenaConfig) -> Inputs:
                 raise ConfigError(f"{suite.path}: field 'id': prompt id '{prompt.id}' also appears in {where}")
             seen[prompt.id] = str(suite.path)
         prompts.extend(loaded)
+    file_answers: dict[str, dict[str, Answer]] = {}
+    unanswered: dict[str, tuple[str, ...]] = {}
+    for candidate in config.candidates:
+        if candidate.answers is None:
+            continue
+        try:
+            answer_file = load_answer_file(candidate.answers, candidate.answers_format)
+            if answer_file.model != candidate.model:
+                raise AnswerFileError(str(candidate.answers), "changed while the run was starting; run again")
+            file_answers[candidate.name], missing = answers_for(answer_file, candidate.name, prompts)
+        except AnswerFileError as exc:
+            raise ConfigError(str(exc)) from None
+        if missing:
+            unanswered[candidate.name] = missing
     try:
         templates = {judge.name: JudgeTemplate.load(judge.template) for judge in config.judges}
     except ValueError as exc:
@@ -101,7 +120,13 @@ def load_inputs(config: ArenaConfig) -> Inputs:
     if config.budget is not None:
         check_prices(config, config.source)
     check_cache_file(config.runner.cache_dir / CACHE_FILE)
-    return Inputs(config=config, prompts=tuple(prompts), templates=templates)
+    return Inputs(
+        config=config,
+        prompts=tuple(prompts),
+        templates=templates,
+        file_answers=file_answers,
+        unanswered=unanswered,
+    )
 
 
 def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
@@ -120,13 +145,14 @@ def judge_games(config: ArenaConfig, prompts: int) -> int:
 
 
 def planned_calls(inputs: Inputs) -> int:
-    """The calls a complete run asks for, made or cached: every turn of every answer and both orders of every game.
+    """The calls a complete run asks for, made or cached: every turn of every answer generated (not those read from
+    answer files) and both orders of every game.
 
     A judge re-asked for a missing verdict asks once more, so a run may ask for a few more than this.
     """
     config = inputs.config
     turns = sum(len(prompt.turns) for prompt in inputs.prompts)
-    return len(config.candidates) * turns + judge_games(config, len(inputs.prompts))
+    return sum(c.called for c in config.candidates) * turns + judge_games(config, len(inputs.prompts))
 
 
 @contextlib.contextmanager
@@ -233,14 +259,18 @@ class _Play:
         """
         config, prompts = self._inputs.config, self._inputs.prompts
         if self._progress:
-            self._progress.start("answers", len(config.candidates) * len(prompts))
+            self._progress.start("answers", sum(c.called for c in config.candidates) * len(prompts))
             self._progress.start("verdicts", judge_games(config, len(prompts)))
         loop = asyncio.get_running_loop()
         stopped = asyncio.Event()
         unlisten = interrupt.listen(functools.partial(loop.call_soon_threadsafe, stopped.set))
         for candidate in config.candidates:
+            from_file = self._inputs.file_answers.get(candidate.name)
             for prompt in prompts:
-                self._answers[(candidate.name, prompt.id)] = asyncio.create_task(self._answer(candidate, prompt))
+                answering = (
+                    self._answer(candidate, prompt) if from_file is None else _constant(from_file.get(prompt.id))
+                )
+                self._answers[(candidate.name, prompt.id)] = asyncio.create_task(answering)
         for name in enabled_canaries(config.canaries):
             for prompt in prompts:
                 self._answers[(name, prompt.id)] = asyncio.create_task(_constant(canary_answer(name, prompt)))
@@ -347,5 +377,5 @@ class _Play:
         self._advance("verdicts")
 
 
-async def _constant(answer: Answer) -> Answer | None:
+async def _constant(answer: Answer | None) -> Answer | None:
     return answer

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge_arena import _litellm
-from judge_arena.config import ArenaConfig, ConfigError, ModelConfig
+from judge_arena.config import ArenaConfig, CandidateConfig, ConfigError, ModelConfig
 from judge_arena.records import Message
 from judge_arena.tokens import input_tokens, output_cap
 
@@ -72,7 +72,9 @@ def check_prices(config: ArenaConfig, path: Path) -> None:
     """Raise ConfigError naming the first model of `config` (read from `path`) whose price is unknown."""
     for field, models in (("candidates", config.candidates), ("judges", config.judges)):
         for i, model in enumerate(models):
-            if known_price(model) is None:
+            # A candidate read from an answer file is never called, so it has nothing to price.
+            called = not isinstance(model, CandidateConfig) or model.called
+            if called and known_price(model) is None:
                 raise ConfigError(
                     f"{path}: field '{field}.{i}.price': no price known for '{model.model}' in litellm's price map; "
                     "set input_per_mtok and output_per_mtok (required with budget.max_usd)"

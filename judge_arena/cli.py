@@ -83,6 +83,10 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         f"[green]ok[/green] {args.config}: {len(inputs.prompts)} prompts, {len(config.candidates)} candidates, "
         f"{len(config.judges)} judges, {games} judge games at most"
     )
+    from judge_arena.report.terminal import unanswered_messages
+
+    for line in unanswered_messages(inputs):
+        console.print(f"[yellow]{escape(line)}[/yellow]")
     return _ping(config, console) if args.ping else EXIT_OK
 
 
@@ -93,7 +97,7 @@ def _ping(config: ArenaConfig, console: Console) -> int:
     from judge_arena.client import ping_models
 
     with model_servers(config) as (simulator_url, local_urls):
-        models = [*config.candidates, *config.judges]
+        models = [*(c for c in config.candidates if c.called), *config.judges]
         pings = asyncio.run(ping_models(models, simulator_url, local_urls, timeout_s=config.runner.timeout_s))
     for ping in pings:
         if ping.failure is None:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, ScalarNode
 
+from judge_arena.answer_files import ANSWERS_PREFIX, answers_model
 from judge_arena.inputs import InputFileError, json_type, read_text
 from judge_arena.records import Prompt
 
@@ -46,6 +47,9 @@ only built-in files, so `config_from_dict(read_yaml(DEMO_CONFIG), base_dir)` run
 
 DEFAULT_TEMPLATE = "pairwise"
 """The built-in judge template a judge uses when its config names none."""
+
+_CALLING_FIELDS = ("api_base", "api_key_env", "params", "system_prompt", "context_tokens", "price")
+"""Candidate fields that only a model that is called can use."""
 
 RUN_NAME_MAX = 100
 """Longest run name: it starts the report folder's name, which the file system limits to 255 bytes."""
@@ -181,13 +185,41 @@ class ModelConfig(_Strict):
 
 
 class CandidateConfig(ModelConfig):
-    """A candidate model: a model that answers the prompts, with an optional system prompt of its own."""
+    """A candidate: a model that answers the prompts, with an optional system prompt of its own; or a file of
+    answers made elsewhere (`answers`), read instead of calling a model."""
 
     system_prompt: str | None = Field(
         default=None,
         min_length=1,
         description="Sent as the system message before every conversation; unset: no system message.",
     )
+    answers: Path | None = Field(
+        default=None,
+        description="Answer file (JSONL) read instead of calling a model, relative to the config's folder: "
+        "Arena-Hard-Auto's or MT-Bench's `model_answer` layout, or the project's own (`judge_arena.answer_files`). "
+        "Given instead of `model`; the fields that call a model (api_base, params, …) are then not allowed. Once "
+        f"loaded, `model` is `{ANSWERS_PREFIX}<file name>@<hash of its content>`: a changed file is a new version.",
+    )
+    answers_format: Literal["auto", "judge-arena", "arena-hard", "mt-bench"] = Field(
+        default="auto", description="Layout of the answer file; 'auto' detects it from the first record."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_or_answers(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("answers") is None:
+            return data
+        if "model" in data:
+            raise ValueError("give either 'model' (a model to call) or 'answers' (a file of its answers), not both")
+        calling = [key for key in _CALLING_FIELDS if key in data]
+        if calling:
+            raise ValueError(f"{calling} apply to a model that is called, not to a candidate read from 'answers'")
+        return {**data, "model": ANSWERS_PREFIX}
+
+    @property
+    def called(self) -> bool:
+        """Whether the candidate is a model to call (False: its answers are read from a file)."""
+        return self.answers is None
 
 
 class JudgeConfig(ModelConfig):
@@ -679,6 +711,12 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
         suite.model_copy(update={"path": existing_file(suite.path, f"suites.{i}.path", builtin_suites())})
         for i, suite in enumerate(config.suites)
     ]
+    candidates = [
+        candidate
+        if candidate.answers is None
+        else _answers_candidate(candidate, existing_file(candidate.answers, f"candidates.{i}.answers", {}), shown, i)
+        for i, candidate in enumerate(config.candidates)
+    ]
     judges = [
         judge.model_copy(
             update={"template": existing_file(judge.template, f"judges.{i}.template", builtin_templates())}
@@ -697,7 +735,9 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
             "output_dir": writable_folder(config.runner.output_dir, "runner.output_dir"),
         }
     )
-    resolved = config.model_copy(update={"suites": suites, "judges": judges, "runner": runner})
+    resolved = config.model_copy(
+        update={"suites": suites, "candidates": candidates, "judges": judges, "runner": runner}
+    )
     if not config.local_servers:
         return resolved
     from judge_arena.local_server import with_local_servers
@@ -706,3 +746,12 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
         return with_local_servers(resolved, base)
     except ConfigError as exc:
         raise ConfigError(f"{shown}: {exc}") from None
+
+
+def _answers_candidate(candidate: CandidateConfig, path: Path, shown: str, index: int) -> CandidateConfig:
+    """The candidate with its answer file's absolute path and its `model` naming the file's content."""
+    try:
+        model = answers_model(path)
+    except InputFileError as exc:
+        raise ConfigError(f"{shown}: field 'candidates.{index}.answers': {exc}") from None
+    return candidate.model_copy(update={"answers": path, "model": model})

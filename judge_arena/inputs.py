@@ -1,5 +1,6 @@
-"""What every loader of an input file shares: its error, reading a file as text, JSON Lines, CSV rows, and how a
-message names the type of a value, so that each message reads the same way whatever the file."""
+"""What every loader of an input file shares: its error, reading a file as text, JSON Lines, CSV rows, a record's
+validation error, and how a message names the type of a value, so that each message reads the same way whatever
+the file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
 
 class InputFileError(ValueError):
@@ -148,3 +152,33 @@ def json_type(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return f"a {type(value).__name__}"
+
+
+_Error = TypeVar("_Error", bound=InputFileError)
+
+
+def record_error(error: type[_Error], shown: str, line: int, details: ErrorDetails, model: type[BaseModel]) -> _Error:
+    """The `error` for the first of pydantic's `details` on a record (a JSON Lines line) validated as `model`:
+    the field's path (``choices[0].turns``) and the reason in plain words."""
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in details["loc"]).lstrip(".")
+    got = json_type(details["input"])
+    kind = details["type"]
+    if kind == "missing":
+        reason = "is required"
+    elif kind == "extra_forbidden":
+        reason = f"unknown key (allowed: {', '.join(model.model_fields)})"
+    elif kind == "string_type":
+        reason = f"must be a string, got {got}"
+    elif kind == "int_type":
+        reason = f"must be an integer, got {got}"
+    elif kind == "list_type":
+        reason = f"must be a list, got {got}"
+    elif kind == "model_type":
+        reason = f"must be an object, got {got}"
+    elif kind == "too_short":
+        reason = "must not be empty"
+    elif kind == "value_error":
+        reason = str(details.get("ctx", {}).get("error", details["msg"]))
+    else:
+        reason = details["msg"]
+    return error(shown, reason, line=line, field=field or None)

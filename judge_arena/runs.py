@@ -10,7 +10,9 @@ A run folder holds:
 - ``battles.csv``: one row per judged game, as shown to the judge; ``defence_flags`` holds the defence's flags
   joined with ``;``, or ``none``.
 - ``answers.jsonl``: one candidate answer a line; ``failures.csv``: the work items that failed; ``summary.json``:
-  counts, calls, budget and per-view notes.
+  counts, calls, budget and per-view notes (and the prompts an answer file does not answer, ``unanswered``).
+- ``style.csv``: each candidate's mean style features per answer (tokens, headers, list items, bold spans), as
+  Arena-Hard-Auto defines them; runs written before it have none (read as an empty table).
 - ``judgments.jsonl``: one judged game a line, as battles.csv with the judge's full reply (and its answer to the
   re-ask), whether it was re-asked or left unparsed, and the defence's flags as a list (`JUDGMENT_FIELDS`).
 - ``prompts.jsonl``: one prompt a line: its id, suite, category and user turns (`PROMPT_FIELDS`).
@@ -96,10 +98,19 @@ COLUMNS: Mapping[str, Mapping[str, Kind]] = {
         "defence_flags": "text",
     },
     "failures.csv": {"stage": "text", "item": "text", "reason": "text"},
+    "style.csv": {
+        "model": "text",
+        "answers": "count",
+        "tokens": "number",
+        "headers": "number",
+        "lists": "number",
+        "bold": "number",
+    },
 }
 """Every CSV file of a run folder and its columns, in order. `categories.csv`'s `category_battles` counts the
 category's games; its `battles` (from the board's rows) counts one model's games, as in `leaderboard.csv`.
-`battles.csv`'s `suite` and `turn` (the verdict's turn: the conversation's last) are missing in older runs."""
+`battles.csv`'s `suite` and `turn` (the verdict's turn: the conversation's last) are missing in older runs.
+`style.csv` has one row per candidate: its answers and their mean style features per answer (`style.ModelStyle`)."""
 
 ADDED_COLUMNS: Mapping[str, tuple[str, ...]] = {"battles.csv": ("suite", "turn")}
 """Columns added after run folders were first written: a file without them reads them as missing values."""
@@ -199,6 +210,8 @@ class RunFolder:
     """``prompts.jsonl``: one row per prompt with its user turns."""
     manifest: Mapping[str, Any] = field(default_factory=dict)
     """``manifest.json`` (`MANIFEST_KEYS`); empty for a run written before manifests."""
+    style: pd.DataFrame = field(default_factory=lambda: table("style.csv", []))
+    """``style.csv``: each candidate's mean style features per answer; empty for a run written before it."""
 
     def board(
         self, *, judge: str | None = None, normalization: str | None = None, style_control: str | None = None
@@ -231,6 +244,7 @@ def load_run(path: Path) -> RunFolder:
         judgments=_read_jsonl_table(path / "judgments.jsonl"),
         prompts=_read_jsonl_table(path / "prompts.jsonl"),
         manifest=_read_manifest(path / "manifest.json"),
+        style=read_table(path / "style.csv") if (path / "style.csv").exists() else table("style.csv", []),
     )
 
 
@@ -465,6 +479,7 @@ def write_run(run: RunFolder, root: Path, name: str) -> Path:
         ("categories.csv", run.categories),
         ("battles.csv", run.battles),
         ("failures.csv", run.failures),
+        ("style.csv", run.style),
     ):
         if list(frame.columns) != list(COLUMNS[file]):
             raise ValueError(f"{file}: columns {list(frame.columns)}, expected {list(COLUMNS[file])}")
@@ -507,6 +522,7 @@ def _write_files(run: RunFolder, staging: Path) -> None:
                 lists = {key: list(value) for key, value in record.items() if isinstance(value, tuple)}
                 out.write(json.dumps({**record, **lists}, ensure_ascii=False) + "\n")
     run.failures.to_csv(staging / "failures.csv", index=False)
+    run.style.to_csv(staging / "style.csv", index=False)
     (staging / "summary.json").write_text(json.dumps(run.summary, indent=2), encoding="utf-8")
     if run.manifest:
         (staging / "manifest.json").write_text(json.dumps(run.manifest, indent=2), encoding="utf-8")

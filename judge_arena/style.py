@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import astuple, dataclass
 from types import MappingProxyType
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from judge_arena.records import Answer
 from judge_arena.tokens import count_tokens
 
 
@@ -181,3 +183,37 @@ def style_features(text: str) -> StyleFeatures:
         lists=len(_ORDERED.findall(prose)) + len(_UNORDERED.findall(prose)),
         bold=len(_BOLD_STARS.findall(prose)) + len(_BOLD_UNDERSCORES.findall(prose)),
     )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def answer_style(answer: Answer) -> StyleFeatures:
+    """The style features of a whole answer, its turns joined by a blank line (computed once per answer: the
+    style-controlled view and the per-model table both need them)."""
+    return style_features("\n\n".join(answer.turns))
+
+
+@dataclass(frozen=True)
+class ModelStyle:
+    """A candidate's style over its answers: the mean of each feature per answer."""
+
+    model: str
+    answers: int
+    tokens: float
+    """Mean cl100k_base tokens per answer."""
+    headers: float
+    """Mean markdown headers per answer."""
+    lists: float
+    """Mean list items per answer."""
+    bold: float
+    """Mean bold spans per answer."""
+
+
+def style_by_model(answers: Iterable[Answer]) -> list[ModelStyle]:
+    """Each model's mean style features per answer (`answer_style`), in order of first appearance."""
+    totals: dict[str, list[tuple[int, ...]]] = defaultdict(list)
+    for answer in answers:
+        totals[answer.model].append(astuple(answer_style(answer)))
+    return [
+        ModelStyle(model, len(rows), *(sum(column) / len(rows) for column in zip(*rows, strict=True)))
+        for model, rows in totals.items()
+    ]

@@ -45,9 +45,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import ErrorDetails
 
-from judge_arena.inputs import InputFileError, json_lines, json_type, read_text
+from judge_arena.inputs import InputFileError, json_lines, json_type, read_text, record_error
 from judge_arena.records import Prompt
 
 SuiteFormat = Literal["judge-arena", "arena-hard", "mt-bench"]
@@ -192,7 +191,7 @@ def load_suite(
         try:
             record = model.model_validate(obj)
         except ValidationError as exc:
-            raise _suite_error(shown, line, exc.errors()[0], model) from None
+            raise record_error(SuiteError, shown, line, exc.errors()[0], model) from None
         prompt = _to_prompt(record, name, arena_hard_category)
         if prompt.id in first_line_of:
             raise SuiteError(
@@ -259,28 +258,3 @@ def _to_prompt(record: _Record, suite: str, arena_hard_category: Literal["cluste
                 suite=suite,
                 references=tuple(record.reference or ()),
             )
-
-
-def _suite_error(shown: str, line: int, error: ErrorDetails, model: type[_Record]) -> SuiteError:
-    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-    got = json_type(error["input"])
-    kind = error["type"]
-    if kind == "missing":
-        reason = "is required"
-    elif kind == "extra_forbidden":
-        reason = f"unknown key (allowed: {', '.join(model.model_fields)})"
-    elif kind == "string_type":
-        reason = f"must be a string, got {got}"
-    elif kind == "int_type":
-        reason = f"must be an integer, got {got}"
-    elif kind == "list_type":
-        reason = f"must be a list, got {got}"
-    elif kind == "model_type":
-        reason = f"must be an object, got {got}"
-    elif kind == "too_short":
-        reason = "must not be empty"
-    elif kind == "value_error":
-        reason = str(error.get("ctx", {}).get("error", error["msg"]))
-    else:
-        reason = error["msg"]
-    return SuiteError(shown, reason, line=line, field=field or None)

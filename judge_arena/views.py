@@ -20,7 +20,7 @@ from judge_arena.defence import canary_problems, enabled_canaries
 from judge_arena.labels import ARENA_HARD, LabelSet
 from judge_arena.rating import CategoryLeaderboard, Leaderboard, LeaderboardOptions, leaderboard, leaderboards_by
 from judge_arena.records import Answer, Battle
-from judge_arena.style import StyleFeatures, style_features
+from judge_arena.style import StyleFeatures, answer_style
 
 PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
@@ -100,9 +100,7 @@ def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.Da
     Features come from the raw answers whatever view a battle was judged in: style control asks how much of a
     verdict the answers' own formatting and length explain. A multi-turn answer counts all its turns.
     """
-    features = {
-        (answer.model, answer.prompt_id): asdict(style_features("\n\n".join(answer.turns))) for answer in answers
-    }
+    features = {(answer.model, answer.prompt_id): asdict(answer_style(answer)) for answer in answers}
     out = frame.copy()
     for side in ("a", "b"):
         keys = zip(out[f"model_{side}"], out["prompt_id"], strict=True)

@@ -25,6 +25,7 @@ from judge_arena.records import Battle, Prompt
 from judge_arena.report.html import write_html_report
 from judge_arena.runner import ModelCalls
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
+from judge_arena.style import style_by_model
 from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings, identical_candidates
 
 
@@ -137,6 +138,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
             for judge, counts in reasks(run.battles).items()
         },
         "identical_candidates": identical_candidates(run.answers),
+        "unanswered": {name: list(ids) for name, ids in run.inputs.unanswered.items()},
         "answers_cut_at_max_tokens": {
             c.name: sum(a.cut_turns > 0 for a in run.answers if a.model == c.name) for c in config.candidates
         },
@@ -251,6 +253,7 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
         judgments=judgments_table(run.battles),
         prompts=prompts_table(run.inputs.prompts),
         manifest=manifest(run, config_path),
+        style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
     )
     written = write_run(folder, config.runner.output_dir, config.name)
     write_html_report(written)

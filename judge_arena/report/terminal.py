@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -26,13 +26,14 @@ from rich.table import Table
 from rich.text import Text
 
 from judge_arena.agreement import judge_agreement, position_consistency, reasks
-from judge_arena.arena import ArenaRun, judge_games, planned_calls
+from judge_arena.arena import ArenaRun, Inputs, judge_games, planned_calls
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
 from judge_arena.report.agreement import agreement_table
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
+from judge_arena.style import ModelStyle, style_by_model
 from judge_arena.views import View, canary_warnings, identical_candidates
 
 LOG_INTERVAL_S = 30.0
@@ -247,6 +248,43 @@ def views_table(judge: str, views: list[View], candidates: list[str]) -> Table:
     return table
 
 
+def style_table(rows: Sequence[ModelStyle]) -> Table:
+    """Each candidate's answers and their mean style features per answer (what style control adjusts for)."""
+    table = Table(
+        title="answer style (mean per answer)",
+        title_justify="left",
+        caption="tokens: cl100k_base; headers, list items and bold spans outside code blocks (Arena-Hard-Auto's "
+        "definitions); style.csv",
+        caption_justify="left",
+    )
+    table.add_column("model", no_wrap=True)
+    for column in ("answers", "tokens", "headers", "lists", "bold"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            escape(row.model),
+            f"{row.answers:,}",
+            f"{row.tokens:.1f}",
+            f"{row.headers:.2f}",
+            f"{row.lists:.2f}",
+            f"{row.bold:.2f}",
+        )
+    return table
+
+
+def unanswered_messages(inputs: Inputs) -> list[str]:
+    """One line per answer-file candidate whose file does not answer every prompt: how many, and the first ids."""
+    lines = []
+    for name, missing in inputs.unanswered.items():
+        shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+        total = len(inputs.prompts)
+        lines.append(
+            f"{name}: its answer file answers {total - len(missing):,} of {total:,} prompts; its games on the other "
+            f"{len(missing):,} are not played (summary.json 'unanswered'): {shown}"
+        )
+    return lines
+
+
 def _print_notes(console: Console, view: View) -> None:
     prefix = f"  {view.label}:"
     if view.unparsed:
@@ -329,6 +367,8 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
                 f"  per category: {rated} of {len(categories)} rated; a category whose models meet in fewer than "
                 f"{MIN_PROMPTS} prompts gets a note instead (categories.csv)"
             )
+    if run.answers:
+        console.print(style_table(style_by_model(run.answers)))
     agreement = judge_agreement(run.battles, [j.name for j in config.judges], config.normalizations)
     if agreement:
         console.print(agreement_table(agreement))
@@ -374,6 +414,8 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
     if flagged:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(flagged.items()))
         console.print(f"[yellow]suspicious answers[/yellow] (flags on judged games; see battles.csv): {kinds}")
+    for line in unanswered_messages(run.inputs):
+        console.print(f"[yellow]{escape(line)}[/yellow]")
     for warning in canary_warnings(config, views):
         console.print(f"[red]canary:[/red] {escape(warning)}")
     for stopped in (budget_message(run), interrupted_message(run)):
