@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -50,7 +51,7 @@ import pandas as pd
 
 from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
 from judge_arena.labels import ARENA_HARD
-from judge_arena.records import Battle, Winner
+from judge_arena.records import Answer, Battle, Prompt, Winner
 from judge_arena.runs import NO_FLAGS, read_table
 
 Orders = Literal["combined", "separate"]
@@ -290,6 +291,56 @@ def compare_groups(
     return rows
 
 
+def compare_by_category(
+    votes: Sequence[Vote],
+    categories: Mapping[str, str],
+    groups: Sequence[VoterGroup],
+    *,
+    within: bool = True,
+    by_turn: bool = False,
+) -> dict[str, list[GroupAgreement]]:
+    """`compare_groups` on each category's votes, by category name: a vote's category is its question's in
+    `categories` (question id → category, e.g. from a run's battles); votes on other questions are left out, and
+    so is a group with no vote in a category."""
+    by_category: dict[str, list[Vote]] = defaultdict(list)
+    for vote in votes:
+        if vote.question_id in categories:
+            by_category[categories[vote.question_id]].append(vote)
+    tables = {}
+    for category in sorted(by_category):
+        shared = by_category[category]
+        present = [g for g in groups if any(g.matches(vote.voter) for vote in shared)]
+        if len(present) > 1 or (within and present):
+            tables[category] = compare_groups(shared, present, within=within, by_turn=by_turn)
+    return tables
+
+
+def unshared_comparisons(
+    rows: Sequence[GroupAgreement], votes: Sequence[Vote], groups: Sequence[VoterGroup]
+) -> list[str]:
+    """One line per comparison of two different groups that compared no pair of votes, with what each group voted
+    on (questions, models, turns), so that a mismatch of names or turns shows: such a row's figures are empty."""
+    by_name = {group.name: group for group in groups}
+    lines = []
+    for row in rows:
+        if row.first == row.second or row.with_ties.pairs:
+            continue
+        sides = [[vote for vote in votes if by_name[name].matches(vote.voter)] for name in (row.first, row.second)]
+        questions = [{vote.question_id for vote in side} for side in sides]
+        shown = []
+        for name, side in zip((row.first, row.second), sides, strict=True):
+            models = sorted({model for vote in side for model in (vote.model_a, vote.model_b)})
+            turns = sorted({vote.turn for vote in side})
+            listed = ", ".join(models[:6]) + (", …" if len(models) > 6 else "")
+            shown.append(f"{name}: models {listed}; turns {', '.join(map(str, turns))}")
+        turn = "" if row.turn is None else f" (turn {row.turn})"
+        lines.append(
+            f"{row.first} and {row.second} share no vote on the same question, model pair and turn{turn}: "
+            f"{len(questions[0] & questions[1])} questions in common; " + "; ".join(shown)
+        )
+    return lines
+
+
 def parse_group(spec: str) -> VoterGroup:
     """A group from ``NAME=PATTERN[,PATTERN...]``, or from a bare ``PATTERN`` (the group is named after it).
 
@@ -328,7 +379,7 @@ def rename_models(votes: Iterable[Vote], names: Mapping[str, str]) -> list[Vote]
 # ------------------------------------------------------------------------------------------------- run battles
 
 
-def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: int = 1) -> list[Vote]:
+def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: int | None = None) -> list[Vote]:
     """A run's battles as votes; the voter is ``<judge>/<normalization>``. Unparsed verdicts give no vote.
 
     Args:
@@ -336,25 +387,28 @@ def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: i
         orders: "combined": one vote per pair judged in both orders with both verdicts parsed — the winner when
             both orders name the same one, otherwise a tie (MT-Bench's pairwise judge); a pair with a missing or
             unparsed order gives no vote. "separate": one vote per parsed verdict.
-        turn: The turn the votes are filed under. A run's judge sees the whole conversation; to compare with
-            MT-Bench votes on two-turn questions, turn 2 is the closest match.
+        turn: The turn the votes are filed under; None: each verdict's own (`Battle.turn`, the last turn of the
+            conversation the judge saw, which is what MT-Bench's turn-2 votes and Chatbot Arena's votes judge).
 
     Raises:
         ValueError: `turn` is below 1, or a judge judged the same pair in the same order twice.
     """
-    if turn < 1:
+    if turn is not None and turn < 1:
         raise ValueError(f"turn must be >= 1, got {turn}")
     battles = list(battles)
     if orders == "separate":
         return [
-            Vote(b.prompt_id, b.model_a, b.model_b, b.winner, _voter(b), turn) for b in battles if b.winner is not None
+            Vote(b.prompt_id, b.model_a, b.model_b, b.winner, _voter(b), turn or b.turn)
+            for b in battles
+            if b.winner is not None
         ]
     votes = []
     for (judge, normalization, prompt_id, first, second), (forward, reverse) in _pairs(battles).items():
         if forward is None or reverse is None or forward.winner is None or reverse.winner is None:
             continue
         one, other = forward.winner, _flip(reverse.winner)
-        votes.append(Vote(prompt_id, first, second, one if one == other else "tie", f"{judge}/{normalization}", turn))
+        voter = f"{judge}/{normalization}"
+        votes.append(Vote(prompt_id, first, second, one if one == other else "tie", voter, turn or forward.turn))
     return votes
 
 
@@ -437,7 +491,7 @@ def reasks(battles: Iterable[Battle]) -> dict[str, Reasks]:
 # ------------------------------------------------------------------------------------------------------ loading
 
 
-def load_votes(path: Path, *, orders: Orders = "combined", run_turn: int = 1) -> list[Vote]:
+def load_votes(path: Path, *, orders: Orders = "combined", run_turn: int | None = None) -> list[Vote]:
     """Votes from a run (its folder or battles.csv, via `run_votes`) or from a file of pairwise votes.
 
     A folder, or a CSV file whose header has the run columns (`is_run_path`), is read as a run; anything else as
@@ -450,7 +504,7 @@ def load_votes(path: Path, *, orders: Orders = "combined", run_turn: int = 1) ->
 
 
 def load_sources(
-    paths: Iterable[Path], *, orders: Orders = "combined", run_turn: int = 1
+    paths: Iterable[Path], *, orders: Orders = "combined", run_turn: int | None = None
 ) -> tuple[list[Vote], list[Consistency]]:
     """The votes of every path, each read as `load_votes` does, and the position consistency of the runs among them.
 
@@ -487,6 +541,11 @@ def load_pairwise_votes(path: Path) -> list[Vote]:
         VotesInputError: The file cannot be read, has no vote, or a record is not a valid vote.
     """
     shown = str(path)
+    return [_vote(record, shown, where) for where, record in _vote_records(path, shown)]
+
+
+def _vote_records(path: Path, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """The records of a vote file, each with its place (line, item or row), by file suffix; at least one."""
     suffix = path.suffix.lower()
     if suffix not in VOTE_SUFFIXES:
         raise VotesInputError(shown, f"unknown file type '{suffix}'; expected one of {', '.join(VOTE_SUFFIXES)}")
@@ -498,7 +557,123 @@ def load_pairwise_votes(path: Path) -> list[Vote]:
         records = _json_records(read_text(path, shown, VotesInputError), shown)
     if not records:
         raise VotesInputError(shown, "no votes (the file is empty)")
-    return [_vote(record, shown, where) for where, record in records]
+    return records
+
+
+CONVERSATIONS = ("conversation_a", "conversation_b")
+"""The fields of a vote record that hold the conversations the voter saw (MT-Bench, Chatbot Arena)."""
+
+
+@dataclass(frozen=True)
+class VotedConversations:
+    """A vote file that carries the conversations its voters saw: what a run needs to judge exactly the voted pairs
+    on exactly those answers (`ArenaConfig.votes`)."""
+
+    prompts: tuple[Prompt, ...]
+    """One per question, in file order: the user turns of its conversations, its category (a record's
+    ``category``, else the file's stem) and the file's stem as suite."""
+    answers: Mapping[str, Mapping[str, Answer]]
+    """Each model's answer (the assistant turns of its conversation), by model, then question id."""
+    pairs: Mapping[str, tuple[tuple[str, str], ...]]
+    """The model pairs voted on, by question id, each pair in name order."""
+    votes: tuple[Vote, ...]
+
+
+def load_voted_conversations(path: Path) -> VotedConversations:
+    """The questions, answers, pairs and votes of a vote file whose records carry ``conversation_a`` and
+    ``conversation_b`` (lists of ``{"role", "content"}``, user and assistant alternating; a JSON string in CSV).
+
+    Both conversations of a record must have the same user turns, every record on a question the same ones, and a
+    model's conversation on a question must be the same in every record: a run judges one answer per model and
+    question. A record's ``turn`` may not exceed the conversation's turns.
+
+    Raises:
+        VotesInputError: The file cannot be read, or a record is not a valid vote with valid conversations.
+    """
+    from judge_arena.tokens import count_tokens
+
+    shown = str(path)
+    prompts: dict[str, tuple[Prompt, str]] = {}
+    answers: dict[str, dict[str, tuple[tuple[str, ...], str]]] = defaultdict(dict)
+    pairs: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    votes: list[Vote] = []
+    for where, record in _vote_records(path, shown):
+        vote = _vote(record, shown, where)
+
+        def fail(field: str, reason: str, where: str = where) -> VotesInputError:
+            return VotesInputError(shown, reason, where=where, field=field)
+
+        for field in CONVERSATIONS:
+            if field not in record:
+                raise fail(field, "missing (a run judges the answers the voters saw)")
+        users, replies_a = _conversation(record["conversation_a"], fail, "conversation_a")
+        users_b, replies_b = _conversation(record["conversation_b"], fail, "conversation_b")
+        if users_b != users:
+            raise fail("conversation_b", "its user turns differ from conversation_a's: both must answer one prompt")
+        if vote.turn > len(users):
+            raise fail("turn", f"{vote.turn}, but the conversations have {len(users)} turn(s)")
+        question = vote.question_id
+        known = prompts.get(question)
+        if known is None:
+            category = record.get("category")
+            category = category if isinstance(category, str) and category.strip() else path.stem
+            prompts[question] = (Prompt(question, category, users, suite=path.stem), where)
+        elif known[0].turns != users:
+            raise fail("conversation_a", f"question '{question}' has other user turns in {known[1]}")
+        for field, model, replies in (
+            ("conversation_a", vote.model_a, replies_a),
+            ("conversation_b", vote.model_b, replies_b),
+        ):
+            seen = answers[model].get(question)
+            if seen is None:
+                answers[model][question] = (replies, where)
+            elif seen[0] != replies:
+                raise fail(field, f"'{model}' answers question '{question}' otherwise in {seen[1]}")
+        pairs[question].add((min(vote.model_a, vote.model_b), max(vote.model_a, vote.model_b)))
+        votes.append(vote)
+    return VotedConversations(
+        prompts=tuple(prompt for prompt, _ in prompts.values()),
+        answers={
+            model: {
+                question: Answer(model, question, replies, sum(count_tokens(r) for r in replies), 0.0)
+                for question, (replies, _) in by_question.items()
+            }
+            for model, by_question in answers.items()
+        },
+        pairs={question: tuple(sorted(voted)) for question, voted in pairs.items()},
+        votes=tuple(votes),
+    )
+
+
+def _conversation(value: object, fail: _Fail, field: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The user turns and the assistant turns of a conversation; system messages are skipped."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            raise fail(field, "must be a list of messages (in CSV, as JSON text)") from None
+    if not isinstance(value, list) or not value:
+        raise fail(field, f"must be a non-empty list of messages, got {json_type(value)}")
+    turns: dict[str, list[str]] = {"user": [], "assistant": []}
+    expected = "user"
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise fail(f"{field}[{i}]", f"must be an object with role and content, got {json_type(message)}")
+        role, content = message.get("role"), message.get("content")
+        if role == "system":
+            continue
+        if role != expected:
+            raise fail(
+                f"{field}[{i}].role",
+                f"must be '{expected}' (user first, then user and assistant in turn); got {role!r}",
+            )
+        if not isinstance(content, str):
+            raise fail(f"{field}[{i}].content", f"must be a string, got {json_type(content)}")
+        turns[role].append(content)
+        expected = "assistant" if role == "user" else "user"
+    if expected != "user":
+        raise fail(field, "must end with an assistant message (the answer voted on)")
+    return tuple(turns["user"]), tuple(turns["assistant"])
 
 
 def load_battles(path: Path) -> list[Battle]:
@@ -673,6 +848,8 @@ def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
         winner=expected,
         weight=weight,
         flags=() if row["defence_flags"] in ("", NO_FLAGS) else tuple(row["defence_flags"].split(";")),
+        # Runs written before battles recorded their turn judged one-turn conversations only in practice.
+        turn=1 if row["turn"] in ("", None) else int(row["turn"]),
     )
 
 

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from judge_arena.agreement import VotesInputError, load_voted_conversations
 from judge_arena.answer_files import AnswerFileError, answers_for, load_answer_file
 from judge_arena.budget import Budget, BudgetExceeded, check_prices
 from judge_arena.client import CallFailed, Client
@@ -67,6 +69,9 @@ class Inputs:
     """The answers of the candidates read from answer files: by candidate name, then prompt id."""
     unanswered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The prompts each answer-file candidate's file does not answer (their games are not played); by name."""
+    pairs: Mapping[str, tuple[tuple[str, str], ...]] | None = None
+    """For a run of a votes file (`ArenaConfig.votes`), the pairs judged on each prompt, by prompt id; None: every
+    pair of `candidate_pairs` on every prompt."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,14 @@ class ArenaRun:
 
 
 def load_inputs(config: ArenaConfig) -> Inputs:
-    """Load the suites and judge templates; raise ConfigError on any problem, before anything is written."""
+    """Load the suites (or the votes file), answer files and judge templates; raise ConfigError on any problem,
+    before anything is written.
+
+    For a run of a votes file, the returned inputs' config has the file's models as its candidates, each read
+    from the file (`model` ``votes:<file name>``).
+    """
+    if config.votes is not None:
+        return _voted_inputs(config, config.votes)
     prompts: list[Prompt] = []
     seen: dict[str, str] = {}
     for suite in config.suites:
@@ -113,6 +125,17 @@ def load_inputs(config: ArenaConfig) -> Inputs:
             raise ConfigError(str(exc)) from None
         if missing:
             unanswered[candidate.name] = missing
+    return Inputs(
+        config=config,
+        prompts=tuple(prompts),
+        templates=_templates(config),
+        file_answers=file_answers,
+        unanswered=unanswered,
+    )
+
+
+def _templates(config: ArenaConfig) -> dict[str, JudgeTemplate]:
+    """The judges' templates, after the checks every run makes before its first call (prices, the cache file)."""
     try:
         templates = {judge.name: JudgeTemplate.load(judge.template) for judge in config.judges}
     except ValueError as exc:
@@ -120,13 +143,49 @@ def load_inputs(config: ArenaConfig) -> Inputs:
     if config.budget is not None:
         check_prices(config, config.source)
     check_cache_file(config.runner.cache_dir / CACHE_FILE)
+    return templates
+
+
+def _voted_inputs(config: ArenaConfig, votes: Path) -> Inputs:
+    try:
+        voted = load_voted_conversations(votes)
+    except VotesInputError as exc:
+        raise ConfigError(str(exc)) from None
+    models = sorted(voted.answers)
+    for where, value in (("pairing.baseline", config.pairing.baseline), ("rating.anchor", config.rating.anchor)):
+        if value is not None and value not in models:
+            raise ConfigError(f"{config.source}: field '{where}': '{value}' is not a model of {votes}")
+    candidates = [
+        CandidateConfig.model_validate({"name": model, "answers": votes}).model_copy(
+            update={"model": f"votes:{votes.name}"}
+        )
+        for model in models
+    ]
+    config = config.model_copy(update={"candidates": candidates})
+    check_context(votes, voted.prompts, config)
     return Inputs(
         config=config,
-        prompts=tuple(prompts),
-        templates=templates,
-        file_answers=file_answers,
-        unanswered=unanswered,
+        prompts=voted.prompts,
+        templates=_templates(config),
+        file_answers=voted.answers,
+        pairs=voted.pairs,
     )
+
+
+def pair_prompts(inputs: Inputs) -> list[tuple[tuple[str, str], Prompt]]:
+    """Every (pair, prompt) the judges play, pair by pair: `candidate_pairs` on every prompt, or for a run of a
+    votes file the voted pairs of each prompt."""
+    if inputs.pairs is None:
+        return list(itertools.product(candidate_pairs(inputs.config), inputs.prompts))
+    voted = inputs.pairs
+    pairs = sorted({pair for prompt_pairs in voted.values() for pair in prompt_pairs})
+    return [(pair, prompt) for pair in pairs for prompt in inputs.prompts if pair in voted.get(prompt.id, ())]
+
+
+def planned_games(inputs: Inputs) -> int:
+    """The judge games the run plays when complete: both orders of every (pair, prompt), per judge and view."""
+    config = inputs.config
+    return len(pair_prompts(inputs)) * len(config.judges) * len(config.normalizations) * 2
 
 
 def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
@@ -139,11 +198,6 @@ def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
     return [*itertools.combinations(names, 2), *((name, canary) for canary in canaries for name in names)]
 
 
-def judge_games(config: ArenaConfig, prompts: int) -> int:
-    """The judge games a complete run plays on `prompts` prompts: both orders of every pair, per judge and view."""
-    return len(candidate_pairs(config)) * prompts * len(config.judges) * len(config.normalizations) * 2
-
-
 def planned_calls(inputs: Inputs) -> int:
     """The calls a complete run asks for, made or cached: every turn of every answer generated (not those read from
     answer files) and both orders of every game.
@@ -152,7 +206,7 @@ def planned_calls(inputs: Inputs) -> int:
     """
     config = inputs.config
     turns = sum(len(prompt.turns) for prompt in inputs.prompts)
-    return sum(c.called for c in config.candidates) * turns + judge_games(config, len(inputs.prompts))
+    return sum(c.called for c in config.candidates) * turns + planned_games(inputs)
 
 
 @contextlib.contextmanager
@@ -260,7 +314,7 @@ class _Play:
         config, prompts = self._inputs.config, self._inputs.prompts
         if self._progress:
             self._progress.start("answers", sum(c.called for c in config.candidates) * len(prompts))
-            self._progress.start("verdicts", judge_games(config, len(prompts)))
+            self._progress.start("verdicts", planned_games(self._inputs))
         loop = asyncio.get_running_loop()
         stopped = asyncio.Event()
         unlisten = interrupt.listen(functools.partial(loop.call_soon_threadsafe, stopped.set))
@@ -274,8 +328,11 @@ class _Play:
         for name in enabled_canaries(config.canaries):
             for prompt in prompts:
                 self._answers[(name, prompt.id)] = asyncio.create_task(_constant(canary_answer(name, prompt)))
-        items = itertools.product(config.judges, config.normalizations, candidate_pairs(config), prompts)
-        judging = [asyncio.create_task(self._judge_pair(index, *item)) for index, item in enumerate(items)]
+        items = itertools.product(config.judges, config.normalizations, pair_prompts(self._inputs))
+        judging = [
+            asyncio.create_task(self._judge_pair(index, judge, normalization, pair, prompt))
+            for index, (judge, normalization, (pair, prompt)) in enumerate(items)
+        ]
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())

@@ -74,11 +74,11 @@ def _play(config: ArenaConfig, console: Console) -> int:
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.arena import judge_games, load_inputs
+    from judge_arena.arena import load_inputs, planned_games
 
     inputs = load_inputs(load_config(args.config))
     config = inputs.config
-    games = judge_games(config, len(inputs.prompts))
+    games = planned_games(inputs)
     console.print(
         f"[green]ok[/green] {args.config}: {len(inputs.prompts)} prompts, {len(config.candidates)} candidates, "
         f"{len(config.judges)} judges, {games} judge games at most"
@@ -136,23 +136,51 @@ def _metrics(args: argparse.Namespace, console: Console) -> int:
 
 
 def _agreement(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.agreement import compare_groups, load_sources, parse_group, rename_models
+    from judge_arena.agreement import (
+        compare_by_category,
+        compare_groups,
+        is_run_path,
+        load_battles,
+        load_sources,
+        parse_group,
+        rename_models,
+        unshared_comparisons,
+    )
     from judge_arena.agreement import voter_groups as default_groups
     from judge_arena.metrics import load_model_map
     from judge_arena.report.agreement import print_agreement
     from judge_arena.runs import resolve_run
 
+    paths = list(args.votes)
+    if args.judge is not None:
+        config = load_config(args.judge)
+        if config.votes is None:
+            raise ConfigError(f"{args.judge}: field 'votes': required with --judge (the vote file the run judges)")
+        code = _play(config, console)
+        if code != EXIT_OK:
+            return code
+        paths = [resolve_run(f"latest:{config.name}", config.runner.output_dir), config.votes, *paths]
+    if not paths:
+        raise _BadInput("agreement: give vote files or runs, or --judge CONFIG")
     try:
-        sources = [resolve_run(source, args.runs_dir) for source in args.votes]
+        sources = [resolve_run(source, args.runs_dir) for source in paths]
         votes, consistency = load_sources(sources, orders=args.orders, run_turn=args.run_turn)
         if args.map:
             votes = rename_models(votes, load_model_map(args.map))
         groups = [parse_group(spec) for spec in args.group or []] or default_groups(votes)
-        rows = compare_groups(votes, groups, within=not args.no_within, by_turn=args.by_turn)
+        within = not args.no_within
+        rows = compare_groups(votes, groups, within=within, by_turn=args.by_turn)
+        categories = {
+            battle.prompt_id: battle.category for path in sources if is_run_path(path) for battle in load_battles(path)
+        }
+        by_category = compare_by_category(votes, categories, groups, within=within, by_turn=args.by_turn)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
-    print_agreement(console, rows, consistency)
-    return EXIT_OK
+    print_agreement(console, rows, consistency, by_category)
+    unshared = unshared_comparisons(rows, votes, groups)
+    for line in unshared:
+        console.print(f"[red]{escape(line)}[/red]", soft_wrap=True)
+    return EXIT_FAILURES if unshared else EXIT_OK
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
@@ -303,10 +331,25 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "agreement",
         "vote-level agreement between judges and humans (MT-Bench's procedure), kappa, consistency",
-        _READ_EXITS,
+        {
+            EXIT_OK: "done",
+            EXIT_FAILURES: "two groups compared share no vote on the same question, model pair and turn (each "
+            "is named), or with --judge, the run's own exit code (1, 3, 130, 143) when it did not complete",
+            EXIT_BAD_INPUT: "bad input: one line naming the file and field",
+        },
     )
     agreement.add_argument(
-        "votes", type=Path, nargs="+", help="run folders (or run ids, latest, latest:NAME), battles.csv, vote files"
+        "votes",
+        type=Path,
+        nargs="*",
+        help="run folders (or run ids, latest, latest:NAME), battles.csv, vote files",
+    )
+    agreement.add_argument(
+        "--judge",
+        type=Path,
+        metavar="CONFIG",
+        help="first run CONFIG, whose 'votes' file carries the conversations, then compare its run with those votes "
+        "(and any VOTES given)",
     )
     agreement.add_argument(
         "--group", action="append", help="voter group NAME=PATTERN[,PATTERN] (shell patterns); default: each voter"
@@ -314,7 +357,9 @@ def _parser() -> argparse.ArgumentParser:
     agreement.add_argument(
         "--orders", choices=ORDERS, default="combined", help="a run's two orders: one combined vote or two votes"
     )
-    agreement.add_argument("--run-turn", type=int, default=1, help="turn a run's votes are filed under")
+    agreement.add_argument(
+        "--run-turn", type=int, help="turn a run's votes are filed under; default: each verdict's own (its last turn)"
+    )
     agreement.add_argument("--by-turn", action="store_true", help="one row per turn")
     agreement.add_argument("--no-within", action="store_true", help="skip agreement within each group")
     agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")

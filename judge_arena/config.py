@@ -427,8 +427,20 @@ class ArenaConfig(_Strict):
         description="Run name, the start of its report folder's name: letters, digits, '_', '.' and '-', starting "
         f"with a letter, digit or '_', at most {RUN_NAME_MAX} characters.",
     )
-    suites: list[SuiteConfig] = Field(min_length=1, description="Prompt suites to run.")
-    candidates: list[CandidateConfig] = Field(min_length=2, description="Models that answer the prompts.")
+    suites: list[SuiteConfig] = Field(
+        default_factory=list, description="Prompt suites to run (at least one, unless the run is of `votes`)."
+    )
+    candidates: list[CandidateConfig] = Field(
+        default_factory=list, description="Models that answer the prompts (at least two, unless the run is of `votes`)."
+    )
+    votes: Path | None = Field(
+        default=None,
+        description="A vote file that carries the conversations its voters saw (MT-Bench's human judgments, Chatbot "
+        "Arena battles with `conversation_a`/`conversation_b`; `agreement.load_voted_conversations`), relative to the "
+        "config's folder. The run then judges exactly the voted pairs on those answers (its prompts, candidates and "
+        "pairs all come from the file; `suites`, `candidates`, `pairing.mode` and `canaries` are left out), so that "
+        "`judge-arena agreement RUN VOTES` compares the judges with the voters vote by vote.",
+    )
     judges: list[JudgeConfig] = Field(min_length=1, description="Models that compare pairs of answers.")
     normalizations: list[Normalization] = Field(
         default_factory=lambda: list(get_args(Normalization)),
@@ -467,6 +479,25 @@ class ArenaConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> ArenaConfig:
+        if self.votes is None:
+            if not self.suites:
+                raise ValueError("field 'suites': at least one suite is required (or a vote file, field 'votes')")
+            if len(self.candidates) < 2:
+                raise ValueError(
+                    f"field 'candidates': at least 2 are required, got {len(self.candidates)} (or a vote file, "
+                    "field 'votes')"
+                )
+        else:
+            given = [name for name in ("suites", "candidates") if getattr(self, name)]
+            if self.pairing.mode != "all-pairs":
+                given.append("pairing.mode")
+            if self.canaries.enabled:
+                given.append("canaries")
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: a run of a votes file takes its prompts and candidates from the votes file "
+                    "and judges exactly its pairs; leave them out"
+                )
         for field, models in (("candidates", self.candidates), ("judges", self.judges)):
             names = [m.name for m in models]
             duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -491,7 +522,8 @@ class ArenaConfig(_Strict):
             ("pairing.baseline", self.pairing.baseline),
             ("rating.anchor", self.rating.anchor),
         ):
-            if value is not None and value not in candidate_names:
+            # A votes run's candidates are the file's models, checked when it is read (`arena.load_inputs`).
+            if value is not None and value not in candidate_names and self.votes is None:
                 raise ValueError(f"{field}: '{value}' is not a candidate name")
         return self
 
@@ -735,8 +767,9 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
             "output_dir": writable_folder(config.runner.output_dir, "runner.output_dir"),
         }
     )
+    votes = None if config.votes is None else existing_file(config.votes, "votes", {})
     resolved = config.model_copy(
-        update={"suites": suites, "candidates": candidates, "judges": judges, "runner": runner}
+        update={"suites": suites, "candidates": candidates, "votes": votes, "judges": judges, "runner": runner}
     )
     if not config.local_servers:
         return resolved

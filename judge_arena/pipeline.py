@@ -68,7 +68,8 @@ async def run_arena_async(
     """
     inputs = load_inputs(config)
     run = await play_arena(inputs, progress, simulator_url=simulator_url, interrupt=interrupt)
-    views = rate_views(config, run.battles, run.answers)
+    # The inputs' config: for a run of a votes file, it holds the candidates read from the file.
+    views = rate_views(run.inputs.config, run.battles, run.answers)
     return ArenaResult(run=run, views=views, folder=write_report(run, views, config.source))
 
 

@@ -83,7 +83,7 @@ def test_valid_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
     [
         (
             {"candidates": [{"name": "a", "model": "openai/x"}]},
-            "field 'candidates': List should have at least 2",
+            "field 'candidates': at least 2 are required, got 1 (or a vote file, field 'votes')",
         ),
         ({"judges": [{"name": "j"}]}, "field 'judges.0.model': Field required"),
         (

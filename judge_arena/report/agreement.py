@@ -1,10 +1,10 @@
 """What `judge-arena agreement` shows in the terminal: the agreement table, each comparison's confusion matrix,
-and the judges' position consistency."""
+the agreement per category, and the judges' position consistency."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,12 +30,23 @@ def _agreement_cells(result: Agreement) -> list[str]:
 
 def agreement_table(rows: Sequence[GroupAgreement]) -> Table:
     """One row per comparison: agreement, pairs of votes compared and Cohen's kappa, with and without ties."""
+    return _agreement_table("agreement between voter groups", [(None, rows)])
+
+
+def category_agreement_table(by_category: Mapping[str, Sequence[GroupAgreement]]) -> Table:
+    """`agreement_table` per category, a category column first."""
+    return _agreement_table("agreement per category", list(by_category.items()))
+
+
+def _agreement_table(title: str, grouped: Sequence[tuple[str | None, Sequence[GroupAgreement]]]) -> Table:
     table = Table(
-        title="agreement between voter groups",
+        title=title,
         title_justify="left",
         caption="n: pairs of votes compared (a group against itself: pairs of votes by different voters)",
         caption_justify="left",
     )
+    if any(category is not None for category, _ in grouped):
+        table.add_column("category", no_wrap=True)
     table.add_column("first", no_wrap=True)
     table.add_column("second", no_wrap=True)
     table.add_column("turn", justify="right")
@@ -43,14 +54,16 @@ def agreement_table(rows: Sequence[GroupAgreement]) -> Table:
         table.add_column(f"{ties}\nagreement", justify="right")
         table.add_column("\nn", justify="right")
         table.add_column("\nkappa", justify="right")
-    for row in rows:
-        table.add_row(
-            escape(row.first),
-            escape(row.second),
-            _turn(row.turn),
-            *_agreement_cells(row.with_ties),
-            *_agreement_cells(row.without_ties),
-        )
+    for category, rows in grouped:
+        for row in rows:
+            table.add_row(
+                *(() if category is None else (escape(category),)),
+                escape(row.first),
+                escape(row.second),
+                _turn(row.turn),
+                *_agreement_cells(row.with_ties),
+                *_agreement_cells(row.without_ties),
+            )
     return table
 
 
@@ -98,12 +111,20 @@ def consistency_table(rows: Sequence[Consistency]) -> Table:
     return table
 
 
-def print_agreement(console: Console, rows: Sequence[GroupAgreement], consistency: Sequence[Consistency] = ()) -> None:
-    """Print the agreement table, then each comparison's confusion matrix, then position consistency (if any)."""
+def print_agreement(
+    console: Console,
+    rows: Sequence[GroupAgreement],
+    consistency: Sequence[Consistency] = (),
+    by_category: Mapping[str, Sequence[GroupAgreement]] | None = None,
+) -> None:
+    """Print the agreement table, then each comparison's confusion matrix, the agreement per category (when there
+    are several categories), then position consistency (if any)."""
     console.print(agreement_table(rows))
     if rows:
         console.print("A, B: the pair's models in name order (A sorts first).")
     for row in rows:
         console.print(confusion_table(row))
+    if by_category is not None and len(by_category) > 1:
+        console.print(category_agreement_table(by_category))
     if consistency:
         console.print(consistency_table(consistency))

@@ -179,7 +179,9 @@ def manifest(run: ArenaRun, config_path: Path | None = None, *, finished: dateti
     return {
         "config": resolved,
         "config_hash": _sha256(json.dumps(resolved, sort_keys=True).encode()),
-        "suites": {str(s.path): _file_hash(s.path) for s in config.suites},
+        "suites": {
+            str(path): _file_hash(path) for path in [*(s.path for s in config.suites), *filter(None, [config.votes])]
+        },
         "templates": {str(j.template): _file_hash(j.template) for j in config.judges},
         "models": {
             m.name: {"model": m.model, "api_base": m.api_base, "params": m.params, "api_key_env": m.api_key_env}

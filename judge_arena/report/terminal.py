@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from judge_arena.agreement import judge_agreement, position_consistency, reasks
-from judge_arena.arena import ArenaRun, Inputs, judge_games, planned_calls
+from judge_arena.arena import ArenaRun, Inputs, planned_calls, planned_games
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
@@ -70,7 +70,7 @@ def interrupted_message(run: ArenaRun) -> str | None:
     """The line saying how far an interrupted run got; None when it ran to its end."""
     if run.interrupted is None:
         return None
-    planned = judge_games(run.inputs.config, len(run.inputs.prompts))
+    planned = planned_games(run.inputs)
     return f"interrupted: {len(run.battles):,} of {planned:,} games done; run the same command to resume"
 
 
