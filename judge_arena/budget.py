@@ -96,9 +96,9 @@ class Budget:
     """The run's spend against its cap: reservations for calls in flight, the billed cost of every attempt made.
 
     A call reserves its input estimate (`tokens.input_tokens`) plus what its model's answers have used so far:
-    `output_estimate` tokens (capped by the model's `max_tokens`) until `_SAMPLES` answers are known, then the 95th
-    percentile of their output tokens. A call that does not fit waits while calls in flight can still free room;
-    when none can, it is refused (a smaller call may still fit after it).
+    `output_estimate` tokens (the model's own, if it has one; capped by its `max_tokens`) until `_SAMPLES` answers
+    are known, then the 95th percentile of their output tokens. A call that does not fit waits while calls in
+    flight can still free room; when none can, it is refused (a smaller call may still fit after it).
     """
 
     def __init__(self, max_usd: float, output_estimate: int) -> None:
@@ -114,7 +114,8 @@ class Budget:
         """The output tokens reserved for the model's next call."""
         seen = self._outputs.get(model.name, [])
         # Nearest rank: with fewer than 20 answers seen, the 95th percentile is the longest of them.
-        estimate = seen[math.ceil(_PERCENTILE * len(seen)) - 1] if len(seen) >= _SAMPLES else self._output_estimate
+        expected = model.runner.output_estimate or self._output_estimate
+        estimate = seen[math.ceil(_PERCENTILE * len(seen)) - 1] if len(seen) >= _SAMPLES else expected
         cap = output_cap(model.params)
         return estimate if cap is None else min(estimate, cap)
 

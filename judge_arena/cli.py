@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from judge_arena.agreement import ORDERS
-from judge_arena.config import ArenaConfig, ConfigError, load_config
+from judge_arena.config import ArenaConfig, ConfigError, load_config, parse_override
 from judge_arena.metrics import FORMATS
 from judge_arena.metrics import ORDERS as AGREEMENT_ORDERS
 
@@ -50,14 +50,18 @@ class _BadInput(Exception):
     """An input file a command cannot use (the message names the file and field)."""
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return dict(parse_override(spec) for spec in args.set or [])
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
-    return _play(load_config(args.config), console)
+    return _play(load_config(args.config, _overrides(args)), console)
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.config import DEMO_CONFIG, config_from_dict, read_yaml
 
-    return _play(config_from_dict(read_yaml(DEMO_CONFIG), base_dir=args.folder), console)
+    return _play(config_from_dict(read_yaml(DEMO_CONFIG), args.folder, _overrides(args)), console)
 
 
 def _play(config: ArenaConfig, console: Console) -> int:
@@ -76,7 +80,7 @@ def _play(config: ArenaConfig, console: Console) -> int:
 def _validate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.arena import load_inputs, planned_games
 
-    inputs = load_inputs(load_config(args.config))
+    inputs = load_inputs(load_config(args.config, _overrides(args)))
     config = inputs.config
     games = planned_games(inputs)
     console.print(
@@ -274,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = _command(commands, "run", "generate, judge (raw and plain), rate, report", _RUN_EXITS)
     run.add_argument("config", type=Path, help="arena config (YAML)")
+    _set_option(run)
     run.set_defaults(handler=_run)
     demo = _command(
         commands,
@@ -282,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
         _RUN_EXITS,
     )
     demo.add_argument("folder", type=Path, nargs="?", default=Path(), help="where cache/ and runs/ go (default: .)")
+    _set_option(demo)
     demo.set_defaults(handler=_demo)
     validate = _command(
         commands,
@@ -295,6 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("config", type=Path, help="arena config (YAML)")
     validate.add_argument("--ping", action="store_true", help="make one tiny call to each model; exit 1 if any fails")
+    _set_option(validate)
     validate.set_defaults(handler=_validate)
     metrics = _command(
         commands,
@@ -414,6 +421,16 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8765, help="port to listen on (default: %(default)s)")
     sim.set_defaults(handler=_simulate)
     return parser
+
+
+def _set_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="override a config value, e.g. runner.concurrency=8 or candidates.NAME.params.temperature=0 (a list "
+        "item by its name or index; VALUE read as YAML); repeatable",
+    )
 
 
 def _runs_dir(command: argparse.ArgumentParser) -> None:

@@ -12,12 +12,14 @@ it is said once, and its remaining calls fail at once with that reason instead o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tenacity import (
@@ -29,7 +31,7 @@ from tenacity import (
 )
 
 from judge_arena import _litellm
-from judge_arena.config import LOCAL_SERVER_PREFIX, SIMULATOR, ModelConfig
+from judge_arena.config import LOCAL_SERVER_PREFIX, SIMULATOR, ModelConfig, ModelRunnerConfig
 from judge_arena.errors import STOPPED, Diagnosis, EndpointStopped, Redactor, UnusableReply, diagnose, error_headers
 from judge_arena.limiter import AdaptiveConcurrency, Outcome, RateLimiter, Reservation, estimate_cost
 from judge_arena.local_server import server_name
@@ -61,6 +63,8 @@ class Endpoint:
     """Environment variable holding the key; read at call time, never stored."""
     name: str | None = None
     """The configured model's name, to say which model a failure is about."""
+    settings: ModelRunnerConfig = field(default_factory=ModelRunnerConfig)
+    """The model's own retry settings and output estimate, each in place of the client's when set."""
 
     @classmethod
     def of(
@@ -79,7 +83,13 @@ class Endpoint:
             if local_url is None:
                 raise ValueError(f"model '{config.name}' uses {api_base}, but no such server is running")
             api_base = f"{local_url}/v1"
-        return cls(model=config.model, api_base=api_base, api_key_env=config.api_key_env, name=config.name)
+        return cls(
+            model=config.model,
+            api_base=api_base,
+            api_key_env=config.api_key_env,
+            name=config.name,
+            settings=config.runner,
+        )
 
     @property
     def limiter_key(self) -> str:
@@ -135,6 +145,20 @@ class ModelClient(Protocol):
     async def aclose(self) -> None:
         """Close the connections the client holds."""
         ...
+
+
+@dataclass(frozen=True)
+class _CallSettings:
+    """The retry settings and output estimate a call is made with."""
+
+    max_attempts: int
+    max_wait_s: float
+    max_total_s: float | None
+    output_estimate: int
+
+    def of(self, endpoint: Endpoint) -> _CallSettings:
+        """These settings, with the endpoint's model's own (`ModelConfig.runner`) in their place."""
+        return dataclasses.replace(self, **endpoint.settings.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)
@@ -205,12 +229,9 @@ class Client:
     ) -> None:
         self._concurrency = concurrency
         self._timeout_s = timeout_s
-        self._max_attempts = max_attempts
-        self._max_wait_s = max_wait_s
-        self._max_total_s = max_total_s
+        self._settings = _CallSettings(max_attempts, max_wait_s, max_total_s, output_estimate)
         self._requests_per_minute = requests_per_minute
         self._tokens_per_minute = tokens_per_minute
-        self._output_estimate = output_estimate
         self._increase_after = increase_after
         self._stop_after = stop_after
         self._on_retry = on_retry
@@ -222,7 +243,6 @@ class Client:
         self._redact = Redactor()
         self._transport: ReceivingTransport | None = None
         self._sdk_clients: dict[tuple[str, str | None, str | None], Any] = {}
-        self._backoff = wait_random_exponential(multiplier=0.5, max=max_wait_s)
 
     def gate(self, endpoint: Endpoint) -> Gate:
         """The concurrency limit and rate limiter the endpoint shares with the others of its `limiter_key`."""
@@ -243,13 +263,14 @@ class Client:
         """Why the endpoint was stopped; None while its calls are made."""
         return self._stopped.get(endpoint)
 
-    def _wait(self, state: RetryCallState) -> float:
+    @staticmethod
+    def _wait(max_wait_s: float, state: RetryCallState) -> float:
         outcome = state.outcome
         exc = outcome.exception() if outcome is not None else None
         retry_after = diagnose(exc).retry_after_s if exc is not None else None
         if retry_after is not None:
-            return min(retry_after, self._max_wait_s)
-        return float(self._backoff(state))
+            return min(retry_after, max_wait_s)
+        return float(wait_random_exponential(multiplier=0.5, max=max_wait_s)(state))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         if self._on_retry is not None and state.outcome is not None:
@@ -274,23 +295,24 @@ class Client:
         if stopped is not None:
             raise CallFailed(STOPPED, stopped, 0)
         gate = self.gate(endpoint)
-        cost = estimate_cost(messages, params, self._output_estimate)
+        settings = self._settings.of(endpoint)
+        cost = estimate_cost(messages, params, settings.output_estimate)
         api_key = self._api_key(endpoint)
         attempts = 0
         busy_s = 0.0  # time spent in attempts; with the waits (tenacity's idle_for), what max_total_s caps
         waived: float | None = None  # the hold a refusal set, once this call has waited its Retry-After
-        out_of_attempts = stop_after_attempt(self._max_attempts)
+        out_of_attempts = stop_after_attempt(settings.max_attempts)
 
         def stop(state: RetryCallState) -> bool:
             # Like tenacity's stop_before_delay, but on attempts and waits only: a call queued for the endpoint
             # has not started, and must not find its budget spent when its turn comes.
-            total = self._max_total_s
+            total = settings.max_total_s
             out_of_time = total is not None and busy_s + state.idle_for + state.upcoming_sleep >= total
             return out_of_attempts(state) or out_of_time
 
         retrying = AsyncRetrying(
             stop=stop,
-            wait=self._wait,
+            wait=functools.partial(self._wait, settings.max_wait_s),
             retry=retry_if_exception(lambda e: diagnose(e).retryable),
             before_sleep=self._before_sleep,
             sleep=self._sleep,
@@ -308,7 +330,7 @@ class Client:
                         attempts += 1
                         started = self._clock()
                         try:
-                            time_left = self._time_left(busy_s + attempt.retry_state.idle_for)
+                            time_left = self._time_left(busy_s + attempt.retry_state.idle_for, settings.max_total_s)
                             completion = await self._attempt(
                                 endpoint,
                                 api_key,
@@ -375,11 +397,11 @@ class Client:
         text = self._redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
         return text[:_MESSAGE_CHARS]
 
-    def _time_left(self, spent_s: float) -> float:
+    def _time_left(self, spent_s: float, max_total_s: float | None) -> float:
         """How long the next attempt may take: the request timeout, with a margin, within the call's budget."""
         # litellm's timeout bounds each read, not the whole exchange (a slow trickle of chunks could last forever).
         limit = self._timeout_s + _TIMEOUT_MARGIN_S
-        return limit if self._max_total_s is None else min(limit, self._max_total_s - spent_s)
+        return limit if max_total_s is None else min(limit, max_total_s - spent_s)
 
     async def _attempt(
         self,
@@ -428,7 +450,7 @@ class Client:
         exchange = Exchange()
         try:
             api_key = self._api_key(endpoint)
-            async with asyncio.timeout(self._time_left(0.0)):
+            async with asyncio.timeout(self._time_left(0.0, None)):
                 await self._exchange(
                     endpoint, api_key, (Message("user", "ping"),), {**params, "max_tokens": 1}, exchange
                 )

@@ -16,7 +16,8 @@ import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from types import UnionType
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -108,6 +109,29 @@ class PriceConfig(_Strict):
     output_per_mtok: float = Field(ge=0, description="USD per million output (completion) tokens.")
 
 
+class ModelRunnerConfig(_Strict):
+    """Runner settings of one model's calls, each in place of the runner's (`runner`) when set."""
+
+    max_attempts: int | None = Field(
+        default=None, ge=1, description="Attempts per call, first one included; unset: runner.max_attempts."
+    )
+    max_wait_s: float | None = Field(
+        default=None, gt=0, description="Longest wait between two attempts, in seconds; unset: runner.max_wait_s."
+    )
+    max_total_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest time one call may spend on its attempts and the waits between them, in seconds; "
+        "unset: runner.max_total_s.",
+    )
+    output_estimate: int | None = Field(
+        default=None,
+        gt=0,
+        description="Output tokens expected of a call (the cost estimate's, the budget's and the rate limiter's "
+        "until answers show what they use); unset: runner.output_estimate.",
+    )
+
+
 class ModelConfig(_Strict):
     """A model reached through litellm: a candidate or a judge."""
 
@@ -145,6 +169,11 @@ class ModelConfig(_Strict):
             "Token prices, used only with `budget`; unset: litellm's bundled price map for `model`, and a config "
             "error when the map does not know it."
         ),
+    )
+    runner: ModelRunnerConfig = Field(
+        default_factory=ModelRunnerConfig,
+        description="This model's own retry settings and output estimate, in place of the runner's "
+        "(e.g. {max_attempts: 8, max_wait_s: 120} for a flaky endpoint).",
     )
 
     @property
@@ -355,6 +384,10 @@ class RunnerConfig(_Strict):
         "reservation (within max_tokens) and the rate limiter's estimate of a request without max_tokens.",
     )
 
+    def of(self, model: ModelConfig) -> RunnerConfig:
+        """The settings `model`'s calls are made with: these, with the model's own (`ModelConfig.runner`) in place."""
+        return self.model_copy(update=model.runner.model_dump(exclude_none=True))
+
 
 class CanaryConfig(_Strict):
     """Constant answers entered as extra candidates: a judge that rates one above a real model can be gamed."""
@@ -538,11 +571,12 @@ class ArenaConfig(_Strict):
         return any(m.api_base == SIMULATOR for m in [*self.candidates, *self.judges])
 
 
-def load_config(path: str | os.PathLike[str]) -> ArenaConfig:
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, object] | None = None) -> ArenaConfig:
     """Read, validate and resolve a config file; raise ConfigError naming the file and field on any problem.
 
     Relative paths are resolved against the folder of `path` as named: a config reached through a symbolic link
-    (the repository's `configs/demo.yaml`) keeps its cache and runs beside the link. See `config_from_dict`.
+    (the repository's `configs/demo.yaml`) keeps its cache and runs beside the link. `${VAR}` references and
+    `overrides` are applied as `config_from_dict` applies them.
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -550,10 +584,14 @@ def load_config(path: str | os.PathLike[str]) -> ArenaConfig:
         raise ConfigError(f"{path}: the file is empty")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {json_type(raw)}")
-    return _build(raw, str(path), path.absolute().parent, source=path)
+    return _build(raw, str(path), path.absolute().parent, source=path, overrides=overrides)
 
 
-def config_from_dict(data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> ArenaConfig:
+def config_from_dict(
+    data: Mapping[str, Any],
+    base_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> ArenaConfig:
     """Validate and resolve a config built in Python, exactly as `load_config` does a file's.
 
     Relative paths (suites, judge templates, `runner.cache_dir`, `runner.output_dir`) become absolute against
@@ -561,18 +599,43 @@ def config_from_dict(data: Mapping[str, Any], base_dir: str | os.PathLike[str] |
     `api_key_env` must be set in the environment, and the cache and output folders must be folders this process can
     write in (or create), so that a run never starts on a config it cannot finish.
 
+    Every string value may hold `${VAR}` or `${VAR:-default}` (the environment variable, or the default when it is
+    unset or empty; `$${` is a literal `${`); a value that is one reference alone is read as a YAML value, as
+    `parse_override` reads one. Then each override replaces the value at its path, before validation.
+
     Args:
         data: The config, with the same keys and values as the YAML file.
         base_dir: The folder relative paths are resolved against; default: the current directory.
+        overrides: Values by dotted path, e.g. {"runner.concurrency": 8, "candidates.my-model.params.temperature":
+            0}: a list item is named by its `name` or its index; missing mappings on the way are created.
 
     Raises:
         ConfigError: One line naming the field ("config: field 'judges.0.model': ...").
     """
     base = (Path(base_dir) if base_dir is not None else Path.cwd()).resolve()
-    return _build(data, "config", base, source=base)
+    return _build(data, "config", base, source=base, overrides=overrides)
 
 
-def _build(data: Mapping[str, Any], shown: str, base: Path, *, source: Path) -> ArenaConfig:
+def parse_override(spec: str) -> tuple[str, object]:
+    """`PATH=VALUE` (the command line's `--set`) as a path and its value: VALUE is read as YAML (`8`, `0.5`, `true`,
+    `null`, `[raw]`), except for fields that hold text or a file (a name, a model, a path), where it stays as written.
+
+    Raises:
+        ConfigError: No `=`, or a path that is no config field.
+    """
+    path, equals, text = spec.partition("=")
+    if not equals or not path:
+        raise ConfigError(f"--set {spec}: expected PATH=VALUE, e.g. runner.concurrency=8")
+    _, field = _field_at(path.split("."), f"--set {spec}")
+    return path, _typed(field, text)
+
+
+def _build(
+    data: Mapping[str, Any], shown: str, base: Path, *, source: Path, overrides: Mapping[str, object] | None = None
+) -> ArenaConfig:
+    data = dict(_interpolated(data, (), shown))
+    for path, value in (overrides or {}).items():
+        _override(data, path, value)
     try:
         config = ArenaConfig.model_validate(data)
     except ValidationError as exc:
@@ -587,6 +650,143 @@ def _build(data: Mapping[str, Any], shown: str, base: Path, *, source: Path) -> 
     resolved = _resolve(config, shown, base)
     resolved._source = source
     return resolved
+
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
+"""`$${` (a literal `${`), `${NAME}` or `${NAME:-default}`, or a `${` that is neither (an error)."""
+
+
+def _interpolated(value: Any, where: tuple[str, ...], shown: str) -> Any:
+    """`value` with the environment's values in place of every `${VAR}` in its strings (a copy: mappings and
+    lists are rebuilt)."""
+    if isinstance(value, Mapping):
+        return {key: _interpolated(item, (*where, str(key)), shown) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item, (*where, str(i)), shown) for i, item in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    field = ".".join(where)
+
+    def substitute(found: re.Match[str]) -> str:
+        name, default = found.group(1), found.group(2)
+        if found.group(0) == "$${":
+            return "${"
+        if name is None:
+            raise ConfigError(
+                f"{shown}: field '{field}': {found.group(0)!r} is not ${{VAR}} nor ${{VAR:-default}} "
+                "(write $${ for a literal '${')"
+            )
+        if default is not None:
+            return os.environ.get(name) or default
+        if name not in os.environ:
+            raise ConfigError(
+                f"{shown}: field '{field}': environment variable {name} is not set (${{{name}:-default}} gives a "
+                "default)"
+            )
+        return os.environ[name]
+
+    text = _REFERENCE.sub(substitute, value)
+    whole = _REFERENCE.fullmatch(value)
+    if whole is None or whole.group(1) is None:
+        return text
+    return _typed(_field_at(where, f"{shown}: field '{field}'")[1], text)
+
+
+def _field_at(path: Sequence[str], where: str) -> tuple[list[str], Any]:
+    """The steps of a dotted config path (a list item's name may itself hold dots) and the type of its field.
+
+    Raises:
+        ConfigError: `where`, then the first part of the path that is no config field.
+    """
+    steps: list[str] = []
+    annotation: Any = ArenaConfig
+    i = 0
+    while i < len(path):
+        kind, inner = _container(annotation)
+        if kind == "model":
+            if path[i] not in inner.model_fields:
+                raise ConfigError(f"{where}: '{'.'.join(path[: i + 1])}' is no config field")
+            annotation = inner.model_fields[path[i]].annotation
+            steps.append(path[i])
+            i += 1
+        elif kind == "list":
+            # An item is named by its index or its name; the name runs up to the next part that is a field.
+            element_kind, element = _container(inner)
+            end = i + 1
+            if element_kind == "model":
+                end = next((j for j in range(i + 1, len(path)) if path[j] in element.model_fields), i + 1)
+            steps.append(".".join(path[i:end]))
+            annotation, i = inner, end
+        elif kind in ("dict", "any"):
+            steps.append(path[i])
+            annotation = inner
+            i += 1
+        else:
+            raise ConfigError(f"{where}: '{'.'.join(path[:i])}' holds a value, not fields")
+    return steps, annotation
+
+
+def _container(annotation: Any) -> tuple[str, Any]:
+    """What a field's type holds: ('model', class), ('list', item type), ('dict', value type), ('any', Any), or
+    ('value', the type)."""
+    if annotation is Any:
+        return "any", Any
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list:
+        return "list", args[0]
+    if origin is dict:
+        return "dict", args[1]
+    if origin in (Union, UnionType):
+        kept = [arg for arg in args if arg is not type(None)]
+        if len(kept) == 1:
+            return _container(kept[0])
+    return "value", annotation
+
+
+def _typed(annotation: Any, text: str) -> object:
+    """A value given as text (`--set`, a whole `${VAR}`) as the config field of `annotation` takes it: read as YAML,
+    except for a field of text or a file, where `0123` or `yes` must stay as written."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    if all(option in (str, Path, type(None)) for option in options):
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, dict | list) and not text.lstrip().startswith(("[", "{")):
+        return text  # 'a: b' or '- a' read as a collection: surely meant as text
+    return value
+
+
+def _override(data: dict[str, Any], path: str, value: object) -> None:
+    """Put `value` at the dotted `path` of the config's data, creating the mappings missing on the way."""
+    where = f"override '{path}'"
+    steps, _ = _field_at(path.split("."), where)
+    node: Any = data
+    for depth, step in enumerate(steps):
+        last = depth == len(steps) - 1
+        if isinstance(node, list):
+            names = [item.get("name") if isinstance(item, Mapping) else None for item in node]
+            index = int(step) if step.isdigit() and int(step) < len(node) else None
+            if index is None and step in names:
+                index = names.index(step)
+            if index is None:
+                parent = ".".join(steps[:depth])
+                raise ConfigError(f"{where}: '{parent}' has no item named '{step}' (nor with that index)")
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[step] = value
+            elif not isinstance(node.get(step), dict | list):
+                node[step] = {}
+            node = node[step]
+        else:
+            raise ConfigError(f"{where}: '{'.'.join(steps[:depth])}' holds a value, not fields")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -24,6 +24,7 @@ from judge_arena.config import (
     ConfigError,
     JudgeConfig,
     ModelConfig,
+    ModelRunnerConfig,
     Normalization,
     PairingConfig,
     PanelConfig,
@@ -285,6 +286,7 @@ MODELS = [
     RunnerConfig,
     CanaryConfig,
     BudgetConfig,
+    ModelRunnerConfig,
 ]
 
 
