@@ -16,9 +16,13 @@ import textwrap
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from judge_arena.arena import Inputs
 
 from judge_arena.agreement import ORDERS
 from judge_arena.config import ArenaConfig, ConfigError, load_config, parse_override
@@ -55,7 +59,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    return _play(load_config(args.config, _overrides(args)), console)
+    config = load_config(args.config, _overrides(args))
+    if args.dry_run:
+        from judge_arena.arena import load_inputs
+
+        _print_estimate(load_inputs(config), console)
+        return EXIT_OK
+    return _play(config, console)
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -91,7 +101,18 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 
     for line in unanswered_messages(inputs):
         console.print(f"[yellow]{escape(line)}[/yellow]")
+    _print_estimate(inputs, console)
     return _ping(config, console) if args.ping else EXIT_OK
+
+
+def _print_estimate(inputs: Inputs, console: Console) -> None:
+    from judge_arena.arena import CACHE_FILE
+    from judge_arena.estimate import estimate_run
+    from judge_arena.report.estimate import print_estimate
+    from judge_arena.store import CacheReader
+
+    with CacheReader(inputs.config.runner.cache_dir / CACHE_FILE) as cache:
+        print_estimate(console, estimate_run(inputs, cache.get))
 
 
 def _ping(config: ArenaConfig, console: Console) -> int:
@@ -279,6 +300,12 @@ def _parser() -> argparse.ArgumentParser:
     run = _command(commands, "run", "generate, judge (raw and plain), rate, report", _RUN_EXITS)
     run.add_argument("config", type=Path, help="arena config (YAML)")
     _set_option(run)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the calls to make (net of the cache), their estimated tokens and cost, and whether the budget "
+        "would stop the run; call nothing, write nothing",
+    )
     run.set_defaults(handler=_run)
     demo = _command(
         commands,

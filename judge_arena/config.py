@@ -49,7 +49,7 @@ only built-in files, so `config_from_dict(read_yaml(DEMO_CONFIG), base_dir)` run
 DEFAULT_TEMPLATE = "pairwise"
 """The built-in judge template a judge uses when its config names none."""
 
-_CALLING_FIELDS = ("api_base", "api_key_env", "params", "system_prompt", "context_tokens", "price")
+_CALLING_FIELDS = ("api_base", "api_key_env", "params", "system_prompt", "context_tokens", "price", "runner")
 """Candidate fields that only a model that is called can use."""
 
 RUN_NAME_MAX = 100
@@ -873,8 +873,10 @@ def check_cache_file(path: Path) -> None:
     # An empty file is what SQLite itself leaves when a process dies before writing the first page.
     if header and header != _SQLITE_HEADER:
         raise ConfigError(f"{path}: the arena's cache is not an SQLite database (it starts with {header!r}); {advice}")
+    from judge_arena.store import read_only
+
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30.0)) as db:
+        with contextlib.closing(read_only(path)) as db:
             db.execute("SELECT name FROM sqlite_master").fetchall()
     except sqlite3.DatabaseError as exc:
         if exc.sqlite_errorcode in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):

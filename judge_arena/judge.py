@@ -150,6 +150,17 @@ def games(prompt: Prompt, first: Answer, second: Answer, normalization: str) -> 
     return Game(prompt, first, second, normalization), Game(prompt, second, first, normalization)
 
 
+def shown(game: Game, template: JudgeTemplate, defence: bool) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    """The judge's messages for a game, its answers normalized and, with `defence`, screened; the screen's flags."""
+    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns)
+    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns)
+    flags: tuple[str, ...] = ()
+    if defence:
+        screened = screen(normalized_a, normalized_b)
+        normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
+    return render_game(template, game.prompt, normalized_a, normalized_b), flags
+
+
 async def judge_game(
     game: Game,
     *,
@@ -165,13 +176,7 @@ async def judge_game(
     could otherwise assemble a label out of markup): labels and delimiter look-alikes are neutralized and the
     battle flagged `neutralized:A`, `injection:B`, ….
     """
-    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns)
-    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns)
-    flags: tuple[str, ...] = ()
-    if defence:
-        screened = screen(normalized_a, normalized_b)
-        normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
-    messages = render_game(template, game.prompt, normalized_a, normalized_b)
+    messages, flags = shown(game, template, defence)
     reply = await complete(messages)
     replies: tuple[str, ...] = (reply,)
     label = parse_verdict(reply)

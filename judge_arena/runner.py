@@ -75,6 +75,16 @@ class CallStats:
         return sum(self.retries.values())
 
 
+def call_key(model: ModelConfig, messages: tuple[Message, ...]) -> CallKey:
+    """The cache key of a request of `model` (as called: a judge's `as_called`) with these messages."""
+    return CallKey(
+        model=model.model,
+        api_base=model.api_base,
+        params=tuple(sorted(model.params.items())),
+        messages=messages,
+    )
+
+
 class Interrupted(Exception):
     """A call not made because the run is stopping (`CallRunner.stop`): neither failed nor refused."""
 
@@ -137,12 +147,7 @@ class CallRunner:
             CallFailed: The call failed for good (recorded in the store).
             BudgetExceeded: The call would take the run past its budget; it was not made.
         """
-        key = CallKey(
-            model=model.model,
-            api_base=model.api_base,
-            params=tuple(sorted(model.params.items())),
-            messages=messages,
-        )
+        key = call_key(model, messages)
         digest = key.digest
         cached = self._store.get(key)
         if cached is not None:

@@ -133,6 +133,43 @@ class Completion:
     latency_s: float
 
 
+def _completion(db: sqlite3.Connection, key: CallKey) -> Completion | None:
+    row = db.execute(
+        "SELECT text, finish_reason, input_tokens, output_tokens, latency_s FROM completions WHERE key = ?",
+        (key.digest,),
+    ).fetchone()
+    return None if row is None else Completion(*row)
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the cache file at `path` that leaves no file behind.
+
+    A read-only connection to a WAL database creates -wal and -shm files it cannot remove, unless it opens the file
+    as immutable, reading the main file only: which holds everything when there is no -wal file to read.
+    """
+    wal = path.with_name(f"{path.name}-wal")
+    uri = f"{path.absolute().as_uri()}?mode=ro{'' if wal.exists() else '&immutable=1'}"
+    return sqlite3.connect(uri, uri=True, timeout=30.0)
+
+
+class CacheReader:
+    """The cache opened read-only, to look at what it holds without a run: nothing is claimed, written or created."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = read_only(path) if path.is_file() else None
+
+    def get(self, key: CallKey) -> Completion | None:
+        """The cached completion for this call, or None (always None when there is no cache yet)."""
+        return None if self._db is None else _completion(self._db, key)
+
+    def __enter__(self) -> CacheReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
 def _is_locked(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
@@ -190,11 +227,7 @@ class Store:
 
     def get(self, key: CallKey) -> Completion | None:
         """The cached completion for this call, or None."""
-        row = self._db.execute(
-            "SELECT text, finish_reason, input_tokens, output_tokens, latency_s FROM completions WHERE key = ?",
-            (key.digest,),
-        ).fetchone()
-        return None if row is None else Completion(*row)
+        return _completion(self._db, key)
 
     def put(self, key: CallKey, completion: Completion) -> None:
         """Record a successful completion (committed at once); its receipt is no longer needed."""

@@ -23,7 +23,7 @@ TOKENS_PER_MESSAGE = 8
 """Role markers and separators the chat format adds to each message."""
 
 INPUT_MARGIN = 1.25
-"""cl100k undercounts other tokenizers (Claude's, the simulator's 1.3 tokens a word) by up to about a quarter."""
+"""cl100k undercounts other tokenizers (Claude's, say) by up to about a quarter."""
 
 _OUTPUT_PARAMS = ("max_tokens", "max_completion_tokens")
 """The parameters that cap a model's output, as litellm passes them on."""
@@ -40,9 +40,14 @@ def count_tokens(text: str) -> int:
     return len(_encoding().encode(text, disallowed_special=()))
 
 
+def message_tokens(messages: Iterable[Message]) -> int:
+    """The input tokens of a request's messages as cl100k counts them, with the chat format's markers."""
+    return sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
+
+
 def input_tokens(messages: Iterable[Message]) -> int:
     """The input tokens a request is expected to be billed: meant to be at least what any provider counts."""
-    return math.ceil(sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages) * INPUT_MARGIN)
+    return math.ceil(message_tokens(messages) * INPUT_MARGIN)
 
 
 def output_cap(params: Mapping[str, Any]) -> int | None:

@@ -25,6 +25,7 @@ from typing import Literal
 
 from judge_arena.fence import GameTexts, unfence
 from judge_arena.labels import ARENA_HARD, written
+from judge_arena.tokens import count_tokens
 
 Style = Literal["markdown", "verbose", "terse", "plain"]
 """How a candidate lays out its answers: headers, lists and bold; long with filler; short; or plain prose."""
@@ -95,7 +96,10 @@ JUDGES: dict[str, JudgeProfile] = {
 but fooled by a verdict label inside an answer (the prompt injection that `judge_arena.defence` neutralizes)."""
 
 TOKENS_PER_WORD = 1.3
-"""The rough ratio behind the token counts reported in usage."""
+"""The rough ratio behind the output token counts reported in usage (and behind answer lengths)."""
+
+PROMPT_TOKENS_PER_MESSAGE = 3
+"""What OpenAI's chat format adds to each message of a prompt (and once more to prime the reply)."""
 
 _K = 4
 """Key points per question: enough that quality shows through a single answer, few enough to vary."""
@@ -286,6 +290,15 @@ def _count_words(text: str) -> int:
 def estimate_tokens(text: str) -> int:
     """A rough token count, at least 1."""
     return max(1, round(_count_words(text) * TOKENS_PER_WORD))
+
+
+def prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """The input tokens billed for a request, counted as OpenAI counts them: cl100k tokens, the chat format's markers.
+
+    Not words: a judge's prompt is fenced by delimiters whose 16-hex-digit nonces are one word and 9 tokens.
+    """
+    markers = PROMPT_TOKENS_PER_MESSAGE * (len(messages) + 1)
+    return sum(count_tokens(m.content) for m in messages) + markers
 
 
 def markdown_elements(text: str) -> int:

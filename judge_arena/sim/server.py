@@ -26,7 +26,15 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
-from judge_arena.sim.models import CANDIDATES, JUDGES, TOKENS_PER_WORD, ChatMessage, estimate_tokens, reply
+from judge_arena.sim.models import (
+    CANDIDATES,
+    JUDGES,
+    TOKENS_PER_WORD,
+    ChatMessage,
+    estimate_tokens,
+    prompt_tokens,
+    reply,
+)
 
 Api = Literal["openai", "anthropic"]
 """Which provider's wire format a request speaks."""
@@ -162,7 +170,7 @@ def _reply(api: Api, model: str, messages: tuple[ChatMessage, ...], seed: int | 
         id=prefix + digest[:24],
         text=text,
         finish=finish,
-        input_tokens=sum(estimate_tokens(m.content) for m in messages),
+        input_tokens=prompt_tokens(messages),
         output_tokens=estimate_tokens(text),
     )
 
