@@ -633,7 +633,13 @@ def parse_override(spec: str) -> tuple[str, object]:
 def _build(
     data: Mapping[str, Any], shown: str, base: Path, *, source: Path, overrides: Mapping[str, object] | None = None
 ) -> ArenaConfig:
-    data = dict(_interpolated(data, (), shown))
+    models = [model for field in ("candidates", "judges") if isinstance(data.get(field), list) for model in data[field]]
+    keys = frozenset(
+        model["api_key_env"]
+        for model in models
+        if isinstance(model, Mapping) and isinstance(model.get("api_key_env"), str)
+    )
+    data = dict(_interpolated(data, (), shown, keys))
     for path, value in (overrides or {}).items():
         _override(data, path, value)
     try:
@@ -656,13 +662,18 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$
 """`$${` (a literal `${`), `${NAME}` or `${NAME:-default}`, or a `${` that is neither (an error)."""
 
 
-def _interpolated(value: Any, where: tuple[str, ...], shown: str) -> Any:
+_SECRET_NAME = re.compile(r"(API_?KEY|SECRET|PASSWORD)$", re.IGNORECASE)
+"""Names of environment variables that hold secrets, which a `${VAR}` reference may not bring into a config."""
+
+
+def _interpolated(value: Any, where: tuple[str, ...], shown: str, keys: frozenset[str]) -> Any:
     """`value` with the environment's values in place of every `${VAR}` in its strings (a copy: mappings and
-    lists are rebuilt)."""
+    lists are rebuilt). A variable named by a model's `api_key_env` (in `keys`), or named like a key or a secret,
+    is refused: the resolved config is written to every run's manifest."""
     if isinstance(value, Mapping):
-        return {key: _interpolated(item, (*where, str(key)), shown) for key, item in value.items()}
+        return {key: _interpolated(item, (*where, str(key)), shown, keys) for key, item in value.items()}
     if isinstance(value, list):
-        return [_interpolated(item, (*where, str(i)), shown) for i, item in enumerate(value)]
+        return [_interpolated(item, (*where, str(i)), shown, keys) for i, item in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     field = ".".join(where)
@@ -675,6 +686,11 @@ def _interpolated(value: Any, where: tuple[str, ...], shown: str) -> Any:
             raise ConfigError(
                 f"{shown}: field '{field}': {found.group(0)!r} is not ${{VAR}} nor ${{VAR:-default}} "
                 "(write $${ for a literal '${')"
+            )
+        if name in keys or _SECRET_NAME.search(name):
+            raise ConfigError(
+                f"{shown}: field '{field}': ${{{name}}} would write a secret into the config and the run's manifest; "
+                "name a key's variable in api_key_env instead"
             )
         if default is not None:
             return os.environ.get(name) or default

@@ -107,6 +107,8 @@ def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
     for name in enabled_canaries(config.canaries):
         for prompt in prompts:
             answers[(name, prompt.id)] = canary_answer(name, prompt)
+    framing: dict[tuple[str, str], int] = {}
+    """Tokens of a judge's prompt on a prompt without the answers (the same in every game of it)."""
     for judge in config.judges:
         called, template = as_called(judge), inputs.templates[judge.name]
         for normalization, (pair, prompt) in itertools.product(config.normalizations, pair_prompts(inputs)):
@@ -118,8 +120,10 @@ def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
                     judging.call(called, shown(game, template, judge.defence)[0])
                 continue
             # An answer not known yet: the judge's prompt is the template's, plus the answers' expected tokens.
-            empty = ("",) * len(prompt.turns)
-            tokens = message_tokens(render_game(template, prompt, empty, empty)) + sum(
+            if (judge.name, prompt.id) not in framing:
+                empty = ("",) * len(prompt.turns)
+                framing[(judge.name, prompt.id)] = message_tokens(render_game(template, prompt, empty, empty))
+            tokens = framing[(judge.name, prompt.id)] + sum(
                 expected[name] * len(prompt.turns)
                 if answer is None
                 else sum(count_tokens(normalize(turn, normalization)) for turn in answer.turns)

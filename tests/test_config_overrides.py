@@ -87,6 +87,22 @@ def test_a_bad_reference_names_the_file_and_field(
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(("variable", "api_key_env"), [("OPENAI_API_KEY", None), ("MY_CREDENTIAL", "MY_CREDENTIAL")])
+def test_a_reference_may_not_bring_a_secret_into_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, api_key_env: str | None
+) -> None:
+    monkeypatch.setenv(variable, "sk-sentinel-0123456789")
+    candidate = {"name": "b", "model": "openai/sim-markdown-weak", "api_base": "simulator"}
+    if api_key_env is not None:
+        candidate["api_key_env"] = api_key_env
+    candidate["params"] = {"user": f"${{{variable}}}"}  # type: ignore[assignment]
+    candidates = [CONFIG["candidates"][0], candidate]  # type: ignore[index]
+    with pytest.raises(
+        ConfigError, match=rf"field 'candidates\.1\.params\.user': \$\{{{variable}\}} would write a secret"
+    ):
+        load_config(_write(tmp_path, {**CONFIG, "candidates": candidates}))
+
+
 def test_set_overrides_by_name_with_dots_and_by_index(tmp_path: Path) -> None:
     overrides = dict(
         parse_override(spec)
