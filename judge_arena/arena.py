@@ -183,9 +183,13 @@ def pair_prompts(inputs: Inputs) -> list[tuple[tuple[str, str], Prompt]]:
 
 
 def planned_games(inputs: Inputs) -> int:
-    """The judge games the run plays when complete: both orders of every (pair, prompt), per judge and view."""
+    """The judge games the run plays when complete: both orders of every (pair, prompt), per judge and view
+    (adaptive pairing: at most)."""
     config = inputs.config
-    return len(pair_prompts(inputs)) * len(config.judges) * len(config.normalizations) * 2
+    items = len(pair_prompts(inputs))
+    if config.pairing.mode == "adaptive":
+        items = config.pairing.items_at_most(items, config.games_per_item)
+    return items * config.games_per_item
 
 
 def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
@@ -328,11 +332,14 @@ class _Play:
         for name in enabled_canaries(config.canaries):
             for prompt in prompts:
                 self._answers[(name, prompt.id)] = asyncio.create_task(_constant(canary_answer(name, prompt)))
-        items = itertools.product(config.judges, config.normalizations, pair_prompts(self._inputs))
-        judging = [
-            asyncio.create_task(self._judge_pair(index, judge, normalization, pair, prompt))
-            for index, (judge, normalization, (pair, prompt)) in enumerate(items)
-        ]
+        if config.pairing.mode == "adaptive":
+            judging = [asyncio.create_task(self._judge_adaptively())]
+        else:
+            items = itertools.product(config.judges, config.normalizations, pair_prompts(self._inputs))
+            judging = [
+                asyncio.create_task(self._judge_pair(index, judge, normalization, pair, prompt))
+                for index, (judge, normalization, (pair, prompt)) in enumerate(items)
+            ]
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())
@@ -387,6 +394,29 @@ class _Play:
             return None
         self._advance("answers")
         return answer
+
+    async def _judge_adaptively(self) -> None:
+        """Adaptive pairing: judge the items `sampling.next_items` chooses, step by step, each step chosen from the
+        battles of those before; until it is done, the run is stopped, or a step adds no battle (budget, failures)."""
+        from judge_arena import sampling  # it imports numpy and pandas: only the runs that choose pay for them
+
+        config, prompts = self._inputs.config, {prompt.id: prompt for prompt in self._inputs.prompts}
+        plan = sampling.plan_of(config, candidate_pairs(config), list(prompts))
+        views = list(itertools.product(config.judges, config.normalizations))
+        played: list[sampling.Item] = []
+        keys = itertools.count()
+        while not self._cut and (batch := await asyncio.to_thread(sampling.next_items, self.battles(), played, plan)):
+            before = len(self._battles)
+            await asyncio.gather(
+                *(
+                    self._judge_pair(next(keys), judge, normalization, item.pair, prompts[item.prompt_id])
+                    for item in batch
+                    for judge, normalization in views
+                )
+            )
+            played.extend(batch)
+            if len(self._battles) == before:
+                break
 
     async def _judge_pair(
         self, index: int, judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt

@@ -301,13 +301,46 @@ class LocalServerConfig(_Strict):
 class PairingConfig(_Strict):
     """Which candidate pairs are judged."""
 
-    mode: Literal["all-pairs", "vs-baseline"] = Field(
+    mode: Literal["all-pairs", "vs-baseline", "adaptive"] = Field(
         default="all-pairs",
-        description="'all-pairs' judges every pair; 'vs-baseline' judges each vs the baseline.",
+        description="'all-pairs' judges every pair; 'vs-baseline' judges each vs the baseline; 'adaptive' judges "
+        "every pair on a few prompts, then chooses the games that best separate the ranking (judge_arena.sampling).",
     )
     baseline: str | None = Field(
         default=None, description="Candidate name used as baseline (required for 'vs-baseline')."
     )
+    initial_prompts: int = Field(
+        default=4, ge=1, description="'adaptive': prompts each pair is judged on before the first choice."
+    )
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        description="'adaptive': (pair, prompt) items chosen per step, each judged in both orders by every judge in "
+        "every normalization; the run refits and chooses again once a step's games are done.",
+    )
+    max_judge_calls: int | None = Field(
+        default=None,
+        ge=1,
+        description="'adaptive': judge games played at most (both orders, every judge and normalization count; a "
+        "re-ask for a missing verdict does not). Unset: only max_share caps the run.",
+    )
+    max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="'adaptive': share of all-pairs' judge games played at most. The run stops sooner once every "
+        "two models next to each other in rank have separate 95 % intervals in every view (or cannot have them).",
+    )
+
+    ADAPTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("initial_prompts", "batch_size", "max_judge_calls", "max_share")
+    """The fields only 'adaptive' reads."""
+
+    def items_at_most(self, items: int, games_per_item: int) -> int:
+        """Of `items` (pair, prompt) items of `games_per_item` judge games each, how many an adaptive run may play."""
+        allowed = min(items, math.floor(self.max_share * items))
+        if self.max_judge_calls is not None:
+            allowed = min(allowed, self.max_judge_calls // games_per_item)
+        return allowed
 
 
 class PanelConfig(_Strict):
@@ -551,6 +584,7 @@ class ArenaConfig(_Strict):
                         raise ValueError(f"{field}.{i}.api_base: no local server '{server}' in local_servers")
         if self.pairing.mode == "vs-baseline" and self.pairing.baseline is None:
             raise ValueError("pairing.baseline: required when pairing.mode is 'vs-baseline'")
+        self._check_adaptive()
         for field, value in (
             ("pairing.baseline", self.pairing.baseline),
             ("rating.anchor", self.rating.anchor),
@@ -559,6 +593,25 @@ class ArenaConfig(_Strict):
             if value is not None and value not in candidate_names and self.votes is None:
                 raise ValueError(f"{field}: '{value}' is not a candidate name")
         return self
+
+    def _check_adaptive(self) -> None:
+        pairing = self.pairing
+        if pairing.mode != "adaptive":
+            unused = [name for name in PairingConfig.ADAPTIVE_FIELDS if name in pairing.model_fields_set]
+            if unused:
+                raise ValueError(f"pairing.{unused[0]}: only read when pairing.mode is 'adaptive'")
+            return
+        if pairing.max_judge_calls is not None and pairing.max_judge_calls < self.games_per_item:
+            raise ValueError(
+                f"pairing.max_judge_calls: {pairing.max_judge_calls} is less than one pair on one prompt "
+                f"({self.games_per_item} games: both orders × {len(self.judges)} judges × "
+                f"{len(self.normalizations)} normalizations)"
+            )
+
+    @property
+    def games_per_item(self) -> int:
+        """The judge games of one pair on one prompt: both orders, per judge and normalization."""
+        return 2 * len(self.judges) * len(self.normalizations)
 
     @property
     def source(self) -> Path:

@@ -157,6 +157,19 @@ def _self_judged(config: ArenaConfig, judge: str) -> tuple[str, ...]:
     return tuple(c.name for c in config.candidates if c.model_family in families)
 
 
+def leaderboard_options(config: ArenaConfig) -> LeaderboardOptions:
+    """The options of a run's leaderboards (every view's and category's), from its config; style control apart."""
+    rating = config.rating
+    return LeaderboardOptions(
+        baseline=config.pairing.baseline,
+        rounds=rating.bootstrap_rounds,
+        seed=rating.seed,
+        unit=rating.bootstrap_unit,
+        anchor=rating.anchor or config.pairing.baseline,
+        anchor_rating=rating.anchor_rating,
+    )
+
+
 def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable[Answer]) -> list[View]:
     """Fit the views of every judge (and of the panel, with two or more judges): one per normalization, plus raw
     judging under style control, each with its per-category leaderboards."""
@@ -174,14 +187,7 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
             panel_without_self = battles_frame(combined)
     frame = with_style_features(battles_frame(judged), answers)
     rating = config.rating
-    options = LeaderboardOptions(
-        baseline=config.pairing.baseline,
-        rounds=rating.bootstrap_rounds,
-        seed=rating.seed,
-        unit=rating.bootstrap_unit,
-        anchor=rating.anchor or config.pairing.baseline,
-        anchor_rating=rating.anchor_rating,
-    )
+    options = leaderboard_options(config)
     specs: list[tuple[str, str | None]] = [(normalization, None) for normalization in config.normalizations]
     if rating.style_control != "none" and "raw" in config.normalizations:
         specs.append(("raw", rating.style_control))

@@ -89,7 +89,7 @@ def test_valid_config_resolves_paths_against_its_folder(tmp_path: Path) -> None:
         ({"judges": [{"name": "j"}]}, "field 'judges.0.model': Field required"),
         (
             {"pairing": {"mode": "round-robin"}},
-            "field 'pairing.mode': Input should be 'all-pairs' or 'vs-baseline'",
+            "field 'pairing.mode': Input should be 'all-pairs', 'vs-baseline' or 'adaptive'",
         ),
         ({"pairing": {"mode": "vs-baseline"}}, "pairing.baseline: required"),
         ({"pairing": {"mode": "vs-baseline", "baseline": "zz"}}, "pairing.baseline: 'zz' is not a candidate"),
