@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_report_html import Browser, synthetic_run
+from chromium import Browser
+from test_report_html import synthetic_run
 
 from judge_arena.report.html import write_html_report
 from judge_arena.runs import write_run

@@ -243,9 +243,11 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 def _diff(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.config import Gate
     from judge_arena.diff import diff_runs, evaluate_gates, parse_gate
-    from judge_arena.report.diff import diff_markdown, print_diff
+    from judge_arena.report.diff import diff_data, diff_markdown, print_diff
     from judge_arena.runs import load_run, resolve_run
 
+    if args.html is not None and not args.html.parent.is_dir():
+        raise _BadInput(f"--html {args.html}: the folder {args.html.parent} does not exist")
     try:
         old_path, new_path = (resolve_run(spec, args.runs_dir) for spec in (args.old, args.new))
         old, new = load_run(old_path), load_run(new_path)
@@ -258,11 +260,16 @@ def _diff(args: argparse.Namespace, console: Console) -> int:
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     if args.json:
-        print(json.dumps({**result.to_dict(), "gates": [asdict(g) for g in outcomes]}, indent=2))
+        print(json.dumps(diff_data(result, outcomes), indent=2))
     elif args.markdown:
         print(diff_markdown(result, outcomes), end="")
     else:
         print_diff(console, result, outcomes)
+    if args.html is not None:
+        from judge_arena.report.html import write_diff_report
+
+        written = write_diff_report(args.html, result, outcomes)
+        Console(stderr=True).print(f"wrote {escape(str(written))}", highlight=False)
     return EXIT_OK if all(g.passed for g in outcomes) else EXIT_FAILURES
 
 
@@ -437,6 +444,13 @@ def _parser() -> argparse.ArgumentParser:
     output = diff.add_mutually_exclusive_group()
     output.add_argument("--markdown", action="store_true", help="a short Markdown summary (for a CI comment)")
     output.add_argument("--json", action="store_true", help="the whole diff and the gates as JSON")
+    diff.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the diff as one self-contained HTML page (changes plotted with their intervals, gates); "
+        "the exit code is the gates' all the same",
+    )
     diff.set_defaults(handler=_diff)
     sim = _command(
         commands,

@@ -1,29 +1,25 @@
 """report.html and judgments.jsonl: written with every run, safe with hostile answers, checked in headless Chromium.
 
-The browser tests drive Debian's Chromium over the DevTools protocol (aiohttp's websocket client), with the network
-off: one browser per module, one page load per report. They skip when `chromium` is not installed; .ci/run installs
-it.
+The browser tests drive Debian's Chromium with the network off (tests/chromium.py): one browser per module, one page
+load per report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from chromium import Browser, launch, needs_chromium
 
 from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
@@ -36,10 +32,6 @@ from judge_arena.sim import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "judge_arena/data/templates/pairwise.yaml"
-CHROMIUM = shutil.which("chromium")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
-)
 
 PLANTED = (
     "Sure! <script>window.__planted = 1; document.title = 'pwned'</script>"
@@ -178,133 +170,9 @@ def test_planted_markup_is_never_written_as_markup(planted_folder: tuple[Path, d
 # ------------------------------------------------------------------------------------------------- the browser
 
 
-class Browser:
-    """Headless Chromium and one tab, driven over the DevTools protocol; records console errors and requests."""
-
-    def __init__(self, profile: Path) -> None:
-        assert CHROMIUM is not None
-        flags = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            # Network off: every host is unresolvable and any proxied request goes to a closed port.
-            "--proxy-server=127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--remote-debugging-port=0",
-            "--window-size=1400,1000",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ]
-        self.process = subprocess.Popen([CHROMIUM, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.loop = asyncio.new_event_loop()
-        self.events: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not port_file.exists() or len(port_file.read_text().split()) < 2:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.05)
-        port, path = port_file.read_text().split()[:2]
-        self.loop.run_until_complete(self._connect(f"ws://127.0.0.1:{port}{path}"))
-
-    async def _connect(self, url: str) -> None:
-        self.http = aiohttp.ClientSession()
-        self.socket = await self.http.ws_connect(url, max_msg_size=0)
-        target = await self._call("Target.createTarget", url="about:blank")
-        attached = await self._call("Target.attachToTarget", targetId=target["targetId"], flatten=True)
-        self.session = attached["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            await self._call(f"{domain}.enable", session=self.session)
-
-    async def _call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        number = next(self._ids)
-        message: dict[str, Any] = {"id": number, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        await self.socket.send_json(message)
-        while True:
-            reply = await asyncio.wait_for(self.socket.receive_json(), 60)
-            if reply.get("id") == number:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                result: dict[str, Any] = reply["result"]
-                return result
-            self.events.append(reply)
-
-    async def _until(self, event: str) -> None:
-        while not any(e.get("method") == event for e in self.events):
-            self.events.append(await asyncio.wait_for(self.socket.receive_json(), 60))
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """A command to the tab."""
-        return self.loop.run_until_complete(self._call(method, session=self.session, **params))
-
-    def open(self, path: Path) -> None:
-        """Load a file and wait for its load event; earlier events are forgotten."""
-        self.events.clear()
-        self.call("Page.navigate", url=path.resolve().as_uri())
-        self.loop.run_until_complete(self._until("Page.loadEventFired"))
-
-    def eval(self, expression: str) -> Any:
-        """The JSON value of a JavaScript expression evaluated in the page."""
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def errors(self) -> list[str]:
-        """Console errors, uncaught exceptions and error log entries (CSP violations among them) seen so far."""
-        found = []
-        for event in self.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                found.append(str(params["exceptionDetails"]))
-            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                found.append(str(params.get("args")))
-            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                found.append(params["entry"]["text"])
-        return found
-
-    def requests(self) -> list[str]:
-        """URLs the page requested since it was opened."""
-        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
-
-    def screenshot(self, path: Path, height: int = 2400) -> Path:
-        """A full-width PNG of the page's top `height` pixels."""
-        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=height, deviceScaleFactor=1, mobile=False)
-        shot = self.call("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(shot["data"]))
-        return path
-
-    def close(self) -> None:
-        """Close the connection and stop the browser."""
-        self.loop.run_until_complete(self._close())
-        self.loop.close()
-        self.process.terminate()
-        self.process.wait(timeout=60)
-
-    async def _close(self) -> None:
-        await self.socket.close()
-        await self.http.close()
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    opened = Browser(profile)
-    try:
-        yield opened
-    finally:
-        opened.close()
+    yield from launch(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
-"""How a diff of two runs reads: a terminal table per view, and a short Markdown summary for a CI job's comment."""
+"""How a diff of two runs reads: a terminal table per view, a short Markdown summary for a CI job's comment, and
+JSON; the HTML page is `judge_arena.report.html.render_diff_report`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from itertools import groupby
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,6 +15,13 @@ from rich.table import Table
 from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, Significance
 
 _MARK = {"worse": "[red]worse[/red]", "better": "[green]better[/green]", "none": ""}
+SHIFT_WORDS: dict[Significance, str] = {"worse": "smaller", "better": "larger", "none": ""}
+"""How a significant change of the style shift (raw − plain) reads: the model gains less (or more) from formatting."""
+
+
+def diff_data(diff: DiffResult, gates: Sequence[GateResult] = ()) -> dict[str, Any]:
+    """The whole diff and the gates' outcomes as JSON-ready data (`judge-arena diff --json`)."""
+    return {**diff.to_dict(), "gates": [asdict(gate) for gate in gates]}
 
 
 def method_text(diff: DiffResult) -> str:
@@ -32,11 +42,19 @@ def method_text(diff: DiffResult) -> str:
     return f"95 % intervals of the change from {how}, {diff.rounds} rounds{anchor}"
 
 
-def _change_text(change: float, lower: float, upper: float) -> str:
-    return f"{change:+.0f} [{lower:+.0f}, {upper:+.0f}]"
+def signed(value: float) -> str:
+    """Rating points rounded to a point and signed; 0 unsigned (a change of -0.3 is no change, not "-0")."""
+    points = round(value)
+    return f"{points:+d}" if points else "0"
 
 
-def _rank_text(change: RatingChange) -> str:
+def change_text(change: float, lower: float, upper: float) -> str:
+    """A change and its 95 % interval, signed and rounded to a point."""
+    return f"{signed(change)} [{signed(lower)}, {signed(upper)}]"
+
+
+def position_text(change: RatingChange) -> str:
+    """The model's position (plain order by rating) in the old run and the new, and how far it moved."""
     moved = change.old_position - change.new_position
     return f"{change.old_position} → {change.new_position}" + (f" ({moved:+d})" if moved else "")
 
@@ -55,8 +73,8 @@ def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] =
                 escape(change.model),
                 f"{change.old:.0f}",
                 f"{change.new:.0f}",
-                _change_text(change.change, change.lower, change.upper),
-                _rank_text(change),
+                change_text(change.change, change.lower, change.upper),
+                position_text(change),
                 f"{change.old_rank} → {change.new_rank}",
                 _MARK[change.significance],
             )
@@ -74,7 +92,7 @@ def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] =
                 escape(f"{change.judge} / {change.view}"),
                 escape(change.category),
                 escape(change.model),
-                _change_text(change.change, change.lower, change.upper),
+                change_text(change.change, change.lower, change.upper),
                 _MARK[change.significance],
             )
         console.print(table)
@@ -86,10 +104,10 @@ def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] =
             table.add_row(
                 escape(shift.judge),
                 escape(shift.model),
-                f"{shift.old:+.0f}",
-                f"{shift.new:+.0f}",
-                _change_text(shift.change, shift.lower, shift.upper),
-                {"worse": "smaller", "better": "larger", "none": ""}[shift.significance],
+                signed(shift.old),
+                signed(shift.new),
+                change_text(shift.change, shift.lower, shift.upper),
+                SHIFT_WORDS[shift.significance],
             )
         console.print(table)
     for note in diff.notes:
@@ -119,7 +137,7 @@ def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
             where = ", ".join(
                 f"{c.judge}/{c.view}"
                 + ("" if c.category == ALL else f" ({c.category})")
-                + f" {_change_text(c.change, c.lower, c.upper)}"
+                + f" {change_text(c.change, c.lower, c.upper)}"
                 for c in rows
             )
             lines.append(f"- **{model}**: {where}")

@@ -1,11 +1,13 @@
-"""report.html: a run folder as one self-contained page, readable offline and attachable to a CI job or an email.
+"""report.html: a run folder as one self-contained page, readable offline and attachable to a CI job or an email;
+and the diff of two runs as a page of the same shape (`judge-arena diff OLD NEW --html FILE`).
 
-The page is rendered from the folder as `load_run` reads it, so it can be rebuilt at any time (`judge-arena report
-RUN`). Jinja2 renders it with autoescaping on, so every text that came from a model, a suite or a config is
+The run's page is rendered from the folder as `load_run` reads it, so it can be rebuilt at any time (`judge-arena
+report RUN`). Jinja2 renders it with autoescaping on, so every text that came from a model, a suite or a config is
 escaped in text and attributes alike. The plots are SVG drawn here, in Python, and inlined: no plotting library,
 no script and no network are needed to see them. The battle browser is a small inline script over the games
 embedded as one JSON block (texts de-duplicated, strings escaped so that nothing inside can end the block); it
-writes untrusted text with `textContent` only, never as markup.
+writes untrusted text with `textContent` only, never as markup. The diff's page has no script at all (its
+Content-Security-Policy allows none); the diff itself is embedded as JSON the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from judge_arena.agreement import Consistency, position_consistency
+from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift
 from judge_arena.records import Battle
+from judge_arena.report.diff import SHIFT_WORDS, change_text, diff_data, method_text, position_text, signed
 from judge_arena.runs import NO_FLAGS, RunFolder, load_run
 from judge_arena.style import NORMALIZATIONS, normalize
 
@@ -121,8 +125,11 @@ def forest_plot(
     label_width: float = 150,
     row_height: float = 22,
 ) -> Plot:
-    """Points with 95 % intervals, one row per (name, value, lower, upper), on a shared axis below."""
-    low, high = domain or _padded(v for _, *bounds in rows for v in bounds)
+    """Points with 95 % intervals, one row per (name, value, lower, upper), on a shared axis below; the axis spans
+    `domain`, or else the rows and the `reference` line (e.g. a zero line)."""
+    low, high = domain or _padded(
+        [*(v for _, *bounds in rows for v in bounds), *([] if reference is None else [reference])]
+    )
     scale = _Scale(low, high, label_width + 8, width - 12)
     top, bottom = 8.0, 8 + row_height * len(rows)
     shapes: list[Shape] = []
@@ -320,8 +327,7 @@ def _style(run: RunFolder, colors: Mapping[str, str]) -> tuple[list[tuple[str, P
         if rows:
             name = f"{entry['judge']} / {entry['view']}"
             title = f"{name}: style coefficients (log-odds per standard deviation)"
-            domain = _padded([0.0, *(v for r in rows for v in r[1:])])
-            coefficients.append((name, forest_plot(rows, title, colors={}, domain=domain, reference=0.0)))
+            coefficients.append((name, forest_plot(rows, title, colors={}, reference=0.0)))
     return slopes, coefficients
 
 
@@ -508,6 +514,140 @@ def browser_data(run: RunFolder) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------------- the diff page
+
+_SIGNIFICANCE_COLORS: Mapping[str, str] = {"worse": "#c0392b", "better": "#2e8b57", "none": "#8a94a3"}
+
+
+@dataclass(frozen=True)
+class ChangeCard:
+    """One view of one judge, overall or in one category: each model's rating change and their plot around 0."""
+
+    judge: str
+    view: str
+    category: str
+    changes: list[RatingChange]
+    plot: Plot
+
+
+@dataclass(frozen=True)
+class DiffPage:
+    """Everything the diff template shows."""
+
+    title: str
+    facts: list[tuple[str, str]]
+    method: str
+    gates: list[GateResult]
+    boards: dict[str, list[ChangeCard]]
+    """Each judge's overall change cards, one per view."""
+    categories: dict[str, list[ChangeCard]]
+    """Each judge and view's category cards, keyed "judge / view"."""
+    flagged: list[RatingChange]
+    """The significant changes in categories."""
+    shifts: list[tuple[str, list[StyleShift], Plot]]
+    """Each judge's style shifts and the plot of their changes."""
+    notes: list[str]
+    data: Markup
+
+
+def _view_order(change: RatingChange) -> tuple[str, bool, int, str]:
+    """Per judge: raw, plain, then the style-controlled views."""
+    normalization = change.view.removesuffix("+sc")
+    order = list(NORMALIZATIONS)
+    position = order.index(normalization) if normalization in order else len(order)
+    return change.judge, normalization != change.view, position, change.view
+
+
+def _change_cards(changes: Sequence[RatingChange], title: str) -> list[ChangeCard]:
+    """One card per judge, view and category of the changes (in their order), their plots on one axis."""
+    domain = _padded([0.0, *(bound for c in changes for bound in (c.lower, c.upper))])
+    groups: dict[tuple[str, str, str], list[RatingChange]] = defaultdict(list)
+    for change in changes:
+        groups[(change.judge, change.view, change.category)].append(change)
+    cards = []
+    for (judge, view, category), rows in groups.items():
+        plot = forest_plot(
+            [(c.model, c.change, c.lower, c.upper) for c in rows],
+            f"{judge} / {view}" + ("" if category == ALL else f" / {category}") + f": {title}",
+            colors={c.model: _SIGNIFICANCE_COLORS[c.significance] for c in rows},
+            domain=domain,
+            reference=0.0,
+        )
+        cards.append(ChangeCard(judge, view, category, rows, plot))
+    return cards
+
+
+def _diff_facts(diff: DiffResult, gates: Sequence[GateResult]) -> list[tuple[str, str]]:
+    failed = sum(not gate.passed for gate in gates)
+    return [
+        ("old run", diff.old),
+        ("new run", diff.new),
+        ("intervals", "paired" if diff.method == "paired" else "independent"),
+        ("prompts", f"{diff.old_prompts} old, {diff.new_prompts} new, {diff.shared_prompts} shared"),
+        ("significant", f"{len(diff.significant('worse'))} worse, {len(diff.significant('better'))} better"),
+        ("gates", f"{failed} of {len(gates)} failed" if gates else "none"),
+    ]
+
+
+def render_diff_report(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
+    """The diff of two runs as one self-contained page, in the run report's layout: the gates and their outcome,
+    each view's rating changes with their 95 % intervals drawn around zero (significant ones highlighted), rank
+    changes, the category changes, the style shift's change, notes, and the whole diff as embedded JSON (as
+    `judge-arena diff --json` prints it)."""
+    ordered = sorted(diff.changes, key=_view_order)
+    overall = [c for c in ordered if c.category == ALL]
+    by_category = [c for c in ordered if c.category != ALL]
+    shifts = []
+    for judge in dict.fromkeys(s.judge for s in diff.style_shifts):
+        rows = [s for s in diff.style_shifts if s.judge == judge]
+        plot = forest_plot(
+            [(s.model, s.change, s.lower, s.upper) for s in rows],
+            f"{judge}: change of the style shift (raw − plain)",
+            colors={s.model: _SIGNIFICANCE_COLORS[s.significance] for s in rows},
+            reference=0.0,
+        )
+        shifts.append((judge, rows, plot))
+    page = DiffPage(
+        title=f"judge-arena diff · {diff.old} → {diff.new}",
+        facts=_diff_facts(diff, gates),
+        method=method_text(diff),
+        gates=list(gates),
+        boards={
+            judge: list(cards)
+            for judge, cards in itertools.groupby(
+                _change_cards(overall, "rating change with 95 % interval"), key=lambda card: card.judge
+            )
+        },
+        categories={
+            f"{judge} / {view}": _change_cards(list(rows), "rating change")
+            for (judge, view), rows in itertools.groupby(by_category, key=lambda c: (c.judge, c.view))
+        },
+        flagged=[c for c in by_category if c.significance != "none"],
+        shifts=shifts,
+        notes=list(diff.notes),
+        data=embed_json(diff_data(diff, gates)),
+    )
+    # No nonce: the page has no script of its own, so its Content-Security-Policy lets none run.
+    return (
+        _environment()
+        .get_template("diff.html.j2")
+        .render(
+            page=page,
+            nonce="",
+            change_text=change_text,
+            position_text=position_text,
+            signed=signed,
+            shift_words=SHIFT_WORDS,
+        )
+    )
+
+
+def write_diff_report(path: Path, diff: DiffResult, gates: Sequence[GateResult] = ()) -> Path:
+    """Write the diff's page to `path`, replacing any earlier file atomically; return the path."""
+    _write_atomically(path, render_diff_report(diff, gates))
+    return path
+
+
 def embed_json(value: Any) -> Markup:
     """JSON safe to place inside a `<script type="application/json">` block: `<`, `>`, `&` and the two line
     separators JavaScript once treated as line ends are written as escapes, so no text can close the block."""
@@ -555,9 +695,12 @@ def render_run_report(run: RunFolder) -> str:
 def write_html_report(folder: Path) -> Path:
     """Render the run folder's report.html from the folder as `load_run` reads it, replacing any earlier one
     atomically; return its path."""
-    html = render_run_report(load_run(folder))
     target = folder / REPORT_FILE
-    staging = folder / f".{REPORT_FILE}.partial"
+    _write_atomically(target, render_run_report(load_run(folder)))
+    return target
+
+
+def _write_atomically(target: Path, html: str) -> None:
+    staging = target.with_name(f".{target.name}.partial")
     staging.write_text(html, encoding="utf-8")
     os.replace(staging, target)
-    return target
