@@ -21,7 +21,7 @@ from judge_arena.cli import EXIT_BAD_INPUT, EXIT_FAILURES, main
 from judge_arena.config import load_config
 from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift
 from judge_arena.rating import MIN_PROMPTS
-from judge_arena.report.diff import change_text
+from judge_arena.report.diff import change_text, diff_markdown
 from judge_arena.report.files import write_report
 from judge_arena.report.html import forest_plot, render_diff_report
 from judge_arena.views import rate_views
@@ -134,6 +134,15 @@ def test_hostile_names_are_escaped_in_text_attributes_and_the_embedded_json() ->
     data = _data_block(page)
     assert data["changes"][0]["model"] == MODEL
     assert data["gates"][0]["failures"] == [f"{MODEL} fell 100 points in {JUDGE}/raw"]
+
+
+def test_the_markdown_summary_shows_hostile_names_as_text() -> None:
+    text = diff_markdown(*_tiny_diff())
+    outside_code = re.sub(r"`[^`\n]*`", "", text)  # a code span shows its text as written
+    for fragment in ("<img", "<svg", "<a href", "<script"):
+        assert fragment not in outside_code
+    assert "- **&lt;/script&gt;&lt;img src=x onerror=" in text
+    assert f"{JUDGE}/raw".replace("<", "&lt;").replace(">", "&gt;") in text
 
 
 def test_the_page_says_whether_intervals_are_paired_or_independent() -> None:

@@ -119,10 +119,16 @@ def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] =
             console.print(f"  {escape(failure)}")
 
 
+def _inert(text: str) -> str:
+    """Text for Markdown outside a code span with HTML's special characters as entities: a model, judge or category
+    name reads as written in the rendered comment instead of becoming a tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
     """A short Markdown summary for a CI job's comment: what got significantly worse or better, in which view and
-    category, and the gates."""
-    lines = [f"### judge-arena diff: `{diff.old}` → `{diff.new}`", "", method_text(diff) + ".", ""]
+    category, and the gates. Names are written so that the comment shows them as text, never as markup."""
+    lines = [f"### judge-arena diff: `{diff.old}` → `{diff.new}`", "", _inert(method_text(diff)) + ".", ""]
     headings: tuple[tuple[Significance, str], ...] = (
         ("worse", "Significantly worse"),
         ("better", "Significantly better"),
@@ -140,11 +146,11 @@ def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
                 + f" {change_text(c.change, c.lower, c.upper)}"
                 for c in rows
             )
-            lines.append(f"- **{model}**: {where}")
+            lines.append(f"- **{_inert(model)}**: {_inert(where)}")
         lines.append("")
     if gates:
         lines += ["", "**Gates:**"]
         for gate in gates:
             lines.append(f"- {'✅' if gate.passed else '❌'} `{gate.gate}`")
-            lines += [f"  - {failure}" for failure in gate.failures]
+            lines += [f"  - {_inert(failure)}" for failure in gate.failures]
     return "\n".join(lines).rstrip() + "\n"
