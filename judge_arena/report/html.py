@@ -582,9 +582,9 @@ def _diff_facts(diff: DiffResult, gates: Sequence[GateResult]) -> list[tuple[str
     return [
         ("old run", diff.old),
         ("new run", diff.new),
-        ("intervals", "paired" if diff.method == "paired" else "independent"),
+        ("intervals", diff.method),
         ("prompts", f"{diff.old_prompts} old, {diff.new_prompts} new, {diff.shared_prompts} shared"),
-        ("significant", f"{len(diff.significant('worse'))} worse, {len(diff.significant('better'))} better"),
+        ("significant changes", f"{len(diff.significant('worse'))} worse, {len(diff.significant('better'))} better"),
         ("gates", f"{failed} of {len(gates)} failed" if gates else "none"),
     ]
 
