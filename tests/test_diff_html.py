@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,9 @@ def test_the_markdown_summary_shows_hostile_names_as_text() -> None:
         assert fragment not in outside_code
     assert "- **&lt;/script&gt;&lt;img src=x onerror=" in text
     assert f"{JUDGE}/raw".replace("<", "&lt;").replace(">", "&gt;") in text
+    # Each heading is a paragraph of its own, also when it has nothing to list.
+    unchanged = diff_markdown(replace(_tiny_diff()[0], changes=()))
+    assert "**Significantly worse:** nothing.\n\n**Significantly better:** nothing." in unchanged
 
 
 def test_the_page_says_whether_intervals_are_paired_or_independent() -> None:

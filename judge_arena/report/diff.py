@@ -136,7 +136,7 @@ def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
     for significance, title in headings:
         changes = diff.significant(significance)
         if not changes:
-            lines.append(f"**{title}:** nothing.")
+            lines += [f"**{title}:** nothing.", ""]
             continue
         lines.append(f"**{title}:**")
         for model, rows in groupby(sorted(changes, key=lambda c: c.model), key=lambda c: c.model):
