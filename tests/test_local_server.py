@@ -5,8 +5,12 @@ and a whole run routed through `local:<name>` to a server the run starts (the si
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +107,56 @@ def test_a_server_not_ready_in_time_is_stopped_and_named_with_its_timeout_field(
     ):
         server.__enter__()
     assert server._process is None
+
+
+# A run that starts a server (the loading stand-in above), prints the server's pid, and waits to be killed.
+_RUN_WITH_A_SERVER = """
+import sys, time
+from pathlib import Path
+from judge_arena.config import LocalServerConfig
+from judge_arena.local_server import LocalServer
+
+class StandIn(LocalServer):
+    def command(self, port):
+        return [sys.executable, sys.argv[1], str(port)]
+
+with StandIn("stand-in", LocalServerConfig(model_path=Path(sys.argv[1]))) as server:
+    print(server._process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_run_takes_its_server_with_it(tmp_path: Path) -> None:
+    """SIGKILL runs no exit code in the run, so the server is stopped by the kernel (PR_SET_PDEATHSIG)."""
+    (tmp_path / "server.py").write_text(_LOADING_SERVER)
+    (tmp_path / "run.py").write_text(_RUN_WITH_A_SERVER)
+    run = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "server.py")], stdout=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    server = int(run.stdout.readline())
+    try:
+        assert _running(server)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 60  # a deadline for a loaded machine; the kernel signals at once
+        while _running(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(server)
+    finally:
+        if _running(server):
+            os.kill(server, signal.SIGKILL)
+        run.stdout.close()
 
 
 def _arena(folder: Path, **overrides: object) -> Path:
