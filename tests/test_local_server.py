@@ -34,13 +34,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         polls += 1
         ready = polls > 2
         body = json.dumps({"data": [{"id": "m"}]} if ready else {"error": "loading model"}).encode()
+        if ready:  # logged before the reply, which ends the wait: the test reads the log at once
+            print(f"served after {polls - 1} polls while loading", flush=True)
         self.send_response(200 if ready else 503)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        if ready:
-            print(f"served after {polls - 1} polls while loading", flush=True)
     def log_message(self, *args):
         pass
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
