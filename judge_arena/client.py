@@ -241,7 +241,7 @@ class Client:
         self._streaks: dict[Endpoint, _Streak] = {}
         self._stopped: dict[Endpoint, str] = {}
         self._redact = Redactor()
-        self._transport: ReceivingTransport | None = None
+        self._transports: dict[str, ReceivingTransport] = {}
         self._sdk_clients: dict[tuple[str, str | None, str | None], Any] = {}
 
     def gate(self, endpoint: Endpoint) -> Gate:
@@ -494,25 +494,30 @@ class Client:
 
     def _sdk_client(self, endpoint: Endpoint, api_key: str | None) -> Any:
         """The client litellm is to send this endpoint's requests with (ours, on our transport); None on routes
-        other than openai and anthropic, which litellm serves with its own (no receipts, no raw-body checks)."""
+        other than openai and anthropic, which litellm serves with its own (no receipts, no raw-body checks).
+
+        Endpoints that share a gate share a transport, with as many connections as the gate admits requests.
+        """
         route = _litellm.route(endpoint.model)
         if route not in _litellm.RECEIVING_ROUTES:
             return None
         key = (route, endpoint.api_base, api_key)
         client = self._sdk_clients.get(key)
         if client is None:
-            if self._transport is None:
-                self._transport = ReceivingTransport()
-            client = _litellm.sdk_client(route, endpoint.api_base, api_key, self._transport, self._timeout_s)
+            transport = self._transports.get(endpoint.limiter_key)
+            if transport is None:
+                transport = self._transports[endpoint.limiter_key] = ReceivingTransport(self._concurrency)
+            client = _litellm.sdk_client(route, endpoint.api_base, api_key, transport, self._timeout_s)
             self._sdk_clients[key] = client
         return client
 
     async def aclose(self) -> None:
         """Close the connections this client holds (call before its event loop ends)."""
-        if self._transport is not None:
-            await self._transport.aclose()
-        self._transport = None
+        transports = list(self._transports.values())
+        self._transports.clear()
         self._sdk_clients.clear()
+        for transport in transports:
+            await transport.aclose()
 
 
 async def ping_models(

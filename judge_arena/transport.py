@@ -60,10 +60,13 @@ class ReceivingTransport(httpx.AsyncBaseTransport):
     """Sends requests from the I/O thread and keeps each successful answer as it arrives (or replays one).
 
     Bodies are asked for uncompressed, so that what is kept is exactly what is parsed; they are read whole,
-    streamed ones too (the client only ever uses a stream once it has ended).
+    streamed ones too (the client only ever uses a stream once it has ended). At most `connections` are open at
+    once, all kept alive between requests (httpx's defaults, 100 and 20, would cap a larger concurrency silently
+    and reconnect for most requests past 20).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, connections: int) -> None:
+        self._limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._network: httpx.AsyncHTTPTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -85,7 +88,7 @@ class ReceivingTransport(httpx.AsyncBaseTransport):
     ) -> tuple[int, httpx.Headers, bytes, dict[str, Any]]:
         """On the I/O thread: the request sent, its answer read to the end and, if successful, kept."""
         if self._network is None:
-            self._network = httpx.AsyncHTTPTransport()
+            self._network = httpx.AsyncHTTPTransport(limits=self._limits)
         started = time.perf_counter()
         response = await self._network.handle_async_request(request)
         try:
