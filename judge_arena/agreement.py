@@ -45,18 +45,15 @@ from fnmatch import fnmatchcase
 from glob import escape as glob_escape
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
+from judge_arena.choices import VoteOrders as Orders
 from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
 from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Answer, Battle, Prompt, Winner
 from judge_arena.runs import NO_FLAGS, read_table
-
-Orders = Literal["combined", "separate"]
-ORDERS: tuple[Orders, ...] = ("combined", "separate")
-"""How a run's two orders of one pair become votes: one combined vote (MT-Bench's rule) or one vote per order."""
 
 CLASSES: tuple[Winner, ...] = ("model_a", "tie", "model_b")
 """Row and column order of the confusion matrices."""

@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from judge_arena.choices import FORMATS, VOTE_ORDERS
+from judge_arena.choices import ORDERS as AGREEMENT_ORDERS
+
 if TYPE_CHECKING:
     from judge_arena.arena import Inputs
-
-from judge_arena.agreement import ORDERS
-from judge_arena.config import ArenaConfig, ConfigError, load_config, parse_override
-from judge_arena.metrics import FORMATS
-from judge_arena.metrics import ORDERS as AGREEMENT_ORDERS
+    from judge_arena.config import ArenaConfig
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -55,10 +54,14 @@ class _BadInput(Exception):
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    from judge_arena.config import parse_override
+
     return dict(parse_override(spec) for spec in args.set or [])
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.config import load_config
+
     config = load_config(args.config, _overrides(args))
     if args.dry_run:
         from judge_arena.arena import load_inputs
@@ -89,6 +92,7 @@ def _play(config: ArenaConfig, console: Console) -> int:
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.arena import load_inputs, planned_games
+    from judge_arena.config import load_config
 
     inputs = load_inputs(load_config(args.config, _overrides(args)))
     config = inputs.config
@@ -172,6 +176,7 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
         unshared_comparisons,
     )
     from judge_arena.agreement import voter_groups as default_groups
+    from judge_arena.config import ConfigError, load_config
     from judge_arena.metrics import load_model_map
     from judge_arena.report.agreement import print_agreement
     from judge_arena.runs import resolve_run
@@ -396,7 +401,7 @@ def _parser() -> argparse.ArgumentParser:
         "--group", action="append", help="voter group NAME=PATTERN[,PATTERN] (shell patterns); default: each voter"
     )
     agreement.add_argument(
-        "--orders", choices=ORDERS, default="combined", help="a run's two orders: one combined vote or two votes"
+        "--orders", choices=VOTE_ORDERS, default="combined", help="a run's two orders: one combined vote or two votes"
     )
     agreement.add_argument(
         "--run-turn", type=int, help="turn a run's votes are filed under; default: each verdict's own (its last turn)"
@@ -483,6 +488,8 @@ def _runs_dir(command: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `judge-arena` console script."""
     args = _parser().parse_args(argv)
+    from judge_arena.config import ConfigError  # not before: --help and --version need no config
+
     console = Console()
     try:
         code: int = args.handler(args, console)

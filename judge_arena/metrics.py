@@ -52,22 +52,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from judge_arena.choices import FORMATS, ORDERS, Format, Order
 from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
 from judge_arena.rating import FloatArray, Leaderboard
 from judge_arena.runs import read_table, select_view
-
-Order = Literal["intervals", "points"]
-ORDERS: tuple[Order, ...] = ("intervals", "points")
-"""How agreement with confidence orders a separated pair (`agreement_with_confidence`); the first is the default."""
-
-Format = Literal["auto", "run", "arena-hard", "chatbot-arena"]
-FORMATS: tuple[Format, ...] = ("auto", "run", "arena-hard", "chatbot-arena")
-"""Accepted values of `load_leaderboard`'s ``fmt``."""
 
 Z_975 = 1.959963984540054
 """97.5th percentile of the standard normal: a 95 % interval is ± Z_975 standard deviations."""
