@@ -42,6 +42,9 @@ class Exchange:
             self.on_receipt(receipt)
 
 
+_POOL_CONNECTIONS = 16
+"""The most connections one httpcore pool holds (see `ReceivingTransport`)."""
+
 _EXCHANGE: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("judge_arena_exchange", default=None)
 """The exchange of the request being made in this task (litellm gives no per-request hook at the HTTP level)."""
 
@@ -60,14 +63,20 @@ class ReceivingTransport(httpx.AsyncBaseTransport):
     """Sends requests from the I/O thread and keeps each successful answer as it arrives (or replays one).
 
     Bodies are asked for uncompressed, so that what is kept is exactly what is parsed; they are read whole,
-    streamed ones too (the client only ever uses a stream once it has ended). At most `connections` are open at
-    once, all kept alive between requests (httpx's defaults, 100 and 20, would cap a larger concurrency silently
-    and reconnect for most requests past 20).
+    streamed ones too (the client only ever uses a stream once it has ended).
+
+    At most `connections` are open at once, all kept alive between requests (httpx's defaults, 100 and 20, would
+    cap a larger concurrency silently and reconnect for most requests past 20). They are shared out among pools of
+    at most `_POOL_CONNECTIONS`, each request sent through the pool with the fewest in flight: httpcore's pool
+    looks at every connection, and for each idle one at every connection again, whenever a request comes or goes,
+    which made 128 connections in one pool cost more CPU than the rest of a call.
     """
 
     def __init__(self, connections: int) -> None:
-        self._limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._network: httpx.AsyncHTTPTransport | None = None
+        pools = -(-connections // _POOL_CONNECTIONS)
+        self._sizes = [connections // pools + (i < connections % pools) for i in range(pools)]
+        self._pools: list[httpx.AsyncHTTPTransport] = []
+        self._in_flight = [0] * pools
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The answer to a request: replayed from the exchange's receipt, else fetched on the I/O thread."""
@@ -87,14 +96,22 @@ class ReceivingTransport(httpx.AsyncBaseTransport):
         self, request: httpx.Request, exchange: Exchange | None
     ) -> tuple[int, httpx.Headers, bytes, dict[str, Any]]:
         """On the I/O thread: the request sent, its answer read to the end and, if successful, kept."""
-        if self._network is None:
-            self._network = httpx.AsyncHTTPTransport(limits=self._limits)
+        if not self._pools:
+            self._pools = [
+                httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+                for n in self._sizes
+            ]
+        pool = min(range(len(self._pools)), key=self._in_flight.__getitem__)
+        self._in_flight[pool] += 1
         started = time.perf_counter()
-        response = await self._network.handle_async_request(request)
         try:
-            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            response = await self._pools[pool].handle_async_request(request)
+            try:
+                body = b"".join([chunk async for chunk in response.aiter_raw()])
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            self._in_flight[pool] -= 1
         if exchange is not None and response.status_code == 200:
             content_type = response.headers.get("content-type", "")
             exchange.receive(Receipt(content_type, body, time.perf_counter() - started))
@@ -103,9 +120,9 @@ class ReceivingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the connections held on the I/O thread."""
-        network, self._network = self._network, None
-        if network is not None:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(network.aclose(), _io_loop()))
+        pools, self._pools = self._pools, []
+        for pool in pools:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(pool.aclose(), _io_loop()))
 
 
 @functools.cache
