@@ -51,7 +51,14 @@ def litellm() -> Any:
 
 @functools.cache
 def route(model: str) -> str:
-    """The provider litellm routes a model string to ('openai' for 'gpt-4o' as for 'openai/...')."""
+    """The provider litellm routes a model string to ('openai' for 'gpt-4o' as for 'openai/...').
+
+    A model string that names a receiving route as its prefix is routed there by litellm, which is not imported
+    to say so (the direct route to OpenAI-compatible servers needs no litellm at all).
+    """
+    prefix, _, rest = model.partition("/")
+    if rest and prefix in RECEIVING_ROUTES:
+        return prefix
     try:
         return str(litellm().get_llm_provider(model=model)[1])
     except Exception:
