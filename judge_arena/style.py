@@ -69,8 +69,12 @@ def _inline_text(token: Token) -> str:
     return _render_inline(children, indents)
 
 
+@functools.lru_cache(maxsize=16384)
 def strip_markdown(text: str) -> str:
     """The answer without markdown presentation: words, line structure and code block contents kept.
+
+    Memoised: an answer meets every other candidate in both orders, per judge, and is stripped once, not once per
+    game (the cache holds about a run's answers, each beside its stripped copy).
 
     Blocks are separated by a blank line; list items and table rows take one line each, cells joined by " | ".
     Idempotent except where code (its fences gone) or backslash-escaped characters read as markdown again.
