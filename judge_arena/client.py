@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import json
 import logging
 import os
@@ -481,13 +482,19 @@ class Client:
         )
         sdk_client = self._sdk_client(endpoint, api_key)
         if sdk_client is not None and endpoint.api_base is not None and _litellm.route(endpoint.model) == "openai":
+            # What the SDK takes no argument for (vLLM's top_k, min_p…) goes in the body as it is, as litellm sends it.
+            taken = _openai_arguments()
+            body = {name: value for name, value in params.items() if name not in taken}
+            arguments = {name: value for name, value in params.items() if name in taken}
+            if body:
+                arguments["extra_body"] = {**arguments.get("extra_body", {}), **body}
             with exchanging(exchange):
                 raw = await sdk_client.chat.completions.with_raw_response.create(
                     model=endpoint.model.removeprefix("openai/"),
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     timeout=self._timeout_s,
                     **extra,
-                    **params,
+                    **arguments,
                 )
                 response = raw.parse()
                 reply = await _assembled(response) if streamed else _whole(response, None)
@@ -555,6 +562,14 @@ async def ping_models(
         )
     finally:
         await client.aclose()
+
+
+@functools.cache
+def _openai_arguments() -> frozenset[str]:
+    """The keyword arguments the openai SDK's chat completion takes."""
+    from openai.resources.chat.completions import AsyncCompletions
+
+    return frozenset(inspect.signature(AsyncCompletions.create).parameters)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ streamed or whole, its usage and its rate-limit headers arrive as through litell
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import pytest
@@ -71,3 +71,22 @@ async def test_the_answers_rate_limit_headers_reach_the_limiter(sim: SimulatorSe
     finally:
         await client.aclose()
     assert client.gate(endpoint).rate.wait_s(Cost(1, 1)) > 20.0
+
+
+@pytest.mark.usefixtures("no_litellm")
+async def test_parameters_the_sdk_does_not_know_reach_the_server(sim: SimulatorServer) -> None:
+    client = Client(concurrency=2, timeout_s=30.0, max_attempts=1, max_wait_s=0.0)
+    endpoint = Endpoint("openai/sim-good-terse", f"{sim.url}/v1", None)
+    bodies: list[Mapping[str, Any]] = []
+
+    async def keep(request: SimRequest) -> None:
+        bodies.append(request.body)
+
+    sim.hook = keep
+    try:
+        params = {"max_tokens": 8, "top_k": 5, "min_p": 0.1, "temperature": 0}
+        await client.complete(endpoint, (Message("user", "How do hash maps work?"),), params)
+    finally:
+        await client.aclose()
+    (body,) = bodies
+    assert {name: body[name] for name in ("max_tokens", "top_k", "min_p", "temperature")} == params
