@@ -16,7 +16,6 @@ The reference is the least a rerun must do: for each cached call, hash its reque
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import sqlite3
@@ -102,14 +101,15 @@ class _Simulated:
 
 
 def fill_cache(config_path: Path) -> tuple[int, float]:
-    """Run the arena once with in-process answers; returns the calls made and the seconds taken."""
+    """Run the arena once, whole (rated, its report written), with in-process answers; returns the calls made and
+    the seconds taken."""
     from judge_arena import arena
-    from judge_arena.arena import load_inputs, play_arena
     from judge_arena.config import load_config
+    from judge_arena.pipeline import run_arena
 
     arena.Client = _Simulated  # type: ignore[attr-defined]  # the bench's stand-in for the network
     started = time.perf_counter()
-    run = asyncio.run(play_arena(load_inputs(load_config(config_path))))
+    run = run_arena(load_config(config_path)).run
     if run.failures:
         raise SystemExit(f"the first run failed: {run.failures[0]}")
     return run.stats.made, time.perf_counter() - started
