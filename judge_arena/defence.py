@@ -168,10 +168,11 @@ def screen(answer_a: Sequence[str], answer_b: Sequence[str], label_set: LabelSet
     return Screened(answer_a=shown[0], answer_b=shown[1], flags=tuple(flags))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _screen_answer(turns: tuple[str, ...], label_set: LabelSet) -> tuple[tuple[str, ...], bool]:
     """One answer's neutralized turns, and whether it addresses the judge. An answer meets every other candidate in
-    both orders, per judge and view: screened once, not once per game."""
+    both orders, per judge and view: screened once, not once per game (the cache holds a 100k-item run's answers in
+    both views: at 4,096 they were screened again and again, a third of its cached rerun)."""
     neutral = tuple(neutralize(turn, label_set) for turn in turns)
     return neutral, any(find_injections(turn) for turn in turns)
 
