@@ -11,7 +11,7 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +213,37 @@ def planned_calls(inputs: Inputs) -> int:
     return sum(c.called for c in config.candidates) * turns + planned_games(inputs)
 
 
+def check_refresh(config: ArenaConfig, names: Collection[str]) -> None:
+    """Raise ConfigError when a name to refresh is not one of the config's candidates that are called (the answers
+    of one read from an answer file are the file's)."""
+    candidates = [c.name for c in config.candidates if c.called]
+    unknown = [name for name in names if name not in candidates]
+    if unknown:
+        raise ConfigError(
+            f"--refresh: {', '.join(repr(n) for n in unknown)} is not a candidate of {config.source} "
+            f"(candidates: {', '.join(candidates)})"
+        )
+
+
+def served_changes(run: ArenaRun) -> dict[str, str]:
+    """Per candidate without a revision whose fresh answers report a model or system fingerprint that none of its
+    cached answers reported: what it reports now and what it did (its cached answers may be of another model)."""
+    before, now = run.stats.served_before, run.stats.served_now
+    changes = {}
+    for candidate in run.inputs.config.candidates:
+        if candidate.revision is not None:
+            continue
+        known = {s for s in before.get(candidate.name, ()) if s.model or s.fingerprint}
+        new = {s for s in now.get(candidate.name, ()) if s.model or s.fingerprint} - known
+        if known and new:
+            changes[candidate.name] = (
+                f"{candidate.name} now reports {', '.join(sorted(map(str, new)))}; its cached answers were "
+                f"served as {', '.join(sorted(map(str, known)))}: the model behind it may have changed, and its "
+                f"cached answers be stale. Set its `revision` (or rerun with --refresh {candidate.name})."
+            )
+    return changes
+
+
 @contextlib.contextmanager
 def model_servers(config: ArenaConfig, simulator_url: str | None = None) -> Iterator[tuple[str | None, dict[str, str]]]:
     """The servers the config's models need, running for the block: the simulator (unless `simulator_url` points at
@@ -235,14 +266,20 @@ async def play_arena(
     simulator_url: str | None = None,
     interrupt: Interrupt | None = None,
     grace_s: float = GRACE_S,
+    refresh: Collection[str] = (),
 ) -> ArenaRun:
     """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given,
     and the config's local servers (stopped when the run ends).
 
     Once `interrupt` is stopped, no new call is made; calls in flight get `grace_s` seconds to finish (so that their
     answers are stored), and the run returns what it has done, with `interrupted` set.
+
+    The candidates named in `refresh` answer anew instead of from the cache (the new answers replace the cached
+    ones); judge calls are made only for games whose answers changed. A name that is not a candidate raises
+    ConfigError before anything is done.
     """
     config = inputs.config
+    check_refresh(config, refresh)
     runner_config = config.runner
     started = time.perf_counter()
     try:
@@ -272,6 +309,7 @@ async def play_arena(
             on_change=progress.calls if progress else None,
             budget=Budget(config.budget.max_usd, runner_config.output_estimate) if config.budget else None,
             local_urls=local_urls,
+            refresh=refresh,
         )
         try:
             play = _Play(inputs, runner, progress)
@@ -382,7 +420,9 @@ class _Play:
             return await self._runner.complete(candidate, messages)
 
         try:
-            answer = await generate_answer(candidate.name, prompt, complete, candidate.system_prompt)
+            answer = await generate_answer(
+                candidate.name, prompt, complete, candidate.system_prompt, candidate.revision
+            )
         except CallFailed as exc:
             self.failures.append(Failure("generate", f"{candidate.name} × {prompt.id}", str(exc)))
             answer = None

@@ -1,10 +1,11 @@
 """The `judge-arena` command: wires the stages together; the logic lives in the stage modules.
 
 Exit codes: 0 success, 1 the run finished with failed calls (or a canary beat a real model, when set to fail;
-for `diff`, a gate failed), 2 bad input (config, suite, template, leaderboard, votes, runs, gates), 3 the run
-stopped at its budget (`budget.max_usd`; the report covers what was done, and a rerun with a larger budget resumes
-from the cache; takes precedence over 1), 130 / 143 the run was stopped by Ctrl-C (SIGINT) / SIGTERM (the report
-covers what was done; the same command resumes; a second signal exits at once, without a report).
+for `diff` and `run --compare-to`, a gate failed), 2 bad input (config, suite, template, leaderboard, votes, runs,
+gates), 3 the run stopped at its budget (`budget.max_usd`; the report covers what was done, and a rerun with a
+larger budget resumes from the cache; takes precedence over 1), 130 / 143 the run was stopped by Ctrl-C (SIGINT) /
+SIGTERM (the report covers what was done; the same command resumes; a second signal exits at once, without a
+report).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from judge_arena.arena import Inputs
     from judge_arena.config import ArenaConfig
 
+if TYPE_CHECKING:
+    from judge_arena.runs import RunFolder
+
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_BAD_INPUT = 2
@@ -39,9 +44,9 @@ _EXIT_OF_STATUS = {"complete": EXIT_OK, "failures": EXIT_FAILURES, "budget": EXI
 _RUN_EXITS = {
     EXIT_OK: "every item done",
     EXIT_FAILURES: "done, but some calls failed (listed in failures.csv), or a canary beat a real model when the "
-    "config says to fail on that",
-    EXIT_BAD_INPUT: "bad input (config, suite, template): one line naming the file and field; nothing called or "
-    "written",
+    "config says to fail on that, or (with --compare-to) a gate failed (each failure is named)",
+    EXIT_BAD_INPUT: "bad input (config, suite, template, a --refresh name that is no candidate, a --compare-to run "
+    "or gate that cannot be used): one line naming the file and field; nothing called or written",
     EXIT_BUDGET: "stopped at budget.max_usd; the report covers what was done, a rerun with a larger budget resumes",
     EXIT_SIGNAL + 2: "stopped by Ctrl-C (SIGINT); 143: by SIGTERM. The report covers what was done; the same command "
     "resumes; a second signal exits at once",
@@ -68,7 +73,23 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
         _print_estimate(load_inputs(config), console)
         return EXIT_OK
-    return _play(config, console)
+    baseline = _baseline(args.compare_to, config) if args.compare_to else None
+    return _play(config, console, refresh=args.refresh or (), baseline=baseline)
+
+
+def _baseline(spec: str, config: ArenaConfig) -> tuple[str, RunFolder]:
+    """The run `--compare-to` names, resolved and read before the run (so `latest` is the previous run), with the
+    config's gates checked against it."""
+    from judge_arena.diff import check_gates
+    from judge_arena.runs import load_run, resolve_run
+
+    try:
+        path = resolve_run(spec, config.runner.output_dir)
+        baseline = load_run(path)
+        check_gates(config, baseline, path.name)
+    except ValueError as exc:
+        raise _BadInput(f"--compare-to: {exc}") from None
+    return path.name, baseline
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -77,17 +98,44 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     return _play(config_from_dict(read_yaml(DEMO_CONFIG), args.folder, _overrides(args)), console)
 
 
-def _play(config: ArenaConfig, console: Console) -> int:
+def _play(
+    config: ArenaConfig,
+    console: Console,
+    *,
+    refresh: Sequence[str] = (),
+    baseline: tuple[str, RunFolder] | None = None,
+) -> int:
     from judge_arena.interrupt import Interrupt, on_signals
     from judge_arena.pipeline import run_arena
     from judge_arena.report.terminal import print_run, progress_display
 
     with on_signals(Interrupt()) as interrupt, progress_display(console) as progress:
-        result = run_arena(config, progress=progress, interrupt=interrupt)
+        result = run_arena(config, progress=progress, interrupt=interrupt, refresh=refresh)
     print_run(console, result.run, result.views, result.folder)
     if result.run.interrupted is not None:
         return EXIT_SIGNAL + result.run.interrupted
-    return _EXIT_OF_STATUS[result.status]
+    code = _EXIT_OF_STATUS[result.status]
+    if baseline is None:
+        return code
+    if result.status == "budget":
+        console.print(f"not compared with {escape(baseline[0])}: the run stopped at its budget")
+        return code
+    return max(code, _compared(console, baseline, result.folder))
+
+
+def _compared(console: Console, baseline: tuple[str, RunFolder], folder: Path) -> int:
+    """Print the diff of the run in `folder` against the baseline and its gates; exit 0 when every gate holds."""
+    from judge_arena.diff import compare_runs
+    from judge_arena.report.diff import print_diff
+    from judge_arena.runs import load_run
+
+    name, old = baseline
+    try:
+        result, outcomes = compare_runs(old, load_run(folder), old_name=name, new_name=folder.name)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    print_diff(console, result, outcomes)
+    return EXIT_OK if all(g.passed for g in outcomes) else EXIT_FAILURES
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
@@ -246,8 +294,7 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _diff(args: argparse.Namespace, console: Console) -> int:
-    from judge_arena.config import Gate
-    from judge_arena.diff import diff_runs, evaluate_gates, parse_gate
+    from judge_arena.diff import compare_runs, parse_gate
     from judge_arena.report.diff import diff_data, diff_markdown, print_diff
     from judge_arena.runs import load_run, resolve_run
 
@@ -256,12 +303,10 @@ def _diff(args: argparse.Namespace, console: Console) -> int:
     try:
         old_path, new_path = (resolve_run(spec, args.runs_dir) for spec in (args.old, args.new))
         old, new = load_run(old_path), load_run(new_path)
-        gates = [Gate.model_validate(g) for g in new.manifest.get("config", {}).get("gates", [])]
-        gates += [parse_gate(spec) for spec in args.gate or []]
-        result = diff_runs(
-            old, new, old_name=old_path.name, new_name=new_path.name, rounds=args.rounds, method=args.method
+        gates = [parse_gate(spec) for spec in args.gate or []]
+        result, outcomes = compare_runs(
+            old, new, gates, old_name=old_path.name, new_name=new_path.name, rounds=args.rounds, method=args.method
         )
-        outcomes = evaluate_gates(result, gates)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     if args.json:
@@ -317,6 +362,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the calls to make (net of the cache), their estimated tokens and cost, and whether the budget "
         "would stop the run; call nothing, write nothing",
+    )
+    run.add_argument(
+        "--refresh",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="candidates whose answers are made anew instead of taken from the cache (which they replace); judge "
+        "calls are then made only for games whose answers changed",
+    )
+    run.add_argument(
+        "--compare-to",
+        metavar="RUN",
+        help="after the run, diff it against RUN (a folder, run id, latest or latest:NAME, resolved before the run "
+        "starts, so latest is the previous run) with the config's gates: exit 1 when a gate fails",
     )
     run.set_defaults(handler=_run)
     demo = _command(

@@ -578,6 +578,8 @@ class _Reply:
     finish_reason: str | None
     input_tokens: int
     output_tokens: int
+    served_model: str | None = None
+    system_fingerprint: str | None = None
 
 
 def _usable(reply: _Reply, latency_s: float) -> Completion:
@@ -592,6 +594,8 @@ def _usable(reply: _Reply, latency_s: float) -> Completion:
         input_tokens=reply.input_tokens,
         output_tokens=reply.output_tokens,
         latency_s=latency_s,
+        served_model=reply.served_model,
+        system_fingerprint=reply.system_fingerprint,
     )
 
 
@@ -620,6 +624,12 @@ def _tokens(usage: Any, name: str) -> int:
     return int(getattr(usage, name, 0) or 0)
 
 
+def _said(response: Any, name: str) -> str | None:
+    """A text the response (or a chunk) carries under `name` (`model`, `system_fingerprint`); None if none."""
+    value = getattr(response, name, None)
+    return value if isinstance(value, str) and value else None
+
+
 def _whole(response: Any, received: Receipt | None) -> _Reply:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
@@ -628,6 +638,8 @@ def _whole(response: Any, received: Receipt | None) -> _Reply:
         finish_reason=None if _lacks_finish_reason(received) else choice.finish_reason,
         input_tokens=_tokens(usage, "prompt_tokens"),
         output_tokens=_tokens(usage, "completion_tokens"),
+        served_model=_said(response, "model"),
+        system_fingerprint=_said(response, "system_fingerprint"),
     )
 
 
@@ -636,9 +648,13 @@ async def _assembled(stream: Any) -> _Reply:
     parts: list[str] = []
     finish_reason: str | None = None
     usage: Any = None
+    served_model: str | None = None
+    fingerprint: str | None = None
     try:
         async for chunk in stream:
             usage = getattr(chunk, "usage", None) or usage
+            served_model = _said(chunk, "model") or served_model
+            fingerprint = _said(chunk, "system_fingerprint") or fingerprint
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
@@ -653,4 +669,6 @@ async def _assembled(stream: Any) -> _Reply:
         finish_reason=finish_reason,
         input_tokens=_tokens(usage, "prompt_tokens"),
         output_tokens=_tokens(usage, "completion_tokens"),
+        served_model=served_model,
+        system_fingerprint=fingerprint,
     )

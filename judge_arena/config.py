@@ -49,7 +49,16 @@ only built-in files, so `config_from_dict(read_yaml(DEMO_CONFIG), base_dir)` run
 DEFAULT_TEMPLATE = "pairwise"
 """The built-in judge template a judge uses when its config names none."""
 
-_CALLING_FIELDS = ("api_base", "api_key_env", "params", "system_prompt", "context_tokens", "price", "runner")
+_CALLING_FIELDS = (
+    "api_base",
+    "api_key_env",
+    "params",
+    "system_prompt",
+    "context_tokens",
+    "price",
+    "runner",
+    "revision",
+)
 """Candidate fields that only a model that is called can use."""
 
 RUN_NAME_MAX = 100
@@ -221,6 +230,18 @@ class CandidateConfig(ModelConfig):
         default=None,
         min_length=1,
         description="Sent as the system message before every conversation; unset: no system message.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "What is behind `model` now (a checkpoint id, a date, a git SHA): part of the cache key of this "
+            "candidate's answers, so a new revision gets new answers while older revisions' stay in the cache. The "
+            "name is not changed by it: to put two revisions side by side, give them two names (e.g. "
+            "'my-model@rev-41' and 'my-model@rev-42'). Unset: answers are cached by model string, `api_base`, "
+            "params and prompt only, and a run warns when the server starts reporting another model or system "
+            "fingerprint than it did for the cached answers."
+        ),
     )
     answers: Path | None = Field(
         default=None,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from judge_arena.config import Gate
+from judge_arena.config import ArenaConfig, Gate
 from judge_arena.rating import InsufficientDataError, refit_ratings
 from judge_arena.records import Answer
 from judge_arena.runs import NO_STYLE_CONTROL, RunFolder
@@ -220,6 +220,47 @@ def diff_runs(
         ),
         notes=tuple(notes),
     )
+
+
+def compare_runs(
+    old: RunFolder,
+    new: RunFolder,
+    gates: Iterable[Gate] = (),
+    *,
+    old_name: str = "old",
+    new_name: str = "new",
+    rounds: int | None = None,
+    method: Method | None = None,
+) -> tuple[DiffResult, list[GateResult]]:
+    """`diff_runs`, and `evaluate_gates` on it with the new run's config gates (from its manifest), then `gates`.
+
+    Raises ValueError on bad input: no view in common, a malformed gate in the manifest, a gate naming a model,
+    view or judge the runs lack.
+    """
+    written = new.manifest.get("config", {}).get("gates", [])
+    try:
+        configured = [Gate.model_validate(gate) for gate in written]
+    except ValidationError as exc:
+        raise ValueError(f"{new_name}: manifest.json: field 'config.gates': {exc.errors()[0]['msg']}") from None
+    result = diff_runs(old, new, old_name=old_name, new_name=new_name, rounds=rounds, method=method)
+    return result, evaluate_gates(result, [*configured, *gates])
+
+
+def check_gates(config: ArenaConfig, baseline: RunFolder, baseline_name: str) -> None:
+    """Raise ValueError when a gate of `config` names a model a run of it cannot be compared on with `baseline`:
+    one that is not a candidate, or (for `max_drop`) not a candidate of the baseline. Checked before a run that is
+    to be compared, so that a gate that cannot be evaluated is found before any call is paid for."""
+    candidates = {c.name for c in config.candidates}
+    before = set(baseline.summary.get("candidates", ()))
+    for i, gate in enumerate(config.gates):
+        for name in (gate.model, gate.not_significantly_worse_than):
+            if name is not None and name not in candidates:
+                raise ValueError(f"{config.source}: field 'gates.{i}': {name!r} is not a candidate")
+        if gate.max_drop is not None and gate.model not in before:
+            raise ValueError(
+                f"{config.source}: field 'gates.{i}': {gate.model!r} is not in {baseline_name} to compare with "
+                f"(its candidates: {', '.join(sorted(before))})"
+            )
 
 
 def parse_gate(spec: str) -> Gate:

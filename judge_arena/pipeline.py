@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from judge_arena.arena import ArenaRun, Progress, load_inputs, play_arena
+from judge_arena.arena import ArenaRun, Progress, check_refresh, load_inputs, play_arena
 from judge_arena.config import ArenaConfig
 from judge_arena.interrupt import Interrupt
 from judge_arena.report.files import write_report
@@ -58,16 +59,19 @@ async def run_arena_async(
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
     simulator_url: str | None = None,
+    refresh: Collection[str] = (),
 ) -> ArenaResult:
     """Run the arena of `config` through its cache, rate every view and write the run folder.
 
     Inputs (suites, templates, prices, folders) are checked before the first call: a bad one raises
     `ConfigError` and nothing is written. A run stopped by `interrupt`, its budget or failed calls still rates and
     writes what it did; `ArenaResult.status` says how it ended. `simulator_url` points the models routed to the
-    simulator at one already running (by default the run starts its own).
+    simulator at one already running (by default the run starts its own). The candidates named in `refresh` answer
+    anew instead of from the cache (see `play_arena`).
     """
+    check_refresh(config, refresh)
     inputs = load_inputs(config)
-    run = await play_arena(inputs, progress, simulator_url=simulator_url, interrupt=interrupt)
+    run = await play_arena(inputs, progress, simulator_url=simulator_url, interrupt=interrupt, refresh=refresh)
     # The inputs' config: for a run of a votes file, it holds the candidates read from the file.
     views = rate_views(run.inputs.config, run.battles, run.answers)
     return ArenaResult(run=run, views=views, folder=write_report(run, views, config.source))
@@ -79,9 +83,10 @@ def run_arena(
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
     simulator_url: str | None = None,
+    refresh: Collection[str] = (),
 ) -> ArenaResult:
     """`run_arena_async`, blocking until the run is done; inside a running event loop it runs on a worker thread."""
-    job = run_arena_async(config, progress=progress, interrupt=interrupt, simulator_url=simulator_url)
+    job = run_arena_async(config, progress=progress, interrupt=interrupt, simulator_url=simulator_url, refresh=refresh)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -40,6 +40,13 @@ class Answer:
     latency_s: float
     cut_turns: int = 0
     """Turns that stopped at max_tokens (finish reason 'length'): judged as written, counted in the report."""
+    revision: str | None = None
+    """The candidate's configured revision (`CandidateConfig.revision`), if it has one."""
+    served_models: tuple[str | None, ...] = ()
+    """Per turn, the model the server said it served (None where it did not say); empty for answers not made by a
+    server (canaries) and in runs written before it was recorded."""
+    system_fingerprints: tuple[str | None, ...] = ()
+    """Per turn, the server's `system_fingerprint` (None where it gave none); empty as `served_models`."""
 
 
 @dataclass(frozen=True)

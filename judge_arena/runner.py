@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
-from judge_arena.config import ModelConfig
+from judge_arena.config import CandidateConfig, ModelConfig
 from judge_arena.records import Message
-from judge_arena.store import CallKey, Completion, Store
+from judge_arena.store import CallKey, Completion, Served, Store
 
 _CLAIM_POLL_S = 0.2
 """How often to look again at a call another process is making."""
@@ -63,6 +63,11 @@ class CallStats:
     """Cost of the calls made, from their reported usage and the models' prices (0 without a budget)."""
     by_model: dict[str, ModelCalls] = field(default_factory=dict)
     """The same counts per model name."""
+    served_before: dict[str, Counter[Served]] = field(default_factory=dict)
+    """Per model name, what the server had said it served for the completions this run found in the cache (served
+    from it, or bypassed by a refresh)."""
+    served_now: dict[str, Counter[Served]] = field(default_factory=dict)
+    """Per model name, what the server says it serves: the completions received in this run (or recovered)."""
 
     @property
     def served(self) -> int:
@@ -82,6 +87,7 @@ def call_key(model: ModelConfig, messages: tuple[Message, ...]) -> CallKey:
         api_base=model.api_base,
         params=tuple(sorted(model.params.items())),
         messages=messages,
+        revision=model.revision if isinstance(model, CandidateConfig) else None,
     )
 
 
@@ -100,13 +106,17 @@ class CallRunner:
         on_change: Callable[[CallStats], None] | None = None,
         budget: Budget | None = None,
         local_urls: Mapping[str, str] | None = None,
+        refresh: Collection[str] = (),
     ) -> None:
+        """`refresh` names the models whose calls are made anew, once in this run each, instead of served from the
+        cache (whose entries the new answers replace)."""
         self.stats = CallStats(max_usd=budget.max_usd if budget else None)
         self._budget = budget
         self._store = store
         self._client = client_factory(self._count_retry)
         self._simulator_url = simulator_url
         self._local_urls = local_urls
+        self._refresh = frozenset(refresh)
         self._on_change = on_change
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._answered: set[str] = set()
@@ -136,6 +146,9 @@ class CallRunner:
     def _of(self, model: ModelConfig) -> ModelCalls:
         return self.stats.by_model.setdefault(model.name, ModelCalls())
 
+    def _saw(self, seen: dict[str, Counter[Served]], model: ModelConfig, completion: Completion) -> None:
+        seen.setdefault(model.name, Counter())[completion.served] += 1
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.stats)
@@ -143,14 +156,19 @@ class CallRunner:
     async def complete(self, model: ModelConfig, messages: tuple[Message, ...]) -> Completion:
         """The completion of this request: cached, shared with an identical call in flight, or made now.
 
+        A model named in `refresh` has its call made anew (once in this run), whatever the cache holds.
+
         Raises:
             CallFailed: The call failed for good (recorded in the store).
             BudgetExceeded: The call would take the run past its budget; it was not made.
         """
         key = call_key(model, messages)
         digest = key.digest
+        again = model.name in self._refresh and digest not in self._answered
         cached = self._store.get(key)
-        if cached is not None:
+        if cached is not None and digest not in self._answered:
+            self._saw(self.stats.served_before, model, cached)
+        if cached is not None and not again:
             if digest in self._answered:
                 self.stats.shared += 1
             else:
@@ -168,7 +186,7 @@ class CallRunner:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[digest] = future
         try:
-            completion = await self._claimed_or_made(model, key)
+            completion = await self._claimed_or_made(model, key, again)
         except (CallFailed, BudgetExceeded, Interrupted) as failure:
             future.set_exception(failure)
             future.exception()  # marks it retrieved: only the waiters re-raise it
@@ -181,10 +199,10 @@ class CallRunner:
         future.set_result(completion)
         return completion
 
-    async def _claimed_or_made(self, model: ModelConfig, key: CallKey) -> Completion:
+    async def _claimed_or_made(self, model: ModelConfig, key: CallKey, again: bool) -> Completion:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process
-        received), store it and release the claim."""
-        while (claim := self._store.claim(key)) == "busy":
+        received, unless it is made `again`), store it and release the claim."""
+        while (claim := self._store.claim(key, again=again)) == "busy":
             if self._stopping:
                 raise Interrupted(f"the run stopped while another process was making the call to {key.model}")
             await asyncio.sleep(_CLAIM_POLL_S)
@@ -197,11 +215,12 @@ class CallRunner:
                 return done
         try:
             endpoint = Endpoint.of(model, self._simulator_url, self._local_urls)
-            receipt = self._store.receipt(key)
+            receipt = None if again else self._store.receipt(key)
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:
                 self._store.put(key, recovered)
                 self._answered.add(key.digest)
+                self._saw(self.stats.served_now, model, recovered)
                 self.stats.recovered += 1
                 self._of(model).cached += 1
                 self._changed()
@@ -252,6 +271,7 @@ class CallRunner:
             if not self._calling:
                 self._idle.set()
         self.stats.made += 1
+        self._saw(self.stats.served_now, model, completion)
         calls = self._of(model)
         calls.made += 1
         calls.input_tokens += completion.input_tokens

@@ -9,8 +9,11 @@ A run folder holds:
   ``note`` and no model.
 - ``battles.csv``: one row per judged game, as shown to the judge; ``defence_flags`` holds the defence's flags
   joined with ``;``, or ``none``.
-- ``answers.jsonl``: one candidate answer a line; ``failures.csv``: the work items that failed; ``summary.json``:
-  counts, calls, budget and per-view notes (and the prompts an answer file does not answer, ``unanswered``).
+- ``answers.jsonl``: one candidate answer a line, with the candidate's ``revision`` and, per turn, what the server
+  said it served (``served_models``, ``system_fingerprints``); ``failures.csv``: the work items that failed;
+  ``summary.json``: counts, calls, budget, per-view notes, the prompts an answer file does not answer
+  (``unanswered``) and ``served_changes`` (candidates without a revision whose server now reports another model or
+  fingerprint than for their cached answers).
 - ``style.csv``: each candidate's mean style features per answer (tokens, headers, list items, bold spans), as
   Arena-Hard-Auto defines them; runs written before it have none (read as an empty table).
 - ``judgments.jsonl``: one judged game a line, as battles.csv with the judge's full reply (and its answer to the
@@ -130,7 +133,9 @@ MANIFEST_KEYS = (
 )
 """Keys of ``manifest.json``: `config` (the resolved config, as JSON), `config_hash` (SHA-256 of it, keys
 sorted), `suites` and `templates` (path → SHA-256 of the file), `models` (name → model string, ``api_base``,
-params and the *name* of its key's environment variable), `packages` (name → installed version or None),
+params, the *name* of its key's environment variable, for a candidate its `revision`, and `served`: what the server
+said it served (`model`, `system_fingerprint`) for the model's completions, with how many came from the cache
+(``cached``) and were made in this run (``made``)), `packages` (name → installed version or None),
 `git_revision` (HEAD of the config's repository, or None), `seeds`, `started_at` and `finished_at` (UTC, ISO 8601),
 and `calls` (per model: calls made, cached (shared and recovered included) and failed, input and output tokens
 of the calls made, cost in USD (None without a budget) and, for a candidate, its answers; retries are counted for
@@ -428,8 +433,12 @@ def _value(cell: str, kind: Kind, shown: str, line: int, field: str, error: type
 
 def _read_answers(path: Path) -> pd.DataFrame:
     dtypes = {"model": "string", "prompt_id": "string", "turns": "object", "output_tokens": "int64"}
-    # Folders written before answers recorded their cut turns lack the key: none was counted as cut.
-    return _read_jsonl(path, {**dtypes, "latency_s": "float64", "cut_turns": "int64"}, defaults={"cut_turns": 0})
+    dtypes |= {"latency_s": "float64", "cut_turns": "int64", "revision": "string"}
+    dtypes |= {"served_models": "object", "system_fingerprints": "object"}
+    # Folders written before answers recorded their cut turns (revision, served model) lack the key: none was cut
+    # (nothing recorded).
+    defaults = {"cut_turns": 0, "revision": None, "served_models": (), "system_fingerprints": ()}
+    return _read_jsonl(path, dtypes, defaults=defaults)
 
 
 def empty_jsonl_table(file: str) -> pd.DataFrame:

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS completions (
     input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
     latency_s REAL NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    served_model TEXT,
+    system_fingerprint TEXT
 );
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,6 +67,9 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_at REAL NOT NULL
 );
 """
+
+_ADDED_COLUMNS = (("served_model", "TEXT"), ("system_fingerprint", "TEXT"))
+"""Columns of `completions` added after caches were first written (what the server said it served)."""
 
 Claim = Literal["claimed", "done", "busy"]
 """Outcome of claiming a call: ours to make, already answered, or being made by another live process."""
@@ -100,6 +105,8 @@ class CallKey:
     """The endpoint as configured (the symbolic 'simulator', not its port, so the cache survives restarts)."""
     params: tuple[tuple[str, Any], ...]
     messages: tuple[Message, ...]
+    revision: str | None = None
+    """The candidate's configured revision (what is behind `model` now); None for judges and unrevised models."""
 
     @functools.cached_property
     def digest(self) -> str:
@@ -108,18 +115,34 @@ class CallKey:
 
     @functools.cached_property
     def canonical_json(self) -> str:
-        """The request as canonical JSON (sorted keys): what is hashed and stored beside the result."""
+        """The request as canonical JSON (sorted keys): what is hashed and stored beside the result.
+
+        A revision is a key only when set, so that the keys of calls without one stay those of earlier versions.
+        """
+        revision = {} if self.revision is None else {"revision": self.revision}
         return json.dumps(
             {
                 "model": self.model,
                 "api_base": self.api_base,
                 "params": dict(self.params),
                 "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+                **revision,
             },
             sort_keys=True,
             ensure_ascii=False,
             separators=(",", ":"),
         )
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a server said it served: its `model` and `system_fingerprint` (None for what it did not say)."""
+
+    model: str | None
+    fingerprint: str | None
+
+    def __str__(self) -> str:
+        return f"{self.model or '?'} ({self.fingerprint or 'no fingerprint'})"
 
 
 @dataclass(frozen=True)
@@ -131,13 +154,25 @@ class Completion:
     input_tokens: int
     output_tokens: int
     latency_s: float
+    served_model: str | None = None
+    """The model the server said it served (`model` of its answer); None when it did not say, or for a completion
+    cached before this was recorded."""
+    system_fingerprint: str | None = None
+    """The server's `system_fingerprint` of its answer (OpenAI and compatible servers); None when it gave none."""
+
+    @property
+    def served(self) -> Served:
+        """What the server said it served."""
+        return Served(self.served_model, self.system_fingerprint)
 
 
-def _completion(db: sqlite3.Connection, key: CallKey) -> Completion | None:
-    row = db.execute(
-        "SELECT text, finish_reason, input_tokens, output_tokens, latency_s FROM completions WHERE key = ?",
-        (key.digest,),
-    ).fetchone()
+def _completion(db: sqlite3.Connection, key: CallKey, *, served: bool = True) -> Completion | None:
+    """The cached completion of `key`; without `served`, not what the server said it served (a cache opened read-only
+    may predate `_ADDED_COLUMNS`)."""
+    columns = "text, finish_reason, input_tokens, output_tokens, latency_s"
+    if served:
+        columns += ", " + ", ".join(name for name, _ in _ADDED_COLUMNS)
+    row = db.execute(f"SELECT {columns} FROM completions WHERE key = ?", (key.digest,)).fetchone()
     return None if row is None else Completion(*row)
 
 
@@ -160,7 +195,7 @@ class CacheReader:
 
     def get(self, key: CallKey) -> Completion | None:
         """The cached completion for this call, or None (always None when there is no cache yet)."""
-        return None if self._db is None else _completion(self._db, key)
+        return None if self._db is None else _completion(self._db, key, served=False)
 
     def __enter__(self) -> CacheReader:
         return self
@@ -209,10 +244,19 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+                self._add_columns()
         # Receipts are written from the client's I/O thread, on a connection of their own.
         self._receipts_db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._receipts_db.execute("PRAGMA synchronous=NORMAL")
         self._receipts_lock = threading.Lock()
+
+    def _add_columns(self) -> None:
+        """Give a cache written before `_ADDED_COLUMNS` existed those columns (empty), once, whoever opens it first."""
+        with self._transaction():
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE completions ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Close the database."""
@@ -233,7 +277,9 @@ class Store:
         """Record a successful completion (committed at once); its receipt is no longer needed."""
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO completions (key, model, request, text, finish_reason, input_tokens, "
+                "output_tokens, latency_s, created_at, served_model, system_fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.digest,
                     key.model,
@@ -244,6 +290,8 @@ class Store:
                     completion.output_tokens,
                     completion.latency_s,
                     time.time(),
+                    completion.served_model,
+                    completion.system_fingerprint,
                 ),
             )
             self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
@@ -273,11 +321,12 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
-    def claim(self, key: CallKey) -> Claim:
-        """Claim the call for this process, unless it is answered already or a live process has claimed it."""
+    def claim(self, key: CallKey, *, again: bool = False) -> Claim:
+        """Claim the call for this process, unless it is answered already (`again`: even so, to make it anew) or a
+        live process has claimed it."""
         digest = key.digest
         with self._transaction():
-            if self._db.execute("SELECT 1 FROM completions WHERE key = ?", (digest,)).fetchone():
+            if not again and self._db.execute("SELECT 1 FROM completions WHERE key = ?", (digest,)).fetchone():
                 return "done"
             holder = self._db.execute(
                 "SELECT owner, host, pid, claimed_at FROM claims WHERE key = ?", (digest,)

@@ -87,6 +87,8 @@ def test_the_manifest_records_the_run_and_no_secret(tmp_path: Path) -> None:
         "api_base": "simulator",
         "params": {},
         "api_key_env": "HISTORY_TEST_KEY",
+        "revision": None,
+        "served": [{"model": "sim-mid-plain", "system_fingerprint": "fp_sim", "cached": 0, "made": 3}],
     }
     assert set(written["packages"]) == set(PACKAGES)
     assert written["packages"]["litellm"] == "1.110.2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,12 @@ from typing import Any
 import pandas as pd
 
 from judge_arena.agreement import position_consistency, reasks
-from judge_arena.arena import ArenaRun
+from judge_arena.arena import ArenaRun, served_changes
+from judge_arena.config import CandidateConfig
 from judge_arena.defence import enabled_canaries
 from judge_arena.records import Battle, Prompt
 from judge_arena.report.html import write_html_report
-from judge_arena.runner import ModelCalls
+from judge_arena.runner import CallStats, ModelCalls
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
 from judge_arena.style import style_by_model
 from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings, identical_candidates
@@ -139,6 +141,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         },
         "identical_candidates": identical_candidates(run.answers),
         "unanswered": {name: list(ids) for name, ids in run.inputs.unanswered.items()},
+        "served_changes": served_changes(run),
         "answers_cut_at_max_tokens": {
             c.name: sum(a.cut_turns > 0 for a in run.answers if a.model == c.name) for c in config.candidates
         },
@@ -184,7 +187,14 @@ def manifest(run: ArenaRun, config_path: Path | None = None, *, finished: dateti
         },
         "templates": {str(j.template): _file_hash(j.template) for j in config.judges},
         "models": {
-            m.name: {"model": m.model, "api_base": m.api_base, "params": m.params, "api_key_env": m.api_key_env}
+            m.name: {
+                "model": m.model,
+                "api_base": m.api_base,
+                "params": m.params,
+                "api_key_env": m.api_key_env,
+                **({"revision": m.revision} if isinstance(m, CandidateConfig) else {}),
+                "served": _served(run.stats, m.name),
+            }
             for m in models
         },
         "packages": {name: _version(name) for name in PACKAGES},
@@ -209,6 +219,15 @@ def manifest(run: ArenaRun, config_path: Path | None = None, *, finished: dateti
             for m in models
         },
     }
+
+
+def _served(stats: CallStats, name: str) -> list[dict[str, Any]]:
+    """What the server said it served for the model's completions of this run: cached ones and ones made now."""
+    before, now = stats.served_before.get(name, Counter()), stats.served_now.get(name, Counter())
+    return [
+        {"model": served.model, "system_fingerprint": served.fingerprint, "cached": before[served], "made": now[served]}
+        for served in sorted(before.keys() | now.keys(), key=str)
+    ]
 
 
 def _sha256(data: bytes) -> str:

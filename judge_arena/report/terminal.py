@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from judge_arena.agreement import judge_agreement, position_consistency, reasks
-from judge_arena.arena import ArenaRun, Inputs, planned_calls, planned_games
+from judge_arena.arena import ArenaRun, Inputs, planned_calls, planned_games, served_changes
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
@@ -392,6 +392,8 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
             f"[yellow]{first} and {second} gave the same answers to every prompt[/yellow]: what sets them apart "
             "(a system prompt, a parameter) had no effect; does the server's chat template drop system messages?"
         )
+    for change in served_changes(run).values():
+        console.print(f"[yellow]served model changed:[/yellow] {escape(change)}")
     truth = ground_truth(config, views)
     if truth:
         one_judge = len(config.judges) == 1

@@ -43,6 +43,8 @@ class CandidateProfile:
     """Share of answers in the habitual layout; the others take another layout at random. Real models vary their
     formatting from answer to answer, and style control can only separate style from strength through that
     variation: a model that always formats alike confounds the two."""
+    fingerprint: str = "fp_sim"
+    """The `system_fingerprint` its OpenAI answers report: another one plays new weights behind the same name."""
 
 
 @dataclass(frozen=True)
@@ -570,6 +572,12 @@ def judge_reply(name: str, messages: Sequence[ChatMessage], seed: int | None = N
     if forgets:
         return f"{explanation}\n\nAll things considered, {phrase}."
     return f"{explanation}\n\nMy final verdict is that {phrase}: {written(label)}"
+
+
+def fingerprint(name: str) -> str:
+    """The `system_fingerprint` the simulated model `name` reports (a judge's is always 'fp_sim')."""
+    profile = CANDIDATES.get(name)
+    return profile.fingerprint if profile is not None else "fp_sim"
 
 
 def reply(name: str, messages: Sequence[ChatMessage], seed: int | None = None) -> str:

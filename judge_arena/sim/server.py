@@ -32,6 +32,7 @@ from judge_arena.sim.models import (
     TOKENS_PER_WORD,
     ChatMessage,
     estimate_tokens,
+    fingerprint,
     prompt_tokens,
     reply,
 )
@@ -262,7 +263,7 @@ def _openai_body(model: str, reply_: Reply) -> dict[str, Any]:
         "object": "chat.completion",
         "created": _CREATED,
         "model": model,
-        "system_fingerprint": "fp_sim",
+        "system_fingerprint": fingerprint(model),
         "choices": [
             {
                 "index": 0,
@@ -290,7 +291,7 @@ def openai_events(request: SimRequest, reply_: Reply) -> Iterator[bytes]:
             "object": "chat.completion.chunk",
             "created": _CREATED,
             "model": request.model,
-            "system_fingerprint": "fp_sim",
+            "system_fingerprint": fingerprint(request.model),
             "choices": choices,
             "usage": usage,
         }
