@@ -275,3 +275,17 @@ def test_run_compare_to_an_unusable_run_or_gate_calls_nothing(
     assert set((tmp_path / "runs").glob("*")) == runs
     error = " ".join(capsys.readouterr().err.split())
     assert re.search(message, error), error
+
+
+def test_run_compared_after_its_budget_stopped_it_exits_3_without_a_diff(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    price = {"price": {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}}
+    candidates = [{"name": "a", "model": "sim-good-terse", **price}, {"name": "b", "model": "sim-mid-plain", **price}]
+    first, _ = _run(_config(tmp_path, sim, candidates), sim)
+    judges = [{"name": "judge", "model": f"openai/{JUDGE}", "api_base": f"{sim.url}/v1", **price}]
+    revised = [{**candidates[0], "revision": "r2"}, candidates[1]]
+    config = _config(tmp_path, sim, revised, judges=judges, budget={"max_usd": 0.01})
+    assert main(["run", str(config), "--compare-to", str(first.folder)]) == 3
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"not compared with {first.folder.name}: the run stopped at its budget" in out
