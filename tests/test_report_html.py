@@ -11,7 +11,7 @@ import itertools
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import load_config
 from judge_arena.rating import MIN_PROMPTS, leaderboard
+from judge_arena.records import Answer
 from judge_arena.report.files import write_report
 from judge_arena.report.html import REPORT_FILE, embed_json, render_run_report, write_html_report
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_STYLE_CONTROL, RunFolder, load_run, table, write_run
@@ -312,7 +313,7 @@ def synthetic_run(games: int, *, models: int = 8, seed: int = 0) -> RunFolder:
         categories=table("categories.csv", []),
         battles=table("battles.csv", [battles.assign(defence_flags="none")]),
         answers=pd.DataFrame(
-            [(m, f"p{p}", (f"{answer} ({m}, p{p})",), 300, 1.0, 0) for m in names for p in range(prompts)],
+            [asdict(Answer(m, f"p{p}", (f"{answer} ({m}, p{p})",), 300, 1.0)) for m in names for p in range(prompts)],
             columns=list(ANSWER_FIELDS),
         ),
         failures=table("failures.csv", []),
