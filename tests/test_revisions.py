@@ -289,3 +289,12 @@ def test_run_compared_after_its_budget_stopped_it_exits_3_without_a_diff(
     assert main(["run", str(config), "--compare-to", str(first.folder)]) == 3
     out = " ".join(capsys.readouterr().out.split())
     assert f"not compared with {first.folder.name}: the run stopped at its budget" in out
+
+
+def test_a_candidate_read_from_an_answer_file_takes_no_revision(tmp_path: Path, sim: SimulatorServer) -> None:
+    config = _config(tmp_path, sim, [{"name": "a", "model": "sim-good-terse"}, {"name": "b", "model": "sim-mid-plain"}])
+    data = yaml.safe_load(config.read_text())
+    data["candidates"].append({"name": "filed", "answers": "answers.jsonl", "revision": "r1"})
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"\['revision'\] apply to a model that is called"):
+        load_config(config)
