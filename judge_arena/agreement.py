@@ -520,6 +520,11 @@ def load_sources(
     return votes, consistency
 
 
+def question_categories(paths: Iterable[Path]) -> dict[str, str]:
+    """The category of each question (prompt) the runs among `paths` judged (by `is_run_path`), by question id."""
+    return {battle.prompt_id: battle.category for path in paths if is_run_path(path) for battle in load_battles(path)}
+
+
 def is_run_path(path: Path) -> bool:
     """Whether `load_votes` reads the path as a run: a folder, or a CSV file whose header has the run columns."""
     return path.is_dir() or (path.suffix.lower() == ".csv" and _has_run_header(path))

@@ -216,10 +216,9 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.agreement import (
         compare_by_category,
         compare_groups,
-        is_run_path,
-        load_battles,
         load_sources,
         parse_group,
+        question_categories,
         rename_models,
         unshared_comparisons,
     )
@@ -248,9 +247,7 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
         groups = [parse_group(spec) for spec in args.group or []] or default_groups(votes)
         within = not args.no_within
         rows = compare_groups(votes, groups, within=within, by_turn=args.by_turn)
-        categories = {
-            battle.prompt_id: battle.category for path in sources if is_run_path(path) for battle in load_battles(path)
-        }
+        categories = question_categories(sources)
         by_category = compare_by_category(votes, categories, groups, within=within, by_turn=args.by_turn)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None

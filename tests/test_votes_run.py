@@ -194,6 +194,9 @@ def test_a_run_judges_exactly_the_voted_pairs_and_agreement_matches_an_independe
     assert no_ties.pairs == len(without_ties)
     assert no_ties.value == pytest.approx(sum(x == y for x, y in without_ties) / len(without_ties))
     assert no_ties.kappa == pytest.approx(_kappa(without_ties))
+    classes = ("A", "tie", "B")
+    counted = Counter(with_ties)
+    assert ties.confusion == tuple(tuple(float(counted[(x, y)]) for y in classes) for x in classes)
     # the humans are noisy but mostly right, and so is the simulated judge: they agree well above chance
     assert ties.value > 0.5
     assert ties.kappa > 0.2
@@ -312,3 +315,35 @@ def test_a_votes_config_takes_no_suites_or_candidates(tmp_path: Path) -> None:
         config_from_dict({**base, "suites": [{"path": "core"}]}, tmp_path)
     with pytest.raises(ConfigError, match=r"field 'suites': at least one suite is required \(or a vote file"):
         config_from_dict({"judges": base["judges"], "candidates": []}, tmp_path)
+
+
+def test_chatbot_arena_battles_with_conversations_are_read(tmp_path: Path) -> None:
+    conversation = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "A joke?"},
+        {"role": "assistant", "content": "No."},
+    ]
+    other = [{**m, "content": "Sure, here is one."} if m["content"] == "No." else m for m in conversation]
+    battle = {
+        "question_id": "58210e39b3fd4441a2bd4a518bb44c2d",
+        "model_a": "chatglm-6b",
+        "model_b": "koala-13b",
+        "winner": "tie (bothbad)",
+        "judge": "arena_user_973",
+        "conversation_a": conversation,
+        "conversation_b": other,
+        "turn": 2,
+        "anony": True,
+        "language": "English",
+        "tstamp": 1682351591.1322,
+    }
+    path = tmp_path / "arena.jsonl"
+    path.write_text(json.dumps(battle) + "\n")
+    voted = load_voted_conversations(path)
+    (prompt,) = voted.prompts
+    assert prompt.turns == ("Hi", "A joke?")
+    assert prompt.category == "arena"
+    assert voted.answers["koala-13b"][prompt.id].turns == ("Hello!", "Sure, here is one.")
+    assert voted.pairs == {prompt.id: (("chatglm-6b", "koala-13b"),)}
+    assert [(v.winner, v.turn) for v in voted.votes] == [("tie", 2)]
