@@ -33,8 +33,6 @@ row or item and the field.
 from __future__ import annotations
 
 import csv
-import importlib
-import importlib.util
 import json
 import math
 import re
@@ -50,8 +48,8 @@ from typing import Any
 import pandas as pd
 
 from judge_arena.choices import VoteOrders as Orders
-from judge_arena.inputs import InputFileError, json_lines, json_type, parse_json, read_csv, read_text
-from judge_arena.labels import ARENA_HARD
+from judge_arena.inputs import RECORD_SUFFIXES, InputFileError, json_type, read_records
+from judge_arena.labels import LABEL_SETS, label_set_of
 from judge_arena.records import Answer, Battle, Prompt, Winner
 from judge_arena.runs import NO_FLAGS, read_table
 
@@ -64,8 +62,8 @@ VOTE_FIELDS = ("question_id", "model_a", "model_b", "winner", "judge")
 RUN_SIGNATURE = ("prompt_id", "judge", "normalization", "model_a", "model_b", "label", "winner")
 """Columns that mark a CSV file as a run's battles.csv (`judge_arena.runs.COLUMNS` has them all)."""
 
-VOTE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
-"""File types `load_pairwise_votes` reads, by suffix."""
+VOTE_SUFFIXES = RECORD_SUFFIXES
+"""File types `load_pairwise_votes` reads, by suffix (`inputs.read_records`)."""
 
 Confusion = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
 """A 3×3 count matrix indexed like `CLASSES`: rows the first group's vote, columns the second's."""
@@ -385,7 +383,8 @@ def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: i
             both orders name the same one, otherwise a tie (MT-Bench's pairwise judge); a pair with a missing or
             unparsed order gives no vote. "separate": one vote per parsed verdict.
         turn: The turn the votes are filed under; None: each verdict's own (`Battle.turn`, the last turn of the
-            conversation the judge saw, which is what MT-Bench's turn-2 votes and Chatbot Arena's votes judge).
+            conversation the judge saw, which is what MT-Bench's turn-2 votes and Chatbot Arena's votes judge; a
+            per-turn template such as `mt-bench` judges each turn apart, and each vote is filed under its turn).
 
     Raises:
         ValueError: `turn` is below 1, or a judge judged the same pair in the same order twice.
@@ -400,7 +399,7 @@ def run_votes(battles: Iterable[Battle], *, orders: Orders = "combined", turn: i
             if b.winner is not None
         ]
     votes = []
-    for (judge, normalization, prompt_id, first, second), (forward, reverse) in _pairs(battles).items():
+    for (judge, normalization, prompt_id, first, second, _), (forward, reverse) in _pairs(battles).items():
         if forward is None or reverse is None or forward.winner is None or reverse.winner is None:
             continue
         one, other = forward.winner, _flip(reverse.winner)
@@ -436,7 +435,7 @@ def position_consistency(battles: Iterable[Battle]) -> list[Consistency]:
         ValueError: A judge judged the same pair in the same order twice.
     """
     tallies: dict[tuple[str, str, str | None], Counter[str]] = defaultdict(Counter)
-    for (judge, normalization, _, _, _), (forward, reverse) in _pairs(battles).items():
+    for (judge, normalization, _, _, _, _), (forward, reverse) in _pairs(battles).items():
         category = next(b for b in (forward, reverse) if b is not None).category
         if forward is None or reverse is None:
             kind = "unpaired"
@@ -548,15 +547,7 @@ def load_pairwise_votes(path: Path) -> list[Vote]:
 
 def _vote_records(path: Path, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
     """The records of a vote file, each with its place (line, item or row), by file suffix; at least one."""
-    suffix = path.suffix.lower()
-    if suffix not in VOTE_SUFFIXES:
-        raise VotesInputError(shown, f"unknown file type '{suffix}'; expected one of {', '.join(VOTE_SUFFIXES)}")
-    if suffix == ".parquet":
-        records = _parquet_records(path, shown)
-    elif suffix == ".csv":
-        records = _csv_records(read_text(path, shown, VotesInputError), shown, VOTE_FIELDS)
-    else:
-        records = _json_records(read_text(path, shown, VotesInputError), shown)
+    records = read_records(path, shown, VotesInputError, required=VOTE_FIELDS)
     if not records:
         raise VotesInputError(shown, "no votes (the file is empty)")
     return records
@@ -699,10 +690,10 @@ def load_battles(path: Path) -> list[Battle]:
     seen: dict[tuple[str, ...], str] = {}
     for where, row in rows:
         battle = _battle(row, shown, where)
-        game = (battle.judge, battle.normalization, battle.prompt_id, battle.model_a, battle.model_b)
+        game = (battle.judge, battle.normalization, battle.prompt_id, str(battle.turn), battle.model_a, battle.model_b)
         if game in seen:
             raise VotesInputError(
-                shown, f"the same game as {seen[game]} (judge, normalization, prompt, models)", where=where
+                shown, f"the same game as {seen[game]} (judge, normalization, prompt, turn, models)", where=where
             )
         seen[game] = where
         battles.append(battle)
@@ -731,13 +722,13 @@ def _voter(battle: Battle) -> str:
     return f"{battle.judge}/{battle.normalization}"
 
 
-def _pairs(battles: Iterable[Battle]) -> dict[tuple[str, str, str, str, str], tuple[Battle | None, Battle | None]]:
-    """Battles by (judge, normalization, prompt, first model by name, second): (the order shown first-model-first,
-    the other order)."""
-    found: dict[tuple[str, str, str, str, str], tuple[Battle | None, Battle | None]] = {}
+def _pairs(battles: Iterable[Battle]) -> dict[tuple[str, str, str, str, str, int], tuple[Battle | None, Battle | None]]:
+    """Battles by (judge, normalization, prompt, first model by name, second, turn): (the order shown
+    first-model-first, the other order)."""
+    found: dict[tuple[str, str, str, str, str, int], tuple[Battle | None, Battle | None]] = {}
     for battle in battles:
         first, second = sorted((battle.model_a, battle.model_b))
-        key = (battle.judge, battle.normalization, battle.prompt_id, first, second)
+        key = (battle.judge, battle.normalization, battle.prompt_id, first, second, battle.turn)
         forward, reverse = found.get(key, (None, None))
         is_forward = battle.model_a == first
         if (forward if is_forward else reverse) is not None:
@@ -757,37 +748,6 @@ def _has_run_header(path: Path) -> bool:
         # Unreadable here means unreadable as votes too; that reader reports it with the details.
         return False
     return set(RUN_SIGNATURE) <= set(header)
-
-
-def _json_records(text: str, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
-    if text.lstrip().startswith("["):
-        items = parse_json(text, shown, VotesInputError)
-        assert isinstance(items, list)  # valid JSON that starts with "[" is an array
-        places = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
-    else:
-        places = [(f"line {number}", value) for number, value in json_lines(text, shown, VotesInputError)]
-    for where, item in places:
-        if not isinstance(item, dict):
-            raise VotesInputError(shown, f"expected a JSON object, got {json_type(item)}", where=where)
-    return places
-
-
-def _csv_records(text: str, shown: str, required: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
-    return [(f"line {line}", row) for line, row in read_csv(text, shown, required, VotesInputError).rows]
-
-
-def _parquet_records(path: Path, shown: str) -> list[tuple[str, Mapping[str, Any]]]:
-    if importlib.util.find_spec("pyarrow") is None:
-        raise VotesInputError(shown, "reading Parquet needs the 'pyarrow' package, which is not installed")
-    parquet = importlib.import_module("pyarrow.parquet")
-    if not path.is_file():
-        raise VotesInputError(shown, "no such file" if not path.exists() else "not a file")
-    try:
-        rows: list[dict[str, Any]] = parquet.read_table(path).to_pylist()
-    except Exception as exc:
-        # pyarrow signals a damaged or non-Parquet file with several unrelated exception types.
-        raise VotesInputError(shown, f"cannot be read as Parquet ({exc})") from None
-    return [(f"row {i}", row) for i, row in enumerate(rows, start=1)]
 
 
 def _vote(record: Mapping[str, Any], shown: str, where: str) -> Vote:
@@ -830,10 +790,12 @@ def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
     if model_a == model_b:
         raise fail("model_b", f"the same model as model_a ('{model_a}')")
     label = row["label"] or None
-    if label is not None and label not in ARENA_HARD.labels:
-        raise fail("label", f"must be one of {', '.join(ARENA_HARD.labels)} or empty (unparsed); got {label!r}")
+    label_set = label_set_of(label) if label is not None else None
+    if label is not None and label_set is None:
+        known = ", ".join(label for labels in LABEL_SETS.values() for label in labels.labels)
+        raise fail("label", f"must be one of {known} or empty (unparsed); got {label!r}")
     winner = row["winner"] or None
-    expected = ARENA_HARD.winner(label) if label is not None else None
+    expected = label_set.winner(label) if label_set is not None and label is not None else None
     if winner != expected:
         raise fail("winner", f"must be {expected or 'empty'} for label {label or '(empty)'}; got {winner!r}")
     weight = float(row["weight"])
@@ -850,8 +812,9 @@ def _battle(row: Mapping[str, Any], shown: str, where: str) -> Battle:
         winner=expected,
         weight=weight,
         flags=() if row["defence_flags"] in ("", NO_FLAGS) else tuple(row["defence_flags"].split(";")),
-        # Runs written before battles recorded their turn judged one-turn conversations only in practice.
-        turn=1 if row["turn"] in ("", None) else int(row["turn"]),
+        suite=row["suite"] or "",
+        # Runs written before battles recorded their turn judged each pair once, on the whole conversation.
+        turn=int(row["turn"]) if row["turn"] not in ("", None) else 1,
     )
 
 

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ from judge_arena.local_server import LocalServer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
-from judge_arena.suites import SuiteError, load_suite
+from judge_arena.suites import SuiteError, SuiteOptionError, load_suite
 
 CACHE_FILE = "arena.sqlite"
 
@@ -99,11 +99,21 @@ def load_inputs(config: ArenaConfig) -> Inputs:
         return _voted_inputs(config, config.votes)
     prompts: list[Prompt] = []
     seen: dict[str, str] = {}
-    for suite in config.suites:
+    for i, suite in enumerate(config.suites):
         try:
-            loaded = load_suite(suite.path, suite.format, name=suite.name, limit=suite.limit).prompts
-        except SuiteError as exc:
+            references = None if suite.references is None else load_answer_file(suite.references)
+            loaded = load_suite(
+                suite.path,
+                suite.format,
+                name=suite.name,
+                limit=suite.limit,
+                reference_categories=suite.reference_categories,
+                references=None if references is None else {k: a.turns for k, a in references.answers.items()},
+            ).prompts
+        except (SuiteError, AnswerFileError) as exc:
             raise ConfigError(str(exc)) from None
+        except SuiteOptionError as exc:
+            raise ConfigError(f"{config.source}: field 'suites.{i}.{exc.option}': {exc}") from None
         check_context(suite.path, loaded, config)
         for prompt in loaded:
             if prompt.id in seen:
@@ -128,18 +138,23 @@ def load_inputs(config: ArenaConfig) -> Inputs:
     return Inputs(
         config=config,
         prompts=tuple(prompts),
-        templates=_templates(config),
+        templates=_templates(config, prompts),
         file_answers=file_answers,
         unanswered=unanswered,
     )
 
 
-def _templates(config: ArenaConfig) -> dict[str, JudgeTemplate]:
-    """The judges' templates, after the checks every run makes before its first call (prices, the cache file)."""
+def _templates(config: ArenaConfig, prompts: Sequence[Prompt]) -> dict[str, JudgeTemplate]:
+    """The judges' templates, each checked against the prompts, after the checks every run makes before its first
+    call (prices, the cache file)."""
     try:
         templates = {judge.name: JudgeTemplate.load(judge.template) for judge in config.judges}
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for judge in config.judges:
+        problem = templates[judge.name].check(prompts)
+        if problem is not None:
+            raise ConfigError(f"{judge.template}: field 'user': {problem}")
     if config.budget is not None:
         check_prices(config, config.source)
     check_cache_file(config.runner.cache_dir / CACHE_FILE)
@@ -166,7 +181,7 @@ def _voted_inputs(config: ArenaConfig, votes: Path) -> Inputs:
     return Inputs(
         config=config,
         prompts=voted.prompts,
-        templates=_templates(config),
+        templates=_templates(config, voted.prompts),
         file_answers=voted.answers,
         pairs=voted.pairs,
     )
@@ -183,13 +198,15 @@ def pair_prompts(inputs: Inputs) -> list[tuple[tuple[str, str], Prompt]]:
 
 
 def planned_games(inputs: Inputs) -> int:
-    """The judge games the run plays when complete: both orders of every (pair, prompt), per judge and view
-    (adaptive pairing: at most)."""
+    """The judge games the run plays when complete: both orders of every (pair, prompt) on each judged turn (the
+    last, or each with a per-turn template), per judge and view (adaptive pairing: at most, counting one judged turn
+    per prompt)."""
     config = inputs.config
-    items = len(pair_prompts(inputs))
+    pairs = pair_prompts(inputs)
     if config.pairing.mode == "adaptive":
-        items = config.pairing.items_at_most(items, config.games_per_item)
-    return items * config.games_per_item
+        return config.pairing.items_at_most(len(pairs), config.games_per_item) * config.games_per_item
+    turns = sum(len(inputs.templates[j.name].judged_turns(prompt)) for j in config.judges for _, prompt in pairs)
+    return turns * len(config.normalizations) * 2
 
 
 def candidate_pairs(config: ArenaConfig) -> list[tuple[str, str]]:
@@ -339,8 +356,8 @@ class _Play:
         self._progress = progress
         self.failures: list[Failure] = []
         self._answers: dict[tuple[str, str], asyncio.Task[Answer | None]] = {}
-        self._battles: dict[tuple[int, int], Battle] = {}
-        """Battles by (index of the judge item, index of the game in it): the order of an uninterrupted run."""
+        self._battles: dict[tuple[int, int, int], Battle] = {}
+        """Battles by (index of the judge item, turn, order): the order of an uninterrupted run."""
         self._cut = False
         """Whether a stop left something undone."""
 
@@ -461,25 +478,27 @@ class _Play:
     async def _judge_pair(
         self, index: int, judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt
     ) -> None:
-        """Both orders of the pair's game on the prompt, once both answers exist."""
+        """Both orders of the pair's game on the prompt (on each judged turn), once both answers exist."""
         first = await self._answers[(pair[0], prompt.id)]
         second = await self._answers[(pair[1], prompt.id)]
+        turns = self._inputs.templates[judge.name].judged_turns(prompt)
         if first is None or second is None:
             if not self._cut:  # games that will not be played; a stopped run has not finished them
-                self._advance("verdicts")
-                self._advance("verdicts")
+                for _ in range(2 * len(turns)):
+                    self._advance("verdicts")
             return
         await asyncio.gather(
             *(
-                self._play((index, order), judge, game)
-                for order, game in enumerate(games(prompt, first, second, normalization))
+                self._play((index, turn, order), judge, game)
+                for turn in turns
+                for order, game in enumerate(games(prompt, first, second, normalization, turn))
             )
         )
 
-    async def _play(self, key: tuple[int, int], judge: JudgeConfig, game: Game) -> None:
+    async def _play(self, key: tuple[int, int, int], judge: JudgeConfig, game: Game) -> None:
         """One judge game; its battle is kept under `key`, a failure is recorded."""
-
-        called = as_called(judge)
+        template = self._inputs.templates[judge.name]
+        called = as_called(judge, template.labels)
 
         async def complete(messages: tuple[Message, ...]) -> str:
             return (await self._runner.complete(called, messages)).text
@@ -488,13 +507,15 @@ class _Play:
             self._battles[key] = await judge_game(
                 game,
                 judge=judge.name,
-                template=self._inputs.templates[judge.name],
+                template=template,
                 complete=complete,
                 strong_weight=self._inputs.config.rating.strong_weight,
                 defence=judge.defence,
             )
         except CallFailed as exc:
-            where = f"{game.answer_a.model} vs {game.answer_b.model} on {game.prompt.id} ({game.normalization})"
+            per_turn = template.per_turn and len(game.prompt.turns) > 1
+            on = f"{game.prompt.id} turn {game.judged_turn}" if per_turn else game.prompt.id
+            where = f"{game.answer_a.model} vs {game.answer_b.model} on {on} ({game.normalization})"
             self.failures.append(Failure("judge", f"{judge.name}: {where}", str(exc)))
         except BudgetExceeded:
             pass

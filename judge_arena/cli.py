@@ -258,6 +258,39 @@ def _agreement(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FAILURES if unshared else EXIT_OK
 
 
+def _rate(args: argparse.Namespace, console: Console) -> int:
+    from pydantic import ValidationError
+
+    from judge_arena.config import RatingConfig
+    from judge_arena.pipeline import rate_battles
+    from judge_arena.rating import MIN_PROMPTS
+    from judge_arena.report.terminal import print_views
+
+    options = {
+        "bootstrap_rounds": args.rounds,
+        "seed": args.seed,
+        "bootstrap_unit": args.unit,
+        "anchor": args.anchor,
+        "anchor_rating": args.anchor_rating,
+        "style_control": args.style_control,
+        "category_min_prompts": args.min_prompts,
+        "category_map": args.category_map,
+    }
+    try:
+        rating = RatingConfig.model_validate({key: value for key, value in options.items() if value is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise _BadInput(f"option '{error['loc'][0]}': {error['msg']}") from None
+    try:
+        rated = rate_battles(args.battles, rating, baseline=args.baseline, output_dir=args.output_dir, name=args.name)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    models = sorted(set(rated.battles["model_a"]) | set(rated.battles["model_b"]))
+    print_views(console, rated.views, models, args.min_prompts or MIN_PROMPTS)
+    console.print(f"{len(rated.battles)} battles of {len(models)} models rated; report: {rated.folder}")
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
     from judge_arena.report.html import write_html_report
     from judge_arena.runs import RunFolderError, resolve_run
@@ -467,6 +500,32 @@ def _parser() -> argparse.ArgumentParser:
     agreement.add_argument("--map", type=Path, help="JSON map of model names applied to every vote")
     _runs_dir(agreement)
     agreement.set_defaults(handler=_agreement)
+    rate = _command(
+        commands,
+        "rate",
+        "rate a battles file made elsewhere (Chatbot Arena / FastChat, MT-Bench human judgments, a run's battles.csv; "
+        "JSON, JSONL, CSV, Parquet) into the boards and run folder a run gets",
+        _READ_EXITS,
+    )
+    rate.add_argument("battles", type=Path, help="the battles file, or a run folder")
+    rate.add_argument("--baseline", help="model the win rates are against (and the anchor, unless --anchor)")
+    rate.add_argument("--anchor", help="model pinned at --anchor-rating (default: the baseline, else the mean)")
+    rate.add_argument("--anchor-rating", type=float, help="rating of the anchor (default: 1000)")
+    rate.add_argument("--rounds", type=int, help="bootstrap rounds, at least 100 (default: 100)")
+    rate.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
+    rate.add_argument(
+        "--unit", choices=("prompt", "battle"), help="bootstrap unit (default: prompt when every battle has one)"
+    )
+    rate.add_argument(
+        "--style-control",
+        choices=("both", "length", "markdown", "none"),
+        help="covariates of the raw+sc view when the file has style features (default: both)",
+    )
+    rate.add_argument("--min-prompts", type=int, help="prompts per model for a category's board (default: 2)")
+    rate.add_argument("--category-map", type=Path, help="YAML or JSON file mapping categories to groups")
+    rate.add_argument("--output-dir", type=Path, default=Path("runs"), help="where the run folder goes (default: runs)")
+    rate.add_argument("--name", default="rated", help="run name, the start of the folder's name (default: rated)")
+    rate.set_defaults(handler=_rate)
     report = _command(commands, "report", "write (or refresh) a run folder's report.html from its files", _READ_EXITS)
     report.add_argument("run", help="the run: a folder, a run id, latest or latest:NAME")
     _runs_dir(report)

@@ -109,6 +109,17 @@ class SuiteConfig(_Strict):
     )
     name: str | None = Field(default=None, description="Suite name shown in reports; defaults to the file stem.")
     limit: int | None = Field(default=None, gt=0, description="Use only the first N prompts (quick runs).")
+    reference_categories: list[str] | None = Field(
+        default=None,
+        description="Categories whose reference answers a judge template with reference variants shows the judge; "
+        "unset: MT-Bench's math, reasoning and coding for an mt-bench suite, every category otherwise.",
+    )
+    references: Path | None = Field(
+        default=None,
+        description="File of reference answers in an answer-file layout (MT-Bench's reference_answer/gpt-4.jsonl, "
+        "which MT-Bench's judge is shown), relative to the config's folder: each answer replaces its prompt's own "
+        "references; a prompt the file does not answer keeps its own. Unset: the suite's own references.",
+    )
 
 
 class PriceConfig(_Strict):
@@ -393,6 +404,18 @@ class RatingConfig(_Strict):
     )
     strong_weight: float = Field(
         default=3.0, gt=0, description="Battles a strong verdict (A>>B) counts as; Arena-Hard-Auto uses 3."
+    )
+    category_min_prompts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Prompts every model of a category must appear in for the category's board to be fitted (with "
+        "its interval, however wide); fewer: a one-line note instead. Unset: `rating.MIN_PROMPTS` (2).",
+    )
+    category_map: Path | None = Field(
+        default=None,
+        description="YAML or JSON file mapping prompt categories to the groups rated together (e.g. Arena-Hard's "
+        "250 clusters to a dozen topics), relative to the config's folder; a category it does not name keeps its "
+        "own board. battles.csv keeps each prompt's own category.",
     )
 
 
@@ -922,6 +945,22 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply to read") from None
 
 
+def load_category_map(path: Path) -> dict[str, str]:
+    """A category map file (`RatingConfig.category_map`): a YAML or JSON mapping of category names to group names.
+
+    Raises:
+        ConfigError: One line naming the file and, where known, the category.
+    """
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of categories to groups, got {json_type(data)}")
+    for category, group in data.items():
+        if not isinstance(category, str) or not isinstance(group, str) or not group.strip():
+            got = json_type(group)
+            raise ConfigError(f"{path}: field '{category}': the group must be a non-empty string, got {got}")
+    return dict(data)
+
+
 def check_context(suite: Path, prompts: Sequence[Prompt], config: ArenaConfig) -> None:
     """Raise ConfigError when a prompt of `suite` cannot fit the `context_tokens` of a candidate or a judge.
 
@@ -1016,7 +1055,7 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
         if resolved.is_dir():
             raise ConfigError(f"{shown}: field '{field}': is a directory, not a file: {resolved}")
         if not resolved.is_file():
-            also = f" (nor a built-in name: {', '.join(builtin)})" if p.name == str(p) else ""
+            also = f" (nor a built-in name: {', '.join(builtin)})" if builtin and p.name == str(p) else ""
             raise ConfigError(f"{shown}: field '{field}': file not found: {resolved}{also}")
         return resolved
 
@@ -1032,7 +1071,14 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
         return folder
 
     suites = [
-        suite.model_copy(update={"path": existing_file(suite.path, f"suites.{i}.path", builtin_suites())})
+        suite.model_copy(
+            update={
+                "path": existing_file(suite.path, f"suites.{i}.path", builtin_suites()),
+                "references": None
+                if suite.references is None
+                else existing_file(suite.references, f"suites.{i}.references", {}),
+            }
+        )
         for i, suite in enumerate(config.suites)
     ]
     candidates = [
@@ -1053,6 +1099,11 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
                 raise ConfigError(
                     f"{shown}: field '{field}.{i}.api_key_env': environment variable {model.api_key_env} is not set"
                 )
+    rating = config.rating
+    if rating.category_map is not None:
+        category_map = existing_file(rating.category_map, "rating.category_map", {})
+        load_category_map(category_map)
+        rating = rating.model_copy(update={"category_map": category_map})
     runner = config.runner.model_copy(
         update={
             "cache_dir": writable_folder(config.runner.cache_dir, "runner.cache_dir"),
@@ -1061,7 +1112,14 @@ def _resolve(config: ArenaConfig, shown: str, base: Path) -> ArenaConfig:
     )
     votes = None if config.votes is None else existing_file(config.votes, "votes", {})
     resolved = config.model_copy(
-        update={"suites": suites, "candidates": candidates, "votes": votes, "judges": judges, "runner": runner}
+        update={
+            "suites": suites,
+            "candidates": candidates,
+            "votes": votes,
+            "judges": judges,
+            "rating": rating,
+            "runner": runner,
+        }
     )
     if not config.local_servers:
         return resolved

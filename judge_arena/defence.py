@@ -34,13 +34,13 @@ _DELIMITER = re.compile(
     "|".join(
         (
             # This arena's own delimiters, closed or not, with any nonce.
-            r"<<<[ \t]*(?:END[ \t]+)?(?:QUESTION|ANSWER)\b[^\n]*?(?:>>>|$)",
+            r"<<<[ \t]*(?:END[ \t]+)?(?:QUESTION|ANSWER|REFERENCE)\b[^\n]*?(?:>>>|$)",
             # Arena-Hard-Auto's and MT-Bench's, which a judge may know from training.
             r"<\|[ \t]*(?:The[ \t]+(?:Start|End)[ \t]+of\b[^|\n]*|User[ \t]+Prompt)[ \t]*\|>",
             r"\[[ \t]*(?:The[ \t]+(?:Start|End)[ \t]+of[ \t]+(?:Assistant|Reference|User)\b[^\]\n]*|User[ \t]+Question)"
             r"[ \t]*\]",
             # The turn markers of multi-turn blocks (`judge._conversation`).
-            r"\[[ \t]*(?:User|Assistant)[ \t]+turn[ \t]+\d+[ \t]*\]",
+            r"\[[ \t]*(?:User|Assistant|Reference)[ \t]+turn[ \t]+\d+[ \t]*\]",
         )
     ),
     re.IGNORECASE | re.MULTILINE,

@@ -107,30 +107,34 @@ def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
     for name in enabled_canaries(config.canaries):
         for prompt in prompts:
             answers[(name, prompt.id)] = canary_answer(name, prompt)
-    framing: dict[tuple[str, str], int] = {}
-    """Tokens of a judge's prompt on a prompt without the answers (the same in every game of it)."""
+    framing: dict[tuple[str, str, int], int] = {}
+    """Tokens of a judge's prompt on a prompt and judged turn without the answers (the same in every game of it)."""
     for judge in config.judges:
-        called, template = as_called(judge), inputs.templates[judge.name]
+        template = inputs.templates[judge.name]
+        called = as_called(judge, template.labels)
         for normalization, (pair, prompt) in itertools.product(config.normalizations, pair_prompts(inputs)):
             if any((name, prompt.id) not in answers for name in pair):
                 continue
             first, second = (answers[(name, prompt.id)] for name in pair)
             if first is not None and second is not None:
-                for game in games(prompt, first, second, normalization):
-                    judging.call(called, shown(game, template, judge.defence)[0])
+                for turn in template.judged_turns(prompt):
+                    for game in games(prompt, first, second, normalization, turn):
+                        judging.call(called, shown(game, template, judge.defence)[0])
                 continue
             # An answer not known yet: the judge's prompt is the template's, plus the answers' expected tokens.
-            if (judge.name, prompt.id) not in framing:
-                empty = ("",) * len(prompt.turns)
-                framing[(judge.name, prompt.id)] = message_tokens(render_game(template, prompt, empty, empty))
-            tokens = framing[(judge.name, prompt.id)] + sum(
-                expected[name] * len(prompt.turns)
-                if answer is None
-                else sum(count_tokens(normalize(turn, normalization)) for turn in answer.turns)
-                for name, answer in zip(pair, (first, second), strict=True)
-            )
-            judging.unknown(called, tokens)
-            judging.unknown(called, tokens)
+            for judged in template.judged_turns(prompt):
+                if (judge.name, prompt.id, judged) not in framing:
+                    empty = ("",) * len(prompt.turns)
+                    rendered = render_game(template, prompt, empty, empty, judged)
+                    framing[(judge.name, prompt.id, judged)] = message_tokens(rendered)
+                tokens = framing[(judge.name, prompt.id, judged)] + sum(
+                    expected[name] * judged
+                    if answer is None
+                    else sum(count_tokens(normalize(turn, normalization)) for turn in answer.turns[:judged])
+                    for name, answer in zip(pair, (first, second), strict=True)
+                )
+                judging.unknown(called, tokens)
+                judging.unknown(called, tokens)
     models = [answering.estimate(c, "candidate", expected[c.name]) for c in generating] + [
         judging.estimate(j, "judge", _expected_output(config, j)) for j in config.judges
     ]

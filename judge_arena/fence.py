@@ -1,11 +1,13 @@
-"""The fences of a judge prompt: how the question and both answers are delimited, written and read back.
+"""The fences of a judge prompt: how the question, both answers and the reference are delimited, written and read back.
 
 Each text is a block between delimiters that carry a nonce, `<<<ANSWER A 1f0c…>>>` … `<<<END ANSWER A 1f0c…>>>`,
-and a text of several turns marks them, `[Assistant turn 2]`. `judge.render_game` writes the blocks; the simulated
-judge (`sim.models`) reads them back, so the two cannot drift apart.
+and a text of several turns marks them, `[Assistant turn 2]`. Each turn is also a block of its own,
+`<<<ANSWER A TURN 2 1f0c…>>>`, for templates that lay the conversation out turn by turn (MT-Bench's `{answer_a_2}`).
+`judge.render_game` writes the blocks; the simulated judge (`sim.models`) reads them back, so the two cannot drift
+apart.
 
-The nonce is a hash of the three texts, so the same game always renders the same (the cache hits), yet an answer
-cannot contain its own closing delimiter: it would have to contain a hash of itself.
+The nonce is a hash of the texts, so the same game always renders the same (the cache hits), yet an answer cannot
+contain its own closing delimiter: it would have to contain a hash of itself.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-_TITLES = {"question": "QUESTION", "answer_a": "ANSWER A", "answer_b": "ANSWER B"}
-_SPEAKERS = {"question": "User", "answer_a": "Assistant", "answer_b": "Assistant"}
+_TITLES = {"question": "QUESTION", "answer_a": "ANSWER A", "answer_b": "ANSWER B", "reference": "REFERENCE"}
+_SPEAKERS = {"question": "User", "answer_a": "Assistant", "answer_b": "Assistant", "reference": "Reference"}
+TURN_PLACEHOLDERS = {"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "reference": "ref_answer"}
+"""The stem of each text's per-turn placeholders: `{question_1}`, `{answer_a_2}`, `{ref_answer_1}`, …"""
 _NONCE_LENGTH = 16
 
 
@@ -27,6 +31,8 @@ class GameTexts:
     question: tuple[str, ...]
     answer_a: tuple[str, ...]
     answer_b: tuple[str, ...]
+    reference: tuple[str, ...] = ()
+    """The reference answer per turn; empty when the judge is shown none."""
 
 
 def _opening(title: str, nonce: str) -> str:
@@ -47,17 +53,29 @@ def _conversation(turns: tuple[str, ...], speaker: str) -> str:
     return "\n\n".join(f"{_turn_marker(speaker, i)}{text}" for i, text in enumerate(turns, start=1))
 
 
-_BEFORE_NONCE, _AFTER_NONCE = _opening(_TITLES["question"], "|").split("|")
-_FIRST_OPENING = re.compile(f"{re.escape(_BEFORE_NONCE)}([0-9a-f]{{{_NONCE_LENGTH}}}){re.escape(_AFTER_NONCE)}")
+_OPENING = re.compile(rf"<<<({'|'.join(_TITLES.values())})(?: TURN [0-9]+)? ([0-9a-f]{{{_NONCE_LENGTH}}})>>>\n")
+
+
+def _turn_title(title: str, number: int) -> str:
+    return f"{title} TURN {number}"
 
 
 def fence(texts: GameTexts) -> dict[str, str]:
-    """Each text as its block, by the name of its template placeholder: `question`, `answer_a`, `answer_b`."""
-    bodies = {field.name: _conversation(getattr(texts, field.name), _SPEAKERS[field.name]) for field in fields(texts)}
+    """Each text as its block, by the name of its template placeholder: `question`, `answer_a`, `answer_b` and
+    `reference` (when there is one) for the whole conversation, and `question_1`, `answer_a_1`, `ref_answer_1`, …
+    for each turn."""
+    shown = {name: getattr(texts, name) for name in _TITLES if name != "reference" or texts.reference}
+    bodies = {name: _conversation(turns, _SPEAKERS[name]) for name, turns in shown.items()}
     nonce = hashlib.sha256("\0".join(bodies.values()).encode()).hexdigest()[:_NONCE_LENGTH]
-    return {
-        name: f"{_opening(_TITLES[name], nonce)}{body}{_closing(_TITLES[name], nonce)}" for name, body in bodies.items()
-    }
+
+    def block(title: str, body: str) -> str:
+        return f"{_opening(title, nonce)}{body}{_closing(title, nonce)}"
+
+    blocks = {name: block(_TITLES[name], body) for name, body in bodies.items()}
+    for name, turns in shown.items():
+        for number, text in enumerate(turns, start=1):
+            blocks[f"{TURN_PLACEHOLDERS[name]}_{number}"] = block(_turn_title(_TITLES[name], number), text)
+    return blocks
 
 
 def _block(prompt: str, title: str, nonce: str) -> str | None:
@@ -88,14 +106,21 @@ def _turns(body: str, speaker: str) -> tuple[str, ...]:
 
 
 def unfence(prompt: str) -> GameTexts | None:
-    """The texts fenced in a judge prompt, or None unless all three blocks are there."""
-    opened = _FIRST_OPENING.search(prompt)
+    """The texts fenced in a judge prompt, each read from its whole block or else from its turn blocks (in turn
+    order); None unless the question and both answers are there."""
+    opened = _OPENING.search(prompt)
     if opened is None:
         return None
-    turns = {}
+    nonce = opened.group(2)
+    turns: dict[str, tuple[str, ...]] = {}
     for name, title in _TITLES.items():
-        body = _block(prompt, title, opened.group(1))
-        if body is None:
-            return None
-        turns[name] = _turns(body, _SPEAKERS[name])
+        body = _block(prompt, title, nonce)
+        if body is not None:
+            turns[name] = _turns(body, _SPEAKERS[name])
+            continue
+        numbers = sorted({int(n) for n in re.findall(rf"<<<{title} TURN ([0-9]+) {nonce}>>>\n", prompt)})
+        found = [_block(prompt, _turn_title(title, number), nonce) for number in numbers]
+        turns[name] = tuple(text for text in found if text is not None)
+    if not all(turns[name] for name in ("question", "answer_a", "answer_b")):
+        return None
     return GameTexts(**turns)

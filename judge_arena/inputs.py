@@ -1,19 +1,24 @@
-"""What every loader of an input file shares: its error, reading a file as text, JSON Lines, CSV rows, a record's
-validation error, and how a message names the type of a value, so that each message reads the same way whatever
-the file."""
+"""What every loader of an input file shares: its error, reading a file as text, JSON Lines, CSV rows, records of
+a JSON, JSON Lines, CSV or Parquet file, a record's validation error, and how a message names the type of a value,
+so that each message reads the same way whatever the file."""
 
 from __future__ import annotations
 
 import codecs
 import csv
+import importlib
+import importlib.util
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
+
+RECORD_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+"""File types `read_records` reads, by suffix."""
 
 
 class InputFileError(ValueError):
@@ -134,6 +139,54 @@ def read_csv(text: str, shown: str, required: Sequence[str], error: type[InputFi
     except csv.Error as exc:
         raise error(shown, f"invalid CSV: {exc}", line=reader.line_num) from None
     return CsvTable(header, rows)
+
+
+def read_records(
+    path: Path, shown: str, error: type[InputFileError], *, required: Sequence[str] = ()
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """The records of a table file, each with where it is (`line 3`, `item 2`, `row 5`), by the file's suffix.
+
+    ``.json`` holds a JSON array of objects or JSON Lines, ``.jsonl`` JSON Lines, ``.csv`` a header row then one
+    record a row (every value a string; `required` columns must be in the header), ``.parquet`` a table (needs the
+    pyarrow package). Records are not checked beyond being objects; an empty file gives none.
+
+    Raises:
+        error: An unknown suffix, a file that cannot be read or parsed, or a record that is not an object.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in RECORD_SUFFIXES:
+        raise error(shown, f"unknown file type '{suffix}'; expected one of {', '.join(RECORD_SUFFIXES)}")
+    if suffix == ".parquet":
+        return _parquet_records(path, shown, error)
+    text = read_text(path, shown, error)
+    if suffix == ".csv":
+        return [(f"line {line}", row) for line, row in read_csv(text, shown, required, error).rows]
+    if text.lstrip().startswith("["):
+        items = parse_json(text, shown, error)
+        assert isinstance(items, list)  # valid JSON that starts with "[" is an array
+        places = [(f"item {i}", item) for i, item in enumerate(items, start=1)]
+    else:
+        places = [(f"line {number}", value) for number, value in json_lines(text, shown, error)]
+    records: list[tuple[str, Mapping[str, Any]]] = []
+    for where, item in places:
+        if not isinstance(item, dict):
+            raise error(shown, f"expected a JSON object, got {json_type(item)}", where=where)
+        records.append((where, item))
+    return records
+
+
+def _parquet_records(path: Path, shown: str, error: type[InputFileError]) -> list[tuple[str, Mapping[str, Any]]]:
+    if importlib.util.find_spec("pyarrow") is None:
+        raise error(shown, "reading Parquet needs the 'pyarrow' package, which is not installed")
+    parquet = importlib.import_module("pyarrow.parquet")
+    if not path.is_file():
+        raise error(shown, "no such file" if not path.exists() else "not a file")
+    try:
+        rows: list[dict[str, Any]] = parquet.read_table(path).to_pylist()
+    except Exception as exc:
+        # pyarrow signals a damaged or non-Parquet file with several unrelated exception types.
+        raise error(shown, f"cannot be read as Parquet ({exc})") from None
+    return [(f"row {i}", row) for i, row in enumerate(rows, start=1)]
 
 
 def json_type(value: object) -> str:

@@ -1,8 +1,9 @@
 """Pairwise judging: the prompt template, rendering a game for the judge, and parsing the verdict label.
 
-Each pair is judged in both orders (position bias cancels out in the ratings). A reply without exactly one
-verdict label is re-asked once in the same conversation, then recorded as unparsed: never a default winner,
-never dropped.
+A template declares the labels its judge answers with (`labels.LABEL_SETS`) and may judge a multi-turn prompt turn
+by turn and show reference answers (MT-Bench's procedure; `JudgeTemplate`). Each pair is judged in both orders
+(position bias cancels out in the ratings). A reply without exactly one verdict label is re-asked once in the same
+conversation, then recorded as unparsed: never a default winner, never dropped.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from judge_arena.config import ConfigError, JudgeConfig, read_yaml
 from judge_arena.defence import screen
-from judge_arena.fence import GameTexts, fence
-from judge_arena.labels import ARENA_HARD, LabelSet, written
+from judge_arena.fence import TURN_PLACEHOLDERS, GameTexts, fence
+from judge_arena.labels import ARENA_HARD, LABEL_SETS, LabelSet, written
 from judge_arena.records import Answer, Battle, Message, Prompt
 from judge_arena.style import normalize
 
-_PLACEHOLDERS = frozenset({"question", "answer_a", "answer_b"})
+_WHOLE = ("question", "answer_a", "answer_b", "reference")
+"""The placeholders of the whole conversation up to the judged turn (`fence.fence` names the blocks alike)."""
+_PER_TURN = re.compile(rf"({'|'.join(TURN_PLACEHOLDERS.values())})_([1-9][0-9]*)")
+_SIDES = ("answer_a", "answer_b")
+_REFERENCE_PLACEHOLDERS = ("reference", TURN_PLACEHOLDERS["reference"])
+VARIANTS = ("multi_turn", "reference", "multi_turn_reference")
+"""A template's optional variants (`JudgeTemplate`), each with its own 'system' and 'user'."""
 _FENCED_CODE = re.compile(r"^ {0,3}(```|~~~).*?(^ {0,3}\1|\Z)", re.MULTILINE | re.DOTALL)
 
 Complete = Callable[[tuple[Message, ...]], Awaitable[str]]
@@ -34,57 +41,177 @@ class TemplateError(ValueError):
 
 
 @dataclass(frozen=True)
-class JudgeTemplate:
-    """A pairwise judge prompt: a system message and a user message with {question}, {answer_a}, {answer_b}."""
+class TemplateText:
+    """One judge prompt of a template: a system message, and a user message with placeholders for the fenced texts.
+
+    Placeholders: `{question}`, `{answer_a}`, `{answer_b}` and `{reference}` show the conversation up to the judged
+    turn; `{question_N}`, `{answer_a_N}`, `{answer_b_N}` and `{ref_answer_N}` show turn N alone (MT-Bench's layout).
+    """
 
     system: str
     user: str
+    placeholders: frozenset[str]
+
+    @property
+    def last_turn(self) -> int:
+        """The highest N of the turn placeholders (`{answer_a_2}`: 2), 0 without any."""
+        return max((int(match[2]) for name in self.placeholders if (match := _PER_TURN.fullmatch(name))), default=0)
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """A pairwise judge prompt, the verdict labels it asks for, and its variants for turns and references.
+
+    `base` judges the first turn, or the whole conversation at once when there is no `multi_turn` variant. With
+    `multi_turn`, each turn N of a multi-turn prompt is a game of its own, on the conversation up to N (MT-Bench's
+    pairwise procedure: the judge is told to focus on the last answer). `reference` and `multi_turn_reference` take
+    their place for a prompt that has a reference answer for every turn shown (its suite gives references to the
+    judge only in the categories it names, `SuiteConfig.reference_categories`).
+    """
+
+    base: TemplateText
+    labels: LabelSet = ARENA_HARD
+    multi_turn: TemplateText | None = None
+    reference: TemplateText | None = None
+    multi_turn_reference: TemplateText | None = None
 
     @classmethod
     def load(cls, path: Path) -> JudgeTemplate:
-        """Read a YAML template with 'system' and 'user' strings; every placeholder must be known and present."""
+        """Read a YAML template: 'system' and 'user' strings, optionally 'labels' (a name in `labels.LABEL_SETS`,
+        default 'arena-hard') and the variants of `VARIANTS`, each a mapping with 'system' and 'user'.
+
+        Every placeholder must be known; each prompt must show the question and both answers; reference
+        placeholders belong in the reference variants only.
+        """
         try:
             data = read_yaml(path)
         except ConfigError as exc:
             raise TemplateError(str(exc)) from None
         if not isinstance(data, dict):
-            raise TemplateError(f"{path}: expected a mapping with exactly the fields 'system' and 'user'")
-        unknown_fields = sorted(str(key) for key in data if key not in ("system", "user"))
+            raise TemplateError(f"{path}: expected a mapping with the fields 'system' and 'user'")
+        allowed = ("system", "user", "labels", *VARIANTS)
+        unknown_fields = sorted(str(key) for key in data if key not in allowed)
         if unknown_fields:
             raise TemplateError(
-                f"{path}: field '{unknown_fields[0]}': unknown; expected exactly the fields 'system' and 'user'"
+                f"{path}: field '{unknown_fields[0]}': unknown; expected exactly the fields 'system' and 'user', "
+                f"optionally 'labels' and {', '.join(repr(v) for v in VARIANTS)}"
             )
-        for field in ("system", "user"):
-            if field not in data:
-                raise TemplateError(f"{path}: field '{field}': required")
-            if not isinstance(data[field], str) or not data[field].strip():
-                raise TemplateError(f"{path}: field '{field}': must be a non-empty string")
-        try:
-            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(data["user"])]
-        except ValueError as exc:
-            raise TemplateError(f"{path}: field 'user': {exc} (write literal braces as {{{{ and }}}})") from None
-        if any(spec or conversion for name, spec, conversion in fields if name is not None):
-            raise TemplateError(f"{path}: field 'user': placeholders take no '!' conversion or ':' format spec")
-        found = {name for name, _, _ in fields if name is not None}
-        if found != _PLACEHOLDERS:
-            unknown, missing = sorted(found - _PLACEHOLDERS), sorted(_PLACEHOLDERS - found)
-            raise TemplateError(f"{path}: field 'user': unknown placeholders {unknown}, missing {missing}")
-        if "{" in data["system"].replace("{{", "").replace("}}", ""):
-            raise TemplateError(f"{path}: field 'system': placeholders belong in 'user'")
-        return cls(system=data["system"].replace("{{", "{").replace("}}", "}"), user=data["user"])
+        labels_name = data.get("labels", "arena-hard")
+        if labels_name not in LABEL_SETS:
+            raise TemplateError(f"{path}: field 'labels': {labels_name!r} is not one of {', '.join(LABEL_SETS)}")
+        variants: dict[str, TemplateText] = {}
+        for variant in VARIANTS:
+            if variant not in data:
+                continue
+            if not isinstance(data[variant], dict):
+                raise TemplateError(f"{path}: field '{variant}': must be a mapping with 'system' and 'user'")
+            variants[variant] = _template_text(path, data[variant], f"{variant}.", references=variant != "multi_turn")
+        return cls(
+            base=_template_text(path, data, "", references=False),
+            labels=LABEL_SETS[labels_name],
+            **variants,
+        )
+
+    @property
+    def per_turn(self) -> bool:
+        """Whether each turn of a multi-turn prompt is judged as a game of its own."""
+        return self.multi_turn is not None or self.multi_turn_reference is not None
+
+    def judged_turns(self, prompt: Prompt) -> tuple[int, ...]:
+        """The turns of `prompt` judged as games: each in turn with a per-turn template, else only the last."""
+        return tuple(range(1, len(prompt.turns) + 1)) if self.per_turn else (len(prompt.turns),)
+
+    def text_for(self, prompt: Prompt, turn: int) -> tuple[TemplateText, bool]:
+        """The prompt the judge is sent for `prompt` judged at `turn`, and whether it is shown the references."""
+        later = turn > 1 and self.per_turn
+        referenced = len(prompt.references) >= turn and all(ref.strip() for ref in prompt.references[:turn])
+        reference_text = self.multi_turn_reference if later else self.reference
+        if referenced and reference_text is not None:
+            return reference_text, True
+        return (self.multi_turn or self.base) if later else self.base, False
+
+    def check(self, prompts: Sequence[Prompt]) -> str | None:
+        """Why the template cannot judge one of `prompts`, or None: a turn placeholder beyond the judged turn, or
+        answers shown turn by turn that leave out the judged turn."""
+        for prompt in prompts:
+            for turn in self.judged_turns(prompt):
+                text, _ = self.text_for(prompt, turn)
+                shown = all(side in text.placeholders or f"{side}_{turn}" in text.placeholders for side in _SIDES)
+                if text.last_turn > turn or not shown:
+                    return (
+                        f"shows answers up to turn {text.last_turn}, but prompt '{prompt.id}' is judged at turn "
+                        f"{turn}{'' if self.per_turn else ' (its last)'}"
+                    )
+        return None
 
     @property
     def fingerprint(self) -> str:
         """Short hash of the template's content, shown in reports."""
-        return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()[:12]
+        parts = [self.base.system, self.base.user]
+        if self.labels is not ARENA_HARD:
+            parts.append(next(name for name, labels in LABEL_SETS.items() if labels is self.labels))
+        for variant in VARIANTS:
+            text: TemplateText | None = getattr(self, variant)
+            if text is not None:
+                parts += (variant, text.system, text.user)
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _template_text(path: Path, data: dict[str, object], prefix: str, *, references: bool) -> TemplateText:
+    """One 'system' and 'user' pair of a template file, checked; `prefix` names its variant in messages."""
+    for field in ("system", "user"):
+        if field not in data:
+            raise TemplateError(f"{path}: field '{prefix}{field}': required")
+        value = data[field]
+        if not isinstance(value, str) or not value.strip():
+            raise TemplateError(f"{path}: field '{prefix}{field}': must be a non-empty string")
+    system, user = str(data["system"]), str(data["user"])
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(user)]
+    except ValueError as exc:
+        raise TemplateError(f"{path}: field '{prefix}user': {exc} (write literal braces as {{{{ and }}}})") from None
+    if any(spec or conversion for name, spec, conversion in fields if name is not None):
+        raise TemplateError(f"{path}: field '{prefix}user': placeholders take no '!' conversion or ':' format spec")
+    found = frozenset(name for name, _, _ in fields if name is not None)
+    unknown = sorted(name for name in found if _stem(name) is None)
+    stems = {_stem(name) for name in found}
+    missing = [name for name in _WHOLE[:3] if name not in stems and TURN_PLACEHOLDERS[name] not in stems]
+    if unknown or missing:
+        raise TemplateError(f"{path}: field '{prefix}user': unknown placeholders {unknown}, missing {missing}")
+    if not references and stems & set(_REFERENCE_PLACEHOLDERS):
+        raise TemplateError(
+            f"{path}: field '{prefix}user': reference placeholders belong in the 'reference' and "
+            "'multi_turn_reference' variants (used for prompts that have references)"
+        )
+    if "{" in system.replace("{{", "").replace("}}", ""):
+        raise TemplateError(f"{path}: field '{prefix}system': placeholders belong in 'user'")
+    return TemplateText(system=system.replace("{{", "{").replace("}}", "}"), user=user, placeholders=found)
+
+
+def _stem(placeholder: str) -> str | None:
+    """`answer_a` for `{answer_a}`, `answer_a` for `{answer_a_2}`, None for a placeholder no text fills."""
+    if placeholder in _WHOLE:
+        return placeholder
+    match = _PER_TURN.fullmatch(placeholder)
+    return match[1] if match else None
 
 
 def render_game(
-    template: JudgeTemplate, prompt: Prompt, answer_a: tuple[str, ...], answer_b: tuple[str, ...]
+    template: JudgeTemplate,
+    prompt: Prompt,
+    answer_a: tuple[str, ...],
+    answer_b: tuple[str, ...],
+    turn: int | None = None,
 ) -> tuple[Message, ...]:
-    """The judge's messages for one game, each text fenced by delimiters carrying a nonce (see `fence`)."""
-    user = template.user.format(**fence(GameTexts(prompt.turns, answer_a, answer_b)))
-    return (Message("system", template.system), Message("user", user))
+    """The judge's messages for one game at `turn` (default: the last), each text fenced by delimiters carrying a
+    nonce (see `fence`): the conversation up to that turn, with the references when the template's text for it
+    shows them (`JudgeTemplate.text_for`)."""
+    turn = len(prompt.turns) if turn is None else turn
+    text, referenced = template.text_for(prompt, turn)
+    shown = GameTexts(
+        prompt.turns[:turn], answer_a[:turn], answer_b[:turn], prompt.references[:turn] if referenced else ()
+    )
+    return (Message("system", text.system), Message("user", text.user.format(**fence(shown))))
 
 
 def verdict_schema(label_set: LabelSet = ARENA_HARD) -> dict[str, object]:
@@ -137,28 +264,38 @@ def reask(label_set: LabelSet) -> str:
 
 @dataclass(frozen=True)
 class Game:
-    """One judge call to make: a prompt and two candidates' answers in a given order, in one normalization."""
+    """One judge call to make: a prompt and two candidates' answers in a given order, in one normalization, judged
+    at one turn (the judge sees the conversation up to it)."""
 
     prompt: Prompt
     answer_a: Answer
     answer_b: Answer
     normalization: str
+    turn: int = 0
+    """The judged turn, counted from 1; 0 (the default) means the prompt's last."""
+
+    @property
+    def judged_turn(self) -> int:
+        """The judged turn, counted from 1."""
+        return self.turn or len(self.prompt.turns)
 
 
-def games(prompt: Prompt, first: Answer, second: Answer, normalization: str) -> tuple[Game, Game]:
-    """The pair in both orders."""
-    return Game(prompt, first, second, normalization), Game(prompt, second, first, normalization)
+def games(prompt: Prompt, first: Answer, second: Answer, normalization: str, turn: int = 0) -> tuple[Game, Game]:
+    """The pair in both orders, judged at `turn` (0: the last)."""
+    return Game(prompt, first, second, normalization, turn), Game(prompt, second, first, normalization, turn)
 
 
 def shown(game: Game, template: JudgeTemplate, defence: bool) -> tuple[tuple[Message, ...], tuple[str, ...]]:
-    """The judge's messages for a game, its answers normalized and, with `defence`, screened; the screen's flags."""
-    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns)
-    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns)
+    """The judge's messages for a game, its answers up to the judged turn normalized and, with `defence`, screened
+    (for the template's labels); the screen's flags."""
+    turn = game.judged_turn
+    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns[:turn])
+    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns[:turn])
     flags: tuple[str, ...] = ()
     if defence:
-        screened = screen(normalized_a, normalized_b)
+        screened = screen(normalized_a, normalized_b, template.labels)
         normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
-    return render_game(template, game.prompt, normalized_a, normalized_b), flags
+    return render_game(template, game.prompt, normalized_a, normalized_b, turn), flags
 
 
 async def judge_game(
@@ -172,20 +309,22 @@ async def judge_game(
 ) -> Battle:
     """Ask the judge for a verdict (re-asking once if it gives none) and return the battle it decides.
 
-    With `defence`, the answers are screened as shown to the judge (`defence.screen`, after normalization, which
-    could otherwise assemble a label out of markup): labels and delimiter look-alikes are neutralized and the
-    battle flagged `neutralized:A`, `injection:B`, ….
+    The verdict is read in the template's label set. With `defence`, the answers are screened as shown to the judge
+    (`defence.screen`, after normalization, which could otherwise assemble a label out of markup): labels and
+    delimiter look-alikes are neutralized and the battle flagged `neutralized:A`, `injection:B`, ….
     """
+    turn = game.judged_turn
+    labels = template.labels
     messages, flags = shown(game, template, defence)
     reply = await complete(messages)
     replies: tuple[str, ...] = (reply,)
-    label = parse_verdict(reply)
+    label = parse_verdict(reply, labels)
     if label is None:
-        reply = await complete((*messages, Message("assistant", reply), Message("user", reask(ARENA_HARD))))
+        reply = await complete((*messages, Message("assistant", reply), Message("user", reask(labels))))
         replies += (reply,)
-        label = parse_verdict(reply)
+        label = parse_verdict(reply, labels)
         flags += ("reasked",) if label is not None else ("reasked", "unparsed")
-    winner, weight = ARENA_HARD.outcome(label, strong_weight) if label is not None else (None, 0.0)
+    winner, weight = labels.outcome(label, strong_weight) if label is not None else (None, 0.0)
     return Battle(
         prompt_id=game.prompt.id,
         category=game.prompt.category,
@@ -199,5 +338,5 @@ async def judge_game(
         flags=flags,
         replies=replies,
         suite=game.prompt.suite,
-        turn=len(game.prompt.turns),
+        turn=turn,
     )

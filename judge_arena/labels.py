@@ -3,7 +3,8 @@
 A judge ends its reply with one label between double brackets, `[[A>>B]]`. A `LabelSet` is the set a template
 asks for, each label with its score for Assistant A on a five-point scale (+2 strong, +1, 0 a tie, -1, -2);
 the winner, the battle weight and the panel's inverse (a mean score back to a label) all follow from the score.
-`ARENA_HARD` is Arena-Hard-Auto's five-label set, the default.
+`ARENA_HARD` is Arena-Hard-Auto's five-label set, the default; `MT_BENCH` is MT-Bench's three (`[[A]]`, `[[B]]`,
+`[[C]]` a tie). A judge template declares its set by name (`LABEL_SETS`).
 
 Labels are found two ways. `LabelSet.find` reads them as written, any case and spacing (`[[ b >> a ]]`): what a
 judge's reply is parsed with. `LabelSet.find_disguised` also sees labels a reader (an LLM judge) would still read
@@ -20,8 +21,9 @@ import html
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from judge_arena.records import Winner
 
@@ -138,6 +140,18 @@ ARENA_HARD = LabelSet(
     aliases=(("B=A", "A=B"),),
 )
 """Arena-Hard-Auto's five labels: A much better, A better, a tie, B better, B much better."""
+
+MT_BENCH = LabelSet(scores=(("A", 1), ("C", 0), ("B", -1)))
+"""MT-Bench's pairwise labels: A better, a tie (`C`), B better. None is strong."""
+
+LABEL_SETS: Mapping[str, LabelSet] = MappingProxyType({"arena-hard": ARENA_HARD, "mt-bench": MT_BENCH})
+"""The label sets a judge template may declare (its `labels` field), by name. No label belongs to two sets, so a
+label alone says which set it is from (`label_set_of`)."""
+
+
+def label_set_of(label: str) -> LabelSet | None:
+    """The named set (`LABEL_SETS`) a label as recorded (`A>B`, `C`) belongs to, or None."""
+    return next((labels for labels in LABEL_SETS.values() if label in labels.labels), None)
 
 
 # --- the canonical form a disguised label is searched in ----------------------------------------------------

@@ -1,4 +1,5 @@
-"""The whole job, as a library call: config → inputs → played arena → rated views → run folder.
+"""The whole job, as a library call: config → inputs → played arena → rated views → run folder; and battles made
+elsewhere → rated views → run folder (`rate_battles`).
 
 `run_arena_async` is the one implementation; `run_arena` is its blocking form, usable from a script and from inside
 a running event loop (Jupyter), where it plays the arena on a worker thread with a loop of its own. Neither prints
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
+
 from judge_arena.arena import ArenaRun, Progress, check_refresh, load_inputs, play_arena
-from judge_arena.config import ArenaConfig
+from judge_arena.battle_files import BattlesInputError, load_battle_file
+from judge_arena.config import ArenaConfig, RatingConfig, load_category_map
 from judge_arena.interrupt import Interrupt
-from judge_arena.report.files import write_report
+from judge_arena.report.files import write_rated_battles, write_report
 from judge_arena.runs import RunFolder, load_run
-from judge_arena.views import View, canary_warnings, rate_views
+from judge_arena.views import View, canary_warnings, rate_frame, rate_views
 
 Status = Literal["complete", "failures", "budget", "interrupted"]
 """How a run ended: every item done; done but some calls failed (or a canary beat a real model, when the config
@@ -93,3 +97,63 @@ def run_arena(
         return asyncio.run(job)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-arena") as worker:
         return worker.submit(asyncio.run, job).result()
+
+
+@dataclass(frozen=True)
+class RatedBattles:
+    """Battles from a file, rated as a run's: the table read, its views and the run folder written."""
+
+    battles: pd.DataFrame
+    """The battles as read (`battle_files.BattleFile.battles`)."""
+    views: list[View]
+    folder: Path
+
+
+def rate_battles(
+    path: Path,
+    rating: RatingConfig | None = None,
+    *,
+    baseline: str | None = None,
+    output_dir: Path = Path("runs"),
+    name: str = "rated",
+) -> RatedBattles:
+    """Fit the boards a run gets (each view, style control, per category, turn and suite) from a battles file made
+    elsewhere (`battle_files`), and write them as a run folder `<output_dir>/<name>-<time>`.
+
+    Style control needs style features in the file (else the view is left out), and prompt resampling needs every
+    battle's prompt (else single battles are resampled). `rating.category_map` is read as in a run.
+
+    Raises:
+        ValueError: The file cannot be used (`battle_files.BattlesInputError`, naming file, record and field),
+            the baseline or anchor is not a model of the file, or the category map is bad (`ConfigError`).
+    """
+    rating = rating or RatingConfig()
+    source = load_battle_file(path)
+    battles = source.battles
+    models = set(battles["model_a"]) | set(battles["model_b"])
+    for option, model in (("baseline", baseline), ("anchor", rating.anchor)):
+        if model is not None and model not in models:
+            raise BattlesInputError(str(path), f"{option} '{model}' is not a model of the file", field="model_a")
+    rating = rating.model_copy(
+        update={
+            "style_control": rating.style_control if source.styled else "none",
+            "bootstrap_unit": rating.bootstrap_unit if source.unit == "prompt" else "battle",
+        }
+    )
+    views = rate_frame(
+        battles,
+        rating,
+        judges=list(dict.fromkeys(battles["judge"])),
+        normalizations=list(dict.fromkeys(battles["normalization"])),
+        baseline=baseline,
+        category_map=load_category_map(rating.category_map) if rating.category_map else None,
+    )
+    summary = {
+        "name": name,
+        "source": str(path),
+        "battles": len(battles),
+        "candidates": sorted(models),
+        "pairing": {"mode": "all-pairs", "baseline": baseline},
+        "rating": rating.model_dump(mode="json"),
+    }
+    return RatedBattles(battles, views, write_rated_battles(battles, views, summary, output_dir, name))

@@ -50,10 +50,11 @@ STYLE_SETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 `--style-control`; each feature is its own covariate, so "both" has four. The names are the stems of
 `judge_arena.style.StyleFeatures`' fields."""
 
-MIN_PROMPTS = 20
+MIN_PROMPTS = 2
 """Default of `leaderboards_by(min_prompts=...)`: prompts every model of a category must appear in for its board to
-be reported. With fewer, simulated 95 % intervals covered far less often and, when each model meets only a
-baseline, often blew up to thousands of Elo (docs/rating.md has the figures)."""
+be fitted. Two is the least a prompt-level bootstrap can vary: Arena-Hard's topic clusters have two prompts each,
+MT-Bench's categories ten. Intervals from so few prompts are wide, and with fewer than about 20 they also cover
+less often than 95 % (docs/rating.md has the figures): a category's board is a hint, never a verdict."""
 
 FASTCHAT_WINNERS: Mapping[str, str] = MappingProxyType(
     {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
@@ -665,11 +666,10 @@ def leaderboards_by(
 ) -> dict[str, CategoryLeaderboard]:
     """One leaderboard per value of `column`, each fitted on that category's battles alone; keys sorted.
 
-    A category gets a note and no board when one of its models appears in fewer than `min_prompts` prompts:
-    with so few, the percentile intervals are not trustworthy (MIN_PROMPTS), and a style-controlled fit may not
-    even converge. It also gets a note when its battles cannot support a fit (InsufficientDataError: a
-    disconnected comparison graph, the baseline or anchor absent, a style feature that never varies). Style
-    covariates are standardized within each category.
+    A category gets a short note and no board when one of its models appears in fewer than `min_prompts` prompts
+    (MIN_PROMPTS): the one with fewest prompts is named. It also gets a note when its battles cannot support a fit
+    (InsufficientDataError: a disconnected comparison graph, the baseline or anchor absent, a style feature that
+    never varies). Style covariates are standardized within each category.
     `options` are `leaderboard`'s. Malformed battles, in any category, raise ValueError as `leaderboard` does.
     """
     _check_columns(battles, (column,))
@@ -682,12 +682,13 @@ def leaderboards_by(
     boards: dict[str, CategoryLeaderboard] = {}
     for category, games in battles.groupby(battles[column].astype(str), sort=True):
         prompts = _prompts_per_model(games)
-        short = prompts[prompts < min_prompts].sort_index()
+        short = prompts[prompts < min_prompts].sort_index().sort_values(kind="stable")
         note: str | None = None
         board: Leaderboard | None = None
         if not short.empty:
-            listed = ", ".join(f"{model} ({count})" for model, count in short.items())
-            note = f"too few battles for meaningful intervals: fewer than {min_prompts} prompts for {listed}"
+            note = f"too few prompts: {short.iloc[0]} for {short.index[0]}, fewer than {min_prompts}"
+            if len(short) > 1:
+                note += f" (and {len(short) - 1} more models)"
         else:
             try:
                 board = leaderboard(games, **options)

@@ -22,6 +22,10 @@ Three formats are read, each a JSONL file (one JSON object per line; blank lines
 ``category``, ``turns`` (list of strings) and optional ``reference`` (list of strings, one per turn, some
 empty).
 
+References are what a judge template's reference variants show the judge (`judge.JudgeTemplate`). A suite keeps
+them only for the categories it gives references in (`reference_categories` of `load_suite`): by default MT-Bench's
+math, reasoning and coding for an mt-bench file, as MT-Bench's judge does, and every category otherwise.
+
 The two third-party formats ignore unknown keys: their files are generated upstream and may grow new metadata.
 
 Every problem in a file raises `SuiteError`, whose message names the file, the line and the field (the
@@ -32,7 +36,8 @@ latter two where they apply: an empty file has no line, invalid JSON no field)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,9 +57,20 @@ from judge_arena.records import Prompt
 SuiteFormat = Literal["judge-arena", "arena-hard", "mt-bench"]
 """The suite file formats `load_suite` understands."""
 
+MT_BENCH_REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
+"""The categories whose reference answers MT-Bench shows its judge (FastChat's `NEED_REF_CATS`)."""
+
 
 class SuiteError(InputFileError):
     """A suite file that cannot be loaded; the message names the file and, where known, the line and field."""
+
+
+class SuiteOptionError(ValueError):
+    """An argument of `load_suite` that does not fit the suite file; `option` names it."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        self.option = option
+        super().__init__(reason)
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,8 @@ def load_suite(
     name: str | None = None,
     limit: int | None = None,
     arena_hard_category: Literal["cluster", "category"] = "cluster",
+    reference_categories: Collection[str] | None = None,
+    references: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Suite:
     """Read and validate a whole suite file and return its prompts in file order.
 
@@ -167,10 +185,16 @@ def load_suite(
         limit: Keep only the first ``limit`` prompts. The whole file is still validated.
         arena_hard_category: For arena-hard files, which field becomes the prompt's category; "cluster" falls
             back to ``category`` for records that have no cluster.
+        reference_categories: The categories whose prompts keep their references; the others' are dropped.
+            None: `MT_BENCH_REFERENCE_CATEGORIES` for an mt-bench file, every category otherwise.
+        references: Reference answers by prompt id (one per turn) that replace the file's own, e.g. MT-Bench's
+            GPT-4 reference answers; a prompt they leave out keeps its own.
 
     Raises:
         SuiteError: The file cannot be read (missing, a folder, a symlink loop), is not valid UTF-8, has a line
             that is not a valid record (or is nested too deeply to read), a duplicate id, or no records at all.
+        SuiteOptionError: ``reference_categories`` names a category no prompt has, or a prompt's `references` have
+            another number of turns than the prompt.
         ValueError: ``limit`` is negative.
     """
     if limit is not None and limit < 0:
@@ -202,6 +226,22 @@ def load_suite(
             )
         first_line_of[prompt.id] = line
         prompts.append(prompt)
+    for i, prompt in enumerate(prompts):
+        given = (references or {}).get(prompt.id)
+        if given is not None:
+            if len(given) != len(prompt.turns):
+                reason = f"{len(given)} reference turn(s) for prompt '{prompt.id}', which has {len(prompt.turns)}"
+                raise SuiteOptionError("references", reason)
+            prompts[i] = replace(prompt, references=given)
+    if reference_categories is not None:
+        unknown = sorted(set(reference_categories) - {p.category for p in prompts})
+        if unknown:
+            raise SuiteOptionError("reference_categories", f"{unknown} not among the categories of {shown}")
+    elif resolved == "mt-bench":
+        reference_categories = MT_BENCH_REFERENCE_CATEGORIES
+    if reference_categories is not None:
+        kept = set(reference_categories)
+        prompts = [p if p.category in kept else replace(p, references=()) for p in prompts]
     return Suite(name=name, format=resolved, prompts=tuple(prompts[:limit]))
 
 

@@ -7,6 +7,7 @@ without those self-judged battles.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,12 +16,19 @@ from typing import Literal
 
 import pandas as pd
 
-from judge_arena.config import ArenaConfig
+from judge_arena.config import ArenaConfig, RatingConfig, load_category_map
 from judge_arena.defence import canary_problems, enabled_canaries
-from judge_arena.labels import ARENA_HARD, LabelSet
-from judge_arena.rating import CategoryLeaderboard, Leaderboard, LeaderboardOptions, leaderboard, leaderboards_by
+from judge_arena.labels import ARENA_HARD, LabelSet, label_set_of
+from judge_arena.rating import (
+    MIN_PROMPTS,
+    CategoryLeaderboard,
+    Leaderboard,
+    LeaderboardOptions,
+    leaderboard,
+    leaderboards_by,
+)
 from judge_arena.records import Answer, Battle
-from judge_arena.style import StyleFeatures, answer_style
+from judge_arena.style import StyleFeatures, answer_style, style_features
 
 PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
@@ -66,6 +74,8 @@ class View:
     """One leaderboard per prompt category, each with a note when its battles are too few to trust."""
     by_suite: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
     """One leaderboard per suite when the run has several (empty with one), fitted and noted like a category's."""
+    by_turn: Mapping[str, CategoryLeaderboard] = field(default_factory=dict)
+    """One leaderboard per judged turn when turns were judged apart (a per-turn template; empty otherwise)."""
 
     @property
     def label(self) -> str:
@@ -98,20 +108,31 @@ def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.Da
     """The battles with both sides' style features of the answers as written (`tokens_a`, `tokens_b`, …).
 
     Features come from the raw answers whatever view a battle was judged in: style control asks how much of a
-    verdict the answers' own formatting and length explain. A multi-turn answer counts all its turns.
+    verdict the answers' own formatting and length explain. They count every turn the judge was shown: up to the
+    battle's `turn` (all of them when the frame has no turn, or the turn is missing).
     """
-    features = {(answer.model, answer.prompt_id): asdict(answer_style(answer)) for answer in answers}
+    answer_of = {(answer.model, answer.prompt_id): answer for answer in answers}
+
+    @functools.cache
+    def features(model: str, prompt_id: str, turn: int) -> dict[str, float]:
+        answer = answer_of[(model, prompt_id)]
+        if 0 < turn < len(answer.turns):
+            return asdict(style_features("\n\n".join(answer.turns[:turn])))
+        return asdict(answer_style(answer))
+
     out = frame.copy()
+    shown = out["turn"].fillna(0).astype(int) if "turn" in out.columns else pd.Series(0, index=out.index)
     for side in ("a", "b"):
-        keys = zip(out[f"model_{side}"], out["prompt_id"], strict=True)
-        rows = [features[key] for key in keys]
+        keys = zip(out[f"model_{side}"], out["prompt_id"], shown, strict=True)
+        rows = [features(*key) for key in keys]
         for name in StyleFeatures.__dataclass_fields__:
             out[f"{name}_{side}"] = [row[name] for row in rows]
     return out
 
 
 def panel_verdict(labels: Sequence[str], method: Literal["mean", "majority"], label_set: LabelSet = ARENA_HARD) -> str:
-    """The panel's label from its judges' labels: the label nearest their mean score, or the most frequent label.
+    """The panel's label (in `label_set`) from its judges' labels: the label nearest their mean score, or the most
+    frequent label. Each judge's label is scored in its own set (`labels.label_set_of`).
 
     A majority split evenly between labels falls back to the mean, so the panel never picks a side by list order.
     """
@@ -119,19 +140,27 @@ def panel_verdict(labels: Sequence[str], method: Literal["mean", "majority"], la
         ranked = Counter(labels).most_common()
         if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:
             return ranked[0][0]
-    return label_set.nearest(sum(label_set.score(label) for label in labels) / len(labels))
+    scores = [(label_set_of(label) or label_set).score(label) for label in labels]
+    return label_set.nearest(sum(scores) / len(scores))
 
 
 def panel_battles(battles: Iterable[Battle], method: Literal["mean", "majority"], strong_weight: float) -> list[Battle]:
-    """One battle per game judged by the panel: the combination of every judge's parsed verdict on it."""
-    games: dict[tuple[str, str, str, str], list[Battle]] = defaultdict(list)
+    """One battle per game judged by the panel: the combination of every judge's parsed verdict on it.
+
+    The panel answers in its judges' label set when they share one, else in Arena-Hard's five labels.
+    """
+    games: dict[tuple[str, int, str, str, str], list[Battle]] = defaultdict(list)
     for battle in battles:
-        games[(battle.prompt_id, battle.normalization, battle.model_a, battle.model_b)].append(battle)
+        games[(battle.prompt_id, battle.turn, battle.normalization, battle.model_a, battle.model_b)].append(battle)
     combined = []
     for group in games.values():
         labels = [b.label for b in group if b.label is not None]
-        label = panel_verdict(labels, method) if labels else None
-        winner, weight = ARENA_HARD.outcome(label, strong_weight) if label is not None else (None, 0.0)
+        sets = {label_set_of(label) for label in labels}
+        shared = sets.pop() if len(sets) == 1 else None
+        label_set = shared or ARENA_HARD
+        # Judges answering in different sets agree on no label, only on scores: their mean decides.
+        label = panel_verdict(labels, method if shared else "mean", label_set) if labels else None
+        winner, weight = label_set.outcome(label, strong_weight) if label is not None else (None, 0.0)
         first = group[0]
         combined.append(
             Battle(
@@ -159,15 +188,7 @@ def _self_judged(config: ArenaConfig, judge: str) -> tuple[str, ...]:
 
 def leaderboard_options(config: ArenaConfig) -> LeaderboardOptions:
     """The options of a run's leaderboards (every view's and category's), from its config; style control apart."""
-    rating = config.rating
-    return LeaderboardOptions(
-        baseline=config.pairing.baseline,
-        rounds=rating.bootstrap_rounds,
-        seed=rating.seed,
-        unit=rating.bootstrap_unit,
-        anchor=rating.anchor or config.pairing.baseline,
-        anchor_rating=rating.anchor_rating,
-    )
+    return _options(config.rating, config.pairing.baseline)
 
 
 def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable[Answer]) -> list[View]:
@@ -186,12 +207,61 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
             combined = panel_battles(unbiased, config.panel.method, config.rating.strong_weight)
             panel_without_self = battles_frame(combined)
     frame = with_style_features(battles_frame(judged), answers)
-    rating = config.rating
+    category_map = load_category_map(config.rating.category_map) if config.rating.category_map else None
+    views = rate_frame(
+        frame,
+        config.rating,
+        judges=judges,
+        normalizations=config.normalizations,
+        baseline=config.pairing.baseline,
+        category_map=category_map,
+    )
     options = leaderboard_options(config)
-    specs: list[tuple[str, str | None]] = [(normalization, None) for normalization in config.normalizations]
-    if rating.style_control != "none" and "raw" in config.normalizations:
-        specs.append(("raw", rating.style_control))
+    for i, view in enumerate(views):
+        if view.judge != PANEL or view.style is not None or view.board is None or panel_without_self.empty:
+            continue
+        others = panel_without_self[panel_without_self["normalization"] == view.normalization]
+        # Dropping self-judged votes can leave a model (the baseline, say) with no battle at all; the run has
+        # paid for its calls, so that board gets a note and every other one is still reported.
+        try:
+            views[i] = replace(view, board_without_self=leaderboard(others[others["winner"].notna()], **options))
+        except ValueError as exc:
+            views[i] = replace(view, note_without_self=f"without self-judged votes: {exc}")
+    return [replace(view, self_judged=_self_judged(config, view.judge)) if view.board else view for view in views]
 
+
+def _options(rating: RatingConfig, baseline: str | None) -> LeaderboardOptions:
+    """The options of leaderboards rated with `rating` and win rates against `baseline`; style control apart."""
+    return LeaderboardOptions(
+        baseline=baseline,
+        rounds=rating.bootstrap_rounds,
+        seed=rating.seed,
+        unit=rating.bootstrap_unit,
+        anchor=rating.anchor or baseline,
+        anchor_rating=rating.anchor_rating,
+    )
+
+
+def rate_frame(
+    frame: pd.DataFrame,
+    rating: RatingConfig,
+    *,
+    judges: Sequence[str],
+    normalizations: Sequence[str],
+    baseline: str | None = None,
+    category_map: Mapping[str, str] | None = None,
+) -> list[View]:
+    """Fit the views of a battles table (`battles_frame`'s columns, with style features for style control): one per
+    judge and normalization, plus raw judging under `rating.style_control`, each with its per-category boards (and
+    per-suite and per-turn boards when the battles have several). `category_map` groups categories (a category it
+    does not name keeps its own board). A view that cannot be fitted gets a note instead of a board."""
+    options = _options(rating, baseline)
+    min_prompts = rating.category_min_prompts or MIN_PROMPTS
+    if category_map:
+        frame = frame.assign(category=frame["category"].map(lambda category: category_map.get(category, category)))
+    specs: list[tuple[str, str | None]] = [(normalization, None) for normalization in normalizations]
+    if rating.style_control != "none" and "raw" in normalizations:
+        specs.append(("raw", rating.style_control))
     suites = frame["suite"].nunique()
     views = []
     for judge in judges:
@@ -208,24 +278,14 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
             except ValueError as exc:
                 views.append(replace(view, note=str(exc)))
                 continue
-            without_self, note_without_self = None, ""
-            if judge == PANEL and style is None and not panel_without_self.empty:
-                others = panel_without_self[panel_without_self["normalization"] == normalization]
-                # Dropping self-judged votes can leave a model (the baseline, say) with no battle at all; the
-                # run has paid for its calls, so that board gets a note and every other one is still reported.
-                try:
-                    without_self = leaderboard(others[others["winner"].notna()], **options)
-                except ValueError as exc:
-                    note_without_self = f"without self-judged votes: {exc}"
+            by = functools.partial(leaderboards_by, decided, min_prompts=min_prompts, **view_options)
             views.append(
                 replace(
                     view,
                     board=board,
-                    self_judged=_self_judged(config, judge),
-                    board_without_self=without_self,
-                    note_without_self=note_without_self,
-                    by_category=leaderboards_by(decided, "category", **view_options),
-                    by_suite=leaderboards_by(decided, "suite", **view_options) if suites > 1 else {},
+                    by_category=by("category"),
+                    by_suite=by("suite") if suites > 1 else {},
+                    by_turn=by("turn") if decided["turn"].nunique() > 1 else {},
                 )
             )
     return views

@@ -200,7 +200,8 @@ def test_config_built_in_python_names_the_field_of_a_problem(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as raised:
         config_from_dict(_python_config(judges=[{"name": "j", "model": "m", "template": "pairwize"}]), tmp_path)
     assert str(raised.value) == (
-        f"config: field 'judges.0.template': file not found: {tmp_path / 'pairwize'} (nor a built-in name: pairwise)"
+        f"config: field 'judges.0.template': file not found: {tmp_path / 'pairwize'} "
+        "(nor a built-in name: mt-bench, pairwise)"
     )
 
 
@@ -245,7 +246,7 @@ def test_package_data_ships_every_data_file() -> None:
     files = {path for path in DATA_DIR.rglob("*") if path.is_file()}
     assert files
     assert files <= shipped
-    assert set(builtin_templates()) == {"pairwise"}
+    assert set(builtin_templates()) == {"mt-bench", "pairwise"}
     assert set(builtin_suites()) == {"core"}
 
 

@@ -48,7 +48,9 @@ PLANTED = (
 
 def _suite(path: Path) -> Path:
     """One category with MIN_PROMPTS prompts (so it gets a board) and one with two (a noted category)."""
-    prompts = [{"id": f"m{k}", "category": "maths", "turns": [f"What is {k} squared, and why?"]} for k in range(20)]
+    prompts = [
+        {"id": f"m{k}", "category": "maths", "turns": [f"What is {k} squared, and why?"]} for k in range(MIN_PROMPTS)
+    ]
     prompts += [
         {"id": f"w{k}", "category": "writing", "turns": [f"Write a haiku about rain, take {k}."]} for k in (0, 1)
     ]
@@ -133,7 +135,7 @@ def test_the_judgments_file_holds_every_game_with_the_judges_reply(run_folder: P
 
     loaded = load_run(run_folder)
     assert len(loaded.judgments) == len(loaded.battles)
-    assert len(loaded.prompts) == 22
+    assert len(loaded.prompts) == MIN_PROMPTS + 2
     assert loaded.prompts.set_index("prompt_id").loc["w1", "turns"] == ("Write a haiku about rain, take 1.",)
     assert (run_folder / REPORT_FILE).read_text().startswith("<!doctype html>")
 

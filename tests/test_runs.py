@@ -33,7 +33,9 @@ def sim() -> Iterator[SimulatorServer]:
 
 def _suite(path: Path) -> Path:
     """One category with exactly MIN_PROMPTS prompts, so its board is fitted; and one prompt of another."""
-    prompts = [{"id": f"m{k}", "category": "maths", "turns": [f"What is {k} squared, and why?"]} for k in range(20)]
+    prompts = [
+        {"id": f"m{k}", "category": "maths", "turns": [f"What is {k} squared, and why?"]} for k in range(MIN_PROMPTS)
+    ]
     prompts.append({"id": "w0", "category": "writing", "turns": ["Write a haiku about rain."]})
     assert sum(p["category"] == "maths" for p in prompts) == MIN_PROMPTS
     path.write_text("".join(json.dumps(p) + "\n" for p in prompts))
@@ -80,12 +82,12 @@ def test_a_category_that_reaches_the_threshold_is_reported_and_read_back(tmp_pat
     assert set(fitted["view"]) == {"raw", "plain", "raw+sc"}
     assert fitted["note"].isna().all()
     assert set(fitted["model"]) == {"strong-plain", "markdown-weak"}
-    # 2 models × 20 prompts × both orders; the models' own counts sit in 'battles'
+    # 2 models × MIN_PROMPTS prompts × both orders; the models' own counts sit in 'battles'
     assert set(fitted["category_battles"]) == {2 * MIN_PROMPTS}
     assert set(fitted["battles"]) == {2 * MIN_PROMPTS}
     noted = categories[categories["category"] == "writing"]
     assert noted["model"].isna().all()
-    assert noted["note"].str.startswith("too few battles").all()
+    assert noted["note"].str.startswith("too few prompts").all()
     assert str(categories["category_battles"].dtype) == "int64"
     assert str(categories["rank"].dtype) == "Int64"
 

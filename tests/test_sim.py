@@ -81,7 +81,7 @@ def _post(url: str, payload: bytes) -> tuple[int, bytes]:
 def _judge_prompt(question: list[str], answer_a: list[str], answer_b: list[str]) -> str:
     """A judge user message with the texts fenced as judge-arena fences them."""
     blocks = fence(GameTexts(tuple(question), tuple(answer_a), tuple(answer_b)))
-    return "Judge these.\n\n" + "\n\n".join(blocks.values()) + "\n"
+    return "Judge these.\n\n" + "\n\n".join(blocks[name] for name in ("question", "answer_a", "answer_b")) + "\n"
 
 
 def _labels(reply: str) -> list[str]:

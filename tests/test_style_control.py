@@ -270,7 +270,7 @@ def categories() -> pd.DataFrame:
 
 def test_leaderboards_by_category() -> None:
     battles = categories()
-    boards = leaderboards_by(battles, rounds=20, style="length", baseline="a")
+    boards = leaderboards_by(battles, rounds=20, style="length", baseline="a", min_prompts=20)
     assert list(boards) == ["chat", "code", "math", "writing"]
     for name in ("code", "writing"):
         entry = boards[name]
@@ -284,10 +284,12 @@ def test_leaderboards_by_category() -> None:
     math_board = boards["math"]
     assert math_board.board is None
     assert math_board.battles == int((battles["category"] == "math").sum())
-    assert (
-        math_board.note
-        == f"too few battles for meaningful intervals: fewer than {MIN_PROMPTS} prompts for a (5), b (5), c (5), d (4)"
-    )
+    assert math_board.note == "too few prompts: 4 for d, fewer than 20 (and 3 more models)"
+    # By default (MIN_PROMPTS) a category of five prompts is rated, its interval as wide as five prompts make it.
+    shown = leaderboards_by(battles, rounds=20, style="length", baseline="a")["math"].board
+    assert MIN_PROMPTS <= 4
+    assert shown is not None
+    assert max(row.upper - row.lower for row in shown.rows) > 500
     chat = boards["chat"]
     assert chat.board is None
     assert chat.note is not None

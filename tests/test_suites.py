@@ -231,10 +231,14 @@ def test_real_mt_bench(shared_data: Path) -> None:
     assert suite.name == "mt_bench"
     assert len(suite.prompts) == 80
     assert all(len(p.turns) == 2 for p in suite.prompts)
-    assert Counter(p.category for p in suite.prompts) == dict.fromkeys(
-        ["writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"], 10
-    )
+    suite_categories = ["writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"]
+    assert Counter(p.category for p in suite.prompts) == dict.fromkeys(suite_categories, 10)
+    # MT-Bench's judge sees references only in math, reasoning and coding (29 of the 39 prompts that have one).
     with_reference = [p for p in suite.prompts if p.references]
+    assert {p.category for p in with_reference} == {"math", "reasoning", "coding"}
+    assert len(with_reference) == 29
+    every = load_suite(shared_data / "mt_bench" / "question.jsonl", reference_categories=suite_categories)
+    with_reference = [p for p in every.prompts if p.references]
     assert len(with_reference) == 39
     assert all(len(p.references) == 2 for p in with_reference)
     assert sum(ref == "" for p in with_reference for ref in p.references) == 8

@@ -26,7 +26,16 @@ from judge_arena.defence import enabled_canaries
 from judge_arena.records import Battle, Prompt
 from judge_arena.report.html import write_html_report
 from judge_arena.runner import CallStats, ModelCalls
-from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_FLAGS, NO_STYLE_CONTROL, RunFolder, table, write_run
+from judge_arena.runs import (
+    ANSWER_FIELDS,
+    JSONL_FIELDS,
+    NO_FLAGS,
+    NO_STYLE_CONTROL,
+    RunFolder,
+    empty_jsonl_table,
+    table,
+    write_run,
+)
 from judge_arena.style import style_by_model
 from judge_arena.views import BATTLE_COLUMNS, View, battles_frame, canary_warnings, identical_candidates
 
@@ -103,7 +112,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "judges": {j.name: run.inputs.templates[j.name].fingerprint for j in config.judges},
         "normalizations": config.normalizations,
         "pairing": config.pairing.model_dump(),
-        "rating": config.rating.model_dump(),
+        "rating": config.rating.model_dump(mode="json"),
         "answers": len(run.answers),
         "battles": len(run.battles),
         "calls": {
@@ -145,22 +154,27 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "answers_cut_at_max_tokens": {
             c.name: sum(a.cut_turns > 0 for a in run.answers if a.model == c.name) for c in config.candidates
         },
-        "views": [
-            {
-                "judge": v.judge,
-                "view": v.label,
-                "normalization": v.normalization,
-                "style_control": v.style or NO_STYLE_CONTROL,
-                "coefficients": [asdict(c) for c in v.board.coefficients] if v.board else [],
-                "games": v.games,
-                "unparsed": v.unparsed,
-                "note": v.note,
-                "note_without_self": v.note_without_self,
-            }
-            for v in views
-        ],
+        "views": views_summary(views),
         "elapsed_s": round(run.elapsed_s, 3),
     }
+
+
+def views_summary(views: list[View]) -> list[dict[str, Any]]:
+    """Each view's coefficients, counts and notes, as summary.json's "views" holds them."""
+    return [
+        {
+            "judge": v.judge,
+            "view": v.label,
+            "normalization": v.normalization,
+            "style_control": v.style or NO_STYLE_CONTROL,
+            "coefficients": [asdict(c) for c in v.board.coefficients] if v.board else [],
+            "games": v.games,
+            "unparsed": v.unparsed,
+            "note": v.note,
+            "note_without_self": v.note_without_self,
+        }
+        for v in views
+    ]
 
 
 PACKAGES = ("judge-arena", "litellm", "openai", "anthropic")
@@ -277,5 +291,27 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
     )
     written = write_run(folder, config.runner.output_dir, config.name)
+    write_html_report(written)
+    return written
+
+
+def write_rated_battles(
+    battles: pd.DataFrame, views: list[View], summary: dict[str, Any], output_dir: Path, name: str
+) -> Path:
+    """Write the run folder of battles rated from a file (`pipeline.rate_battles`): the boards, categories and
+    battles as a run's (`battles` in `views.BATTLE_COLUMNS`), no answers, judgments or prompts; return its path."""
+    frame = battles[list(BATTLE_COLUMNS)].copy()
+    frame["defence_flags"] = NO_FLAGS
+    folder = RunFolder(
+        boards=leaderboard_frame(views),
+        categories=category_frame(views),
+        battles=table("battles.csv", [frame]),
+        answers=pd.DataFrame(columns=list(ANSWER_FIELDS)),
+        failures=table("failures.csv", []),
+        summary={**summary, "views": views_summary(views)},
+        judgments=empty_jsonl_table("judgments.jsonl"),
+        prompts=empty_jsonl_table("prompts.jsonl"),
+    )
+    written = write_run(folder, output_dir, name)
     write_html_report(written)
     return written

@@ -386,17 +386,21 @@ def _values(frame: pd.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:
 
 
 def _battles_of(frame: pd.DataFrame) -> list[Battle]:
-    columns = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner")
+    columns = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "turn")
     return [
-        Battle(p, c, j, n, a, b, label=label, winner=winner)
-        for p, c, j, n, a, b, label, winner in _values(frame, *columns)
+        Battle(p, c, j, n, a, b, label=label, winner=winner, turn=1 if pd.isna(turn) else int(turn))
+        for p, c, j, n, a, b, label, winner, turn in _values(frame, *columns)
     ]
 
 
 def _health(run: RunFolder) -> list[HealthRow]:
-    consistency = {
-        (c.judge, c.normalization): c for c in position_consistency(_battles_of(run.battles)) if c.category is None
-    }
+    try:
+        measured = position_consistency(_battles_of(run.battles))
+    except ValueError:
+        # Votes rated from a file (`judge-arena rate`) may hold one game several times, one per voter: a position
+        # consistency would mean nothing there.
+        measured = []
+    consistency = {(c.judge, c.normalization): c for c in measured if c.category is None}
     rows = []
     for (judge, normalization), games in run.battles.groupby(["judge", "normalization"], sort=False):
         flags: Counter[str] = Counter(

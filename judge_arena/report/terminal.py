@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +29,7 @@ from judge_arena.agreement import judge_agreement, position_consistency, reasks
 from judge_arena.arena import ArenaRun, Inputs, planned_calls, planned_games, served_changes
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
-from judge_arena.rating import MIN_PROMPTS, LeaderboardRow, rank_changes
+from judge_arena.rating import MIN_PROMPTS, CategoryLeaderboard, LeaderboardRow, rank_changes
 from judge_arena.report.agreement import agreement_table
 from judge_arena.runner import CallStats
 from judge_arena.sim.models import CANDIDATES
@@ -346,27 +346,62 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.width, console.soft_wrap = width, soft_wrap
 
 
-def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
-    config = run.inputs.config
-    candidates = [c.name for c in config.candidates]
+CATEGORY_COLUMNS = 10
+"""The most categories shown side by side in the terminal; with more, categories.csv holds them."""
+
+
+def categories_table(judge: str, view: View, candidates: list[str]) -> Table:
+    """One view's per-category boards side by side: rating, place and 95 % interval (however wide) per category."""
+    rated = {name: entry.board for name, entry in view.by_category.items() if entry.board is not None}
+    table = Table(title=f"judge: {judge} · {view.label} per category", title_justify="left", caption_justify="left")
+    table.caption = "rating #place, 95 % interval below: few prompts give wide intervals"
+    table.add_column("model", no_wrap=True)
+    for name in rated:
+        table.add_column(f"{name}\n[dim]{view.by_category[name].battles} games[/dim]", justify="right", no_wrap=True)
+    rows = {name: {row.model: row for row in board.rows} for name, board in rated.items()}
+    order = [row.model for row in view.board.rows] if view.board is not None else candidates
+    for model in order:
+        cells = (rows[name].get(model) for name in rows)
+        table.add_row(model, *(_cell(replace(row, win_rate=None)) if row else "–" for row in cells))
+    return table
+
+
+def print_views(console: Console, views: list[View], candidates: list[str], min_prompts: int) -> None:
+    """Every judge's views side by side, their notes, the per-suite and per-turn boards, and the categories (side by
+    side when there are few, else one line); `min_prompts` is the categories' threshold, for that line."""
     for judge in dict.fromkeys(v.judge for v in views):
         judge_views = [v for v in views if v.judge == judge]
         console.print(views_table(judge, judge_views, candidates))
         for view in judge_views:
             _print_notes(console, view)
-        for suite in dict.fromkeys(name for view in judge_views for name in view.by_suite):
-            suite_views = [replace(v, board=v.by_suite[suite].board) for v in judge_views if suite in v.by_suite]
-            console.print(views_table(f"{judge} · suite {suite}", suite_views, candidates))
-            for view in suite_views:
-                if view.board is None:
-                    console.print(f"  {view.label}: not rated: {escape(view.by_suite[suite].note or '')}")
-        categories = judge_views[0].by_category
-        if categories:
-            rated = sum(c.board is not None for c in categories.values())
-            console.print(
-                f"  per category: {rated} of {len(categories)} rated; a category whose models meet in fewer than "
-                f"{MIN_PROMPTS} prompts gets a note instead (categories.csv)"
-            )
+        for kind, parts in (("suite", "by_suite"), ("turn", "by_turn")):
+            boards_of: list[Mapping[str, CategoryLeaderboard]] = [getattr(view, parts) for view in judge_views]
+            for part in dict.fromkeys(name for boards in boards_of for name in boards):
+                part_views = [
+                    replace(v, board=boards[part].board)
+                    for v, boards in zip(judge_views, boards_of, strict=True)
+                    if part in boards
+                ]
+                console.print(views_table(f"{judge} · {kind} {part}", part_views, candidates))
+                for view, boards in zip(judge_views, boards_of, strict=True):
+                    if part in boards and boards[part].board is None:
+                        console.print(f"  {view.label}: not rated: {escape(boards[part].note or '')}")
+        first = judge_views[0]
+        if first.by_category:
+            rated = sum(c.board is not None for c in first.by_category.values())
+            if rated and len(first.by_category) <= CATEGORY_COLUMNS:
+                console.print(categories_table(judge, first, candidates))
+            noted = len(first.by_category) - rated
+            line = f"  per category ({first.label}): {rated} of {len(first.by_category)} rated"
+            if noted:
+                line += f"; {noted} noted in categories.csv (a model in fewer than {min_prompts} prompts, or no fit)"
+            console.print(line)
+
+
+def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) -> None:
+    config = run.inputs.config
+    candidates = [c.name for c in config.candidates]
+    print_views(console, views, candidates, config.rating.category_min_prompts or MIN_PROMPTS)
     if run.answers:
         console.print(style_table(style_by_model(run.answers)))
     agreement = judge_agreement(run.battles, [j.name for j in config.judges], config.normalizations)
