@@ -20,7 +20,6 @@ from judge_arena.arena import load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_FAILURES, main
 from judge_arena.config import load_config
 from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift
-from judge_arena.rating import MIN_PROMPTS
 from judge_arena.report.diff import change_text, diff_markdown
 from judge_arena.report.files import write_report
 from judge_arena.report.html import forest_plot, render_diff_report
@@ -30,6 +29,8 @@ MODEL = "</script><img src=x onerror=\"window.__planted = 1; document.title = 'p
 """The candidate made worse on the second night: its name tries to end a script block and plant an image."""
 JUDGE = 'judge"><svg onload="window.__planted = 2"></svg><a href=\'javascript:window.__planted = 3\'>j</a>'
 """A judge name that tries to break out of an attribute."""
+PROMPTS = 20
+"""Enough prompts for every view's board, the style-controlled one included, and for the category's own board."""
 CATEGORY = "<script>window.__planted = 4</script>maths & more"
 """The suite's one category: every prompt's, so that it gets a board of its own."""
 
@@ -42,9 +43,7 @@ class Nights:
 
 
 def _config(folder: Path, model: str, gates: list[dict[str, Any]]) -> Path:
-    prompts = [
-        {"id": f"p{k}", "category": CATEGORY, "turns": [f"Explain idea {k} briefly."]} for k in range(MIN_PROMPTS)
-    ]
+    prompts = [{"id": f"p{k}", "category": CATEGORY, "turns": [f"Explain idea {k} briefly."]} for k in range(PROMPTS)]
     suite = folder / "suite.jsonl"
     suite.write_text("".join(json.dumps(p) + "\n" for p in prompts))
     served = {"api_base": "simulator"}
