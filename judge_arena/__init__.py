@@ -8,6 +8,8 @@ The library surface::
     result = ja.run_arena(config)                     # `await ja.run_arena_async(config)` inside an event loop
     run = ja.load_run(result.folder)                  # boards, categories, battles, answers, summary
     board = ja.fit_leaderboard(battles_frame)         # Chatbot Arena / FastChat battles → ratings with CIs
+    rated = ja.rate_battles(Path("battles.jsonl"))    # a battles file made elsewhere → the boards and run folder
+    answered = ja.generate_answers(config)            # the candidates' answers alone, into the cache
 
 Importing the package has no side effects and stays light: each name is imported on first use.
 """
@@ -20,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from judge_arena.config import ArenaConfig, ConfigError, config_from_dict, load_config
-    from judge_arena.pipeline import ArenaResult, run_arena, run_arena_async
+    from judge_arena.pipeline import (
+        ArenaResult,
+        RatedBattles,
+        generate_answers,
+        rate_battles,
+        run_arena,
+        run_arena_async,
+    )
     from judge_arena.rating import Leaderboard, fit_leaderboard
     from judge_arena.runs import RunFolder, load_run
 
@@ -29,12 +38,15 @@ __all__ = [
     "ArenaResult",
     "ConfigError",
     "Leaderboard",
+    "RatedBattles",
     "RunFolder",
     "__version__",
     "config_from_dict",
     "fit_leaderboard",
+    "generate_answers",
     "load_config",
     "load_run",
+    "rate_battles",
     "run_arena",
     "run_arena_async",
 ]
@@ -47,6 +59,9 @@ _HOME = {
     "ArenaResult": "judge_arena.pipeline",
     "run_arena": "judge_arena.pipeline",
     "run_arena_async": "judge_arena.pipeline",
+    "RatedBattles": "judge_arena.pipeline",
+    "generate_answers": "judge_arena.pipeline",
+    "rate_battles": "judge_arena.pipeline",
     "Leaderboard": "judge_arena.rating",
     "fit_leaderboard": "judge_arena.rating",
     "RunFolder": "judge_arena.runs",

@@ -69,9 +69,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     config = load_config(args.config, _overrides(args))
     if args.dry_run:
-        from judge_arena.arena import load_inputs
+        from judge_arena.arena import check_refresh, load_inputs
 
-        _print_estimate(load_inputs(config), console)
+        check_refresh(config, args.refresh or ())
+        _print_estimate(load_inputs(config), console, refresh=args.refresh or ())
         return EXIT_OK
     baseline = _baseline(args.compare_to, config) if args.compare_to else None
     return _play(config, console, refresh=args.refresh or (), baseline=baseline)
@@ -157,14 +158,29 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
     return _ping(config, console) if args.ping else EXIT_OK
 
 
-def _print_estimate(inputs: Inputs, console: Console) -> None:
+def _print_estimate(inputs: Inputs, console: Console, refresh: Sequence[str] = ()) -> None:
     from judge_arena.arena import CACHE_FILE
     from judge_arena.estimate import estimate_run
     from judge_arena.report.estimate import print_estimate
     from judge_arena.store import CacheReader
 
     with CacheReader(inputs.config.runner.cache_dir / CACHE_FILE) as cache:
-        print_estimate(console, estimate_run(inputs, cache.get))
+        print_estimate(console, estimate_run(inputs, cache.get, refresh))
+
+
+def _generate(args: argparse.Namespace, console: Console) -> int:
+    from judge_arena.config import load_config
+    from judge_arena.interrupt import Interrupt, on_signals
+    from judge_arena.pipeline import generate_answers
+    from judge_arena.report.terminal import print_generated, progress_display
+
+    config = load_config(args.config, _overrides(args))
+    with on_signals(Interrupt()) as interrupt, progress_display(console) as progress:
+        run = generate_answers(config, progress=progress, interrupt=interrupt)
+    print_generated(console, run)
+    if run.interrupted is not None:
+        return EXIT_SIGNAL + run.interrupted
+    return EXIT_BUDGET if run.stats.refused else EXIT_FAILURES if run.failures else EXIT_OK
 
 
 def _ping(config: ArenaConfig, console: Console) -> int:
@@ -408,6 +424,22 @@ def _parser() -> argparse.ArgumentParser:
         "starts, so latest is the previous run) with the config's gates: exit 1 when a gate fails",
     )
     run.set_defaults(handler=_run)
+    generate = _command(
+        commands,
+        "generate",
+        "make the candidates' answers alone, into the cache (no judge is called, no run folder written): a "
+        "--dry-run then knows which plain-view games are their raw game again, judged once",
+        {
+            EXIT_OK: "every answer made (or in the cache)",
+            EXIT_FAILURES: "some answers failed (each is named)",
+            EXIT_BAD_INPUT: _RUN_EXITS[EXIT_BAD_INPUT],
+            EXIT_BUDGET: "stopped at budget.max_usd; a rerun with a larger budget resumes",
+            EXIT_SIGNAL + 2: "stopped by Ctrl-C (SIGINT); 143: by SIGTERM; the same command resumes",
+        },
+    )
+    generate.add_argument("config", type=Path, help="arena config (YAML)")
+    _set_option(generate)
+    generate.set_defaults(handler=_generate)
     demo = _command(
         commands,
         "demo",

@@ -6,13 +6,22 @@ prompts and judge templates. Output tokens: a model whose replies the cache hold
 other games, a candidate's answers to other prompts) is expected to write as much as those did on average; else its
 `output_estimate` (its own, or the runner's), within its `max_tokens`. An answer not in the cache yet counts as that
 many tokens in the judge's prompt. A judge re-asked for a missing verdict asks once more: such calls are not foreseen.
+
+A game of another normalization than `raw` whose answers that normalization leaves unchanged is the raw game again,
+which the run asks once. Where its answers are known the estimate counts it as the run does; where one is not, it
+expects what the candidate's known answers say (`UnchangedShare`: the share of them the normalization leaves
+unchanged), and where too few are known, it counts the game as a call of its own and the judge's figures are an
+upper bound (`RunEstimate.undecided_games`). A candidate named in `refresh` answers anew: its calls and its games
+are to make, and its cached answers only say how long and in which layout it writes. Adaptive pairing is priced as
+all pairs, capped at the share of their games it may play (`RunEstimate.adaptive`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from statistics import fmean
 from typing import Literal
 
@@ -30,6 +39,36 @@ from judge_arena.tokens import TOKENS_PER_MESSAGE, count_tokens, message_tokens,
 Lookup = Callable[[CallKey], Completion | None]
 """What the cache holds for a call (`store.CacheReader.get`), or None."""
 
+SHARE_MIN_ANSWERS = 5
+"""Known answers of a candidate from which the share of them a normalization leaves unchanged is used; with fewer,
+its games in that normalization are counted as calls of their own (an upper bound)."""
+
+
+@dataclass(frozen=True)
+class UnchangedShare:
+    """How many of a candidate's known answers a normalization leaves unchanged: from these the estimate expects
+    how many of its games not known yet are the raw game again (asked once)."""
+
+    candidate: str
+    normalization: str
+    unchanged: int
+    known: int
+    """Its answers the cache holds (for a refreshed candidate: those it is to replace)."""
+
+    @property
+    def share(self) -> float | None:
+        """The share used, or None when fewer than `SHARE_MIN_ANSWERS` answers are known."""
+        return self.unchanged / self.known if self.known >= SHARE_MIN_ANSWERS else None
+
+
+@dataclass(frozen=True)
+class AdaptiveCap:
+    """Adaptive pairing: the (pair, prompt) items it may judge at most, of all pairs' (`PairingConfig.items_at_most`:
+    `max_share`, `max_judge_calls`); the judges are priced for that many at most."""
+
+    items: int
+    all_items: int
+
 
 @dataclass(frozen=True)
 class ModelEstimate:
@@ -45,6 +84,9 @@ class ModelEstimate:
     output_tokens: int
     cost_usd: float | None
     """Of the calls to make, at the model's price; None when no price is known for it."""
+    at_most: bool = False
+    """The figures are an upper bound: some of its calls may be asked once for two games (`RunEstimate.
+    undecided_games`), or adaptive pairing may stop sooner (`RunEstimate.adaptive`)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +96,22 @@ class RunEstimate:
     models: tuple[ModelEstimate, ...]
     max_usd: float | None
     """The config's budget, if it has one."""
+    unchanged: tuple[UnchangedShare, ...] = ()
+    """Per candidate with answers not known yet and normalization other than raw (the raw view judged too): the
+    share of its known answers the normalization leaves unchanged."""
+    undecided_games: int = 0
+    """Games counted as calls of their own that may be their raw game again (asked once): an answer of theirs is not
+    known yet, and too few of its candidate's are to expect how many."""
+    refreshed: tuple[str, ...] = ()
+    """Candidates whose answers are made anew (`refresh`), priced with their games as calls to make."""
+    adaptive: AdaptiveCap | None = None
+    """With adaptive pairing: the cap the judges are priced at (the run may stop sooner, once the ranking is
+    settled)."""
+
+    @property
+    def at_most(self) -> bool:
+        """Whether the figures are an upper bound rather than an expectation."""
+        return any(m.at_most for m in self.models)
 
     @property
     def calls(self) -> int:
@@ -88,17 +146,24 @@ class RunEstimate:
         return self.max_usd is not None and cost is not None and cost > self.max_usd
 
 
-def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
-    """The calls, tokens and cost of running `inputs` now, given what the cache holds (`lookup`); calls nothing."""
+def estimate_run(inputs: Inputs, lookup: Lookup, refresh: Collection[str] = ()) -> RunEstimate:
+    """The calls, tokens and cost of running `inputs` now, given what the cache holds (`lookup`), the candidates
+    named in `refresh` answering anew (`run --refresh`); calls nothing."""
     config, prompts = inputs.config, inputs.prompts
     generating = [candidate for candidate in config.candidates if candidate.called]
     expected = {model.name: _expected_output(config, model) for model in generating}
     answering, judging = _Tally(lookup), _Tally(lookup)
     answers: dict[tuple[str, str], Answer | None] = {}
     """Each candidate's answer to each prompt: None when it is not known before the run."""
+    known: dict[str, list[Answer]] = {}
+    """Each candidate's answers the cache holds: what it writes, also for one that answers anew."""
     for candidate in generating:
+        fresh = candidate.name in refresh
         for prompt in prompts:
-            answers[(candidate.name, prompt.id)] = answering.answer(candidate, prompt, expected[candidate.name])
+            answer = answering.answer(candidate, prompt, expected[candidate.name], fresh=fresh)
+            answers[(candidate.name, prompt.id)] = answer
+            seen = answering.recall(candidate, prompt) if fresh else answer
+            known.setdefault(candidate.name, []).extend([seen] if seen is not None else [])
     # What the candidates' answers in the cache used, where there are some, says more than the configured guess.
     expected = {c.name: answering.per_call(c, expected[c.name]) for c in generating}
     for name, from_file in inputs.file_answers.items():
@@ -107,6 +172,15 @@ def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
     for name in enabled_canaries(config.canaries):
         for prompt in prompts:
             answers[(name, prompt.id)] = canary_answer(name, prompt)
+    # A game of another normalization is the raw game again when both its answers are unchanged by it.
+    collapsing = [n for n in config.normalizations if n != "raw"] if "raw" in config.normalizations else []
+    shares = {
+        (c.name, n): UnchangedShare(c.name, n, sum(_unchanged(a, n) for a in known[c.name]), len(known[c.name]))
+        for c in generating
+        for n in collapsing
+        if any(answers[(c.name, prompt.id)] is None for prompt in prompts)
+    }
+    undecided = 0
     framing: dict[tuple[str, str, int], int] = {}
     """Tokens of a judge's prompt on a prompt and judged turn without the answers (the same in every game of it)."""
     for judge in config.judges:
@@ -133,12 +207,59 @@ def estimate_run(inputs: Inputs, lookup: Lookup) -> RunEstimate:
                     else sum(count_tokens(normalize(turn, normalization)) for turn in answer.turns[:judged])
                     for name, answer in zip(pair, (first, second), strict=True)
                 )
-                judging.unknown(called, tokens)
-                judging.unknown(called, tokens)
-    models = [answering.estimate(c, "candidate", expected[c.name]) for c in generating] + [
-        judging.estimate(j, "judge", _expected_output(config, j)) for j in config.judges
-    ]
-    return RunEstimate(models=tuple(models), max_usd=config.budget.max_usd if config.budget else None)
+                # The chance that the game is its raw game again; None: not known, counted as a call of its own.
+                same: float | None = 0.0
+                if normalization in collapsing:
+                    unchanged = [
+                        shares[(name, normalization)].share
+                        if answer is None
+                        else float(_unchanged(answer, normalization, judged))
+                        for name, answer in zip(pair, (first, second), strict=True)
+                    ]
+                    shares_known = [u for u in unchanged if u is not None]
+                    same = 0.0 if 0.0 in shares_known else math.prod(shares_known) if len(shares_known) == 2 else None
+                if same is None:
+                    undecided += 2
+                    judging.undecided.add(judge.name)
+                for _ in range(2):
+                    judging.unknown(called, tokens, 1.0 - (same or 0.0))
+    models = [answering.estimate(c, "candidate", expected[c.name]) for c in generating]
+    judge_models = [judging.estimate(j, "judge", _expected_output(config, j)) for j in config.judges]
+    adaptive = None
+    if config.pairing.mode == "adaptive":
+        items = len(pair_prompts(inputs))
+        adaptive = AdaptiveCap(config.pairing.items_at_most(items, config.games_per_item), items)
+        judge_models = [_capped(m, adaptive, 2 * len(config.normalizations)) for m in judge_models]
+    return RunEstimate(
+        models=(*models, *judge_models),
+        max_usd=config.budget.max_usd if config.budget else None,
+        unchanged=tuple(shares.values()),
+        undecided_games=undecided,
+        refreshed=tuple(c.name for c in generating if c.name in refresh),
+        adaptive=adaptive,
+    )
+
+
+def _unchanged(answer: Answer, normalization: str, turns: int | None = None) -> bool:
+    """Whether `normalization` leaves the answer's first `turns` turns (default: all) as they are."""
+    return all(normalize(text, normalization) == text for text in answer.turns[:turns])
+
+
+def _capped(model: ModelEstimate, cap: AdaptiveCap, games_per_item: int) -> ModelEstimate:
+    """A judge's share under adaptive pairing: at most the cap's items' games (its calls to make, if fewer), their
+    tokens and cost in proportion."""
+    most = cap.items * games_per_item
+    if model.calls <= most:
+        return replace(model, at_most=True)
+    ratio = most / model.calls
+    return replace(
+        model,
+        calls=most,
+        input_tokens=round(model.input_tokens * ratio),
+        output_tokens=round(model.output_tokens * ratio),
+        cost_usd=None if model.cost_usd is None else model.cost_usd * ratio,
+        at_most=True,
+    )
 
 
 def _expected_output(config: ArenaConfig, model: ModelConfig) -> int:
@@ -150,9 +271,10 @@ def _expected_output(config: ArenaConfig, model: ModelConfig) -> int:
 
 @dataclass
 class _Calls:
-    calls: int = 0
+    calls: float = 0.0
+    """Calls to make; a game that may be its raw game again counts as the chance that it is not."""
     cached: int = 0
-    input_tokens: int = 0
+    input_tokens: float = 0.0
     seen_outputs: list[int] = field(default_factory=list)
     """Output tokens of the cached replies found."""
 
@@ -166,6 +288,8 @@ class _Tally:
     by_model: dict[str, _Calls] = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)
     """Digests of the calls to make: an identical request later in the run shares the call."""
+    undecided: set[str] = field(default_factory=set)
+    """Models some of whose calls may be asked once for two games, counted as two (an upper bound)."""
 
     def _of(self, model: ModelConfig) -> _Calls:
         return self.by_model.setdefault(model.name, _Calls())
@@ -184,14 +308,16 @@ class _Tally:
             calls.input_tokens += message_tokens(messages)
         return cached
 
-    def unknown(self, model: ModelConfig, input_tokens: int) -> None:
-        """Count a call to make whose messages hold answers not known yet."""
+    def unknown(self, model: ModelConfig, input_tokens: int, chance: float = 1.0) -> None:
+        """Count a call to make whose messages hold answers not known yet, made with the given `chance` (a game
+        that may be its raw game again)."""
         calls = self._of(model)
-        calls.calls += 1
-        calls.input_tokens += input_tokens
+        calls.calls += chance
+        calls.input_tokens += chance * input_tokens
 
-    def answer(self, candidate: CandidateConfig, prompt: Prompt, expected: int) -> Answer | None:
-        """Count the calls of a candidate's answer to `prompt`, turn by turn; the answer if the cache holds it all."""
+    def answer(self, candidate: CandidateConfig, prompt: Prompt, expected: int, *, fresh: bool) -> Answer | None:
+        """Count the calls of a candidate's answer to `prompt`, turn by turn; the answer if the cache holds it all.
+        A `fresh` answer (refreshed) is made whatever the cache holds."""
         system = candidate.system_prompt
         conversation: list[Message] = [Message("system", system)] if system is not None else []
         replies: list[str] = []
@@ -199,7 +325,7 @@ class _Tally:
         """Tokens of the earlier answers not known: as many as expected, with their messages' markers."""
         for turn in prompt.turns:
             conversation.append(Message("user", turn))
-            if pending:
+            if pending or fresh:
                 self.unknown(candidate, message_tokens(conversation) + pending)
             else:
                 cached = self.call(candidate, tuple(conversation))
@@ -212,6 +338,21 @@ class _Tally:
             return None
         return Answer(candidate.name, prompt.id, tuple(replies), output_tokens=0, latency_s=0.0)
 
+    def recall(self, candidate: CandidateConfig, prompt: Prompt) -> Answer | None:
+        """The candidate's answer to `prompt` if the cache holds it all, counted as no call (a refreshed candidate's
+        answer, to replace); its replies' lengths are learned (`per_call`)."""
+        system = candidate.system_prompt
+        conversation: list[Message] = [Message("system", system)] if system is not None else []
+        for turn in prompt.turns:
+            conversation.append(Message("user", turn))
+            cached = self.lookup(call_key(candidate, tuple(conversation)))
+            if cached is None:
+                return None
+            self._of(candidate).seen_outputs.append(cached.output_tokens)
+            conversation.append(Message("assistant", cached.text))
+        replies = tuple(m.content for m in conversation if m.role == "assistant")
+        return Answer(candidate.name, prompt.id, replies, output_tokens=0, latency_s=0.0)
+
     def per_call(self, model: ModelConfig, expected: int) -> int:
         """Output tokens expected of each call of the model: what its cached replies used on average, else
         `expected`."""
@@ -221,14 +362,16 @@ class _Tally:
     def estimate(self, model: ModelConfig, role: Literal["candidate", "judge"], expected: int) -> ModelEstimate:
         """The model's share: its calls, their tokens (`per_call` each) and cost."""
         calls = self._of(model)
-        output_tokens = calls.calls * self.per_call(model, expected)
-        price = known_price(model) if calls.calls else None
+        made, input_tokens = round(calls.calls), round(calls.input_tokens)
+        output_tokens = round(calls.calls * self.per_call(model, expected))
+        price = known_price(model) if made else None
         return ModelEstimate(
             name=model.name,
             role=role,
-            calls=calls.calls,
+            calls=made,
             cached=calls.cached,
-            input_tokens=calls.input_tokens,
+            input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_usd=price.cost(calls.input_tokens, output_tokens) if price else None,
+            cost_usd=price.cost(input_tokens, output_tokens) if price else None,
+            at_most=model.name in self.undecided,
         )

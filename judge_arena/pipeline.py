@@ -1,5 +1,5 @@
-"""The whole job, as a library call: config → inputs → played arena → rated views → run folder; and battles made
-elsewhere → rated views → run folder (`rate_battles`).
+"""The whole job, as a library call: config → inputs → played arena → rated views → run folder; the answers alone
+(`generate_answers`); and battles made elsewhere → rated views → run folder (`rate_battles`).
 
 `run_arena_async` is the one implementation; `run_arena` is its blocking form, usable from a script and from inside
 a running event loop (Jupyter), where it plays the arena on a worker thread with a loop of its own. Neither prints
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Coroutine
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pandas as pd
 
@@ -24,6 +24,8 @@ from judge_arena.interrupt import Interrupt
 from judge_arena.report.files import write_rated_battles, write_report
 from judge_arena.runs import RunFolder, load_run
 from judge_arena.views import View, canary_warnings, rate_frame, rate_views
+
+_T = TypeVar("_T")
 
 Status = Literal["complete", "failures", "budget", "interrupted"]
 """How a run ended: every item done; done but some calls failed (or a canary beat a real model, when the config
@@ -91,6 +93,34 @@ def run_arena(
 ) -> ArenaResult:
     """`run_arena_async`, blocking until the run is done; inside a running event loop it runs on a worker thread."""
     job = run_arena_async(config, progress=progress, interrupt=interrupt, simulator_url=simulator_url, refresh=refresh)
+    return _blocking(job)
+
+
+def generate_answers(
+    config: ArenaConfig,
+    *,
+    progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
+    simulator_url: str | None = None,
+) -> ArenaRun:
+    """Only the candidates' answers of `config`, made (or found) through its cache: no judge is called and no run
+    folder is written. The run of `config` then finds them in the cache, and its estimate (`estimate.estimate_run`)
+    knows which games of the plain view are the raw game again, as they are judged once.
+
+    Raises ConfigError on a bad input before anything is called; a stop (`interrupt`, the budget) and failed calls
+    are in the returned run (`ArenaRun.stats`, `failures`, `interrupted`).
+    """
+    inputs = load_inputs(config)
+    unjudged = config.model_copy(
+        update={"judges": [], "pairing": config.pairing.model_copy(update={"mode": "all-pairs"})}
+    )
+    job = play_arena(replace(inputs, config=unjudged), progress, simulator_url=simulator_url, interrupt=interrupt)
+    return _blocking(job)
+
+
+def _blocking(job: Coroutine[object, object, _T]) -> _T:
+    """Run `job` to its end: on this thread, or inside a running event loop (Jupyter) on a worker thread with a loop
+    of its own."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -346,6 +346,28 @@ def print_run(console: Console, run: ArenaRun, views: list[View], folder: Path) 
         console.width, console.soft_wrap = width, soft_wrap
 
 
+def print_generated(console: Console, run: ArenaRun) -> None:
+    """What `judge-arena generate` did: the answers there are now, the calls and tokens, failures and any stop."""
+    inputs = run.inputs
+    planned = sum(c.called for c in inputs.config.candidates) * len(inputs.prompts)
+    stats = run.stats
+    tokens = stats.by_model.values()
+    console.print(
+        f"{len(run.answers)} of {planned} answers in the cache; {_calls_text(stats)}; "
+        f"{sum(t.input_tokens for t in tokens):,} tokens in, {sum(t.output_tokens for t in tokens):,} out; "
+        f"{run.elapsed_s:.1f} s"
+    )
+    for failure in run.failures[:5]:
+        console.print(f"  [red]failed[/red] {failure.stage} {escape(failure.item)}: {escape(failure.reason)}")
+    stopped = budget_message(run) or (
+        f"interrupted: {len(run.answers)} of {planned} answers made; run the same command to resume"
+        if run.interrupted is not None
+        else None
+    )
+    if stopped:
+        console.print(f"[yellow]{escape(stopped)}[/yellow]")
+
+
 CATEGORY_COLUMNS = 10
 """The most categories shown side by side in the terminal; with more, categories.csv holds them."""
 
