@@ -86,7 +86,8 @@ class ModelEstimate:
     """Of the calls to make, at the model's price; None when no price is known for it."""
     at_most: bool = False
     """The figures are an upper bound: some of its calls may be asked once for two games (`RunEstimate.
-    undecided_games`), or adaptive pairing may stop sooner (`RunEstimate.adaptive`)."""
+    undecided_games`), answers made anew may come out as they were (`RunEstimate.refreshed`), or adaptive pairing
+    may stop sooner (`RunEstimate.adaptive`)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,9 @@ def estimate_run(inputs: Inputs, lookup: Lookup, refresh: Collection[str] = ()) 
                     judging.unknown(called, tokens, 1.0 - (same or 0.0))
     models = [answering.estimate(c, "candidate", expected[c.name]) for c in generating]
     judge_models = [judging.estimate(j, "judge", _expected_output(config, j)) for j in config.judges]
+    if any(c.name in refresh for c in generating):
+        # Answers made anew may come out as they were: their games then reuse the cached verdicts.
+        judge_models = [replace(m, at_most=bool(m.calls)) for m in judge_models]
     adaptive = None
     if config.pairing.mode == "adaptive":
         items = len(pair_prompts(inputs))

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from judge_arena.arena import CACHE_FILE, ArenaRun, load_inputs, play_arena
-from judge_arena.cli import EXIT_OK, main
+from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import config_from_dict
 from judge_arena.estimate import RunEstimate, estimate_run
+from judge_arena.pipeline import generate_answers
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import CacheReader
 
@@ -170,3 +171,136 @@ def test_candidates_read_from_answer_files_make_no_calls_and_unanswered_prompts_
     assert [m.name for m in estimate.models] == ["strong", "judge"]
     # 3 answers; games: strong-ours on 3 prompts, strong-theirs and ours-theirs on the 1 prompt theirs answers.
     assert estimate.calls == run.stats.made == 3 + 2 * (3 + 1 + 1)
+
+
+def _with_plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "normalizations": ["raw", "plain"]}
+
+
+def _within_bound(estimate: RunEstimate, run: ArenaRun) -> None:
+    """Input and output tokens together, of the candidates, of the judge and of the run, within 10 %."""
+    for role in ("candidate", "judge", None):
+        if any(m.role == role or role is None for m in estimate.models if m.calls):
+            error = _errors(estimate, run, role)["total"]
+            assert abs(error) <= BOUND, (role, error)
+
+
+def test_plain_view_games_are_counted_once_when_they_are_the_raw_game_again(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The simulated candidates write plain prose most of the time, so most plain-view games are their raw game
+    # again, which the run asks once. Before the answers exist the estimate cannot tell which: it says it is an upper
+    # bound, and why; once `judge-arena generate` has made the answers it is within 10 % again.
+    _, pilot = _estimate_and_run(tmp_path / "pilot", _config(CANDIDATES, 3), sim)
+    judge_calls = pilot.stats.by_model["judge"]
+    per_verdict = round(judge_calls.output_tokens / judge_calls.made)
+    folder = tmp_path / "arena"
+    path = folder / "arena.yaml"
+    folder.mkdir()
+    night1 = _with_plain(_config(CANDIDATES, PROMPTS, {"runner": {"output_estimate": per_verdict}}))
+    path.write_text(yaml.safe_dump(night1))
+
+    assert main(["run", str(path), "--dry-run"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "plain-view games are counted as calls of their own" in out
+    assert "`judge-arena generate CONFIG` makes the answers alone" in out
+    upper = estimate_run(load_inputs(config_from_dict(night1, folder)), lambda key: None)
+    assert upper.at_most
+    assert upper.undecided_games > 0
+
+    assert main(["generate", str(path)]) == EXIT_OK
+    assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())  # no run folder
+    assert "answers in the cache" in capsys.readouterr().out
+    assert main(["run", str(path), "--dry-run"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "≤" not in out
+    assert "counted as calls of their own" not in out
+    estimate, run = _estimate_and_run(folder, night1, sim)
+    judge = next(m for m in estimate.models if m.role == "judge")
+    assert judge.calls == run.stats.by_model["judge"].made < next(m for m in upper.models if m.role == "judge").calls
+    assert not estimate.at_most
+    _within_bound(estimate, run)
+
+    # Night 2: one candidate's revision changes, and a worse model answers behind it. Its answers are not known:
+    # an upper bound again, until they are made.
+    night2 = _with_plain(_config({**CANDIDATES, "terse": "sim-weak-terse"}, PROMPTS))
+    night2["candidates"][2]["revision"] = "rev-2"
+    inputs = load_inputs(config_from_dict(night2, folder))
+    with CacheReader(folder / "cache" / CACHE_FILE) as cache:
+        assert estimate_run(inputs, cache.get).at_most
+    generate_answers(config_from_dict(night2, folder), simulator_url=sim.url)
+    estimate, run = _estimate_and_run(folder, night2, sim)
+    assert not estimate.at_most
+    assert (estimate.calls, estimate.cached) == (run.stats.made, run.stats.cached)
+    _within_bound(estimate, run)
+
+    # The suite grows: the candidates' answers to the new prompts are not known, but their answers to the old ones
+    # say how many of them plain leaves unchanged; the estimate expects as many, within 10 %.
+    grown = _with_plain(_config({**CANDIDATES, "terse": "sim-weak-terse"}, 2 * PROMPTS))
+    grown["candidates"][2]["revision"] = "rev-2"
+    estimate, run = _estimate_and_run(folder, grown, sim)
+    assert not estimate.at_most
+    assert {(s.candidate, s.known) for s in estimate.unchanged} == {(name, PROMPTS) for name in CANDIDATES}
+    unchanged = {s.candidate: s.unchanged for s in estimate.unchanged}
+    assert unchanged["md"] < unchanged["strong"]  # markdown is what plain takes out
+    _within_bound(estimate, run)
+
+
+def test_a_dry_run_with_refresh_prices_the_refreshed_answers_and_their_games_as_calls_to_make(
+    tmp_path: Path, sim: SimulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _config(CANDIDATES, 4)
+    path = tmp_path / "arena.yaml"
+    path.write_text(yaml.safe_dump(data))
+    _estimate_and_run(tmp_path, data, sim)  # everything cached now
+    inputs = load_inputs(config_from_dict(data, tmp_path))
+    with CacheReader(tmp_path / "cache" / CACHE_FILE) as cache:
+        cached = estimate_run(inputs, cache.get)
+        estimate = estimate_run(inputs, cache.get, refresh=["terse"])
+    assert cached.calls == 0
+    by_name = {m.name: m for m in estimate.models}
+    turns = sum(len(prompt.turns) for prompt in inputs.prompts)
+    assert (by_name["terse"].calls, by_name["terse"].cached) == (turns, 0)
+    assert by_name["terse"].output_tokens > 0  # as long as its cached answers
+    assert (by_name["strong"].calls, by_name["md"].calls) == (0, 0)
+    games = next(m for m in cached.models if m.role == "judge").cached
+    judge = by_name["judge"]
+    assert (judge.calls, judge.cached) == (games * 2 // 3, games // 3)  # two of the three pairs have terse in them
+    assert judge.at_most  # answers made anew may come out as they were, and their games be cached
+    assert estimate.refreshed == ("terse",)
+
+    # The run makes the refreshed candidate's calls as priced; the simulator answers as before, so no game is new.
+    run = asyncio.run(play_arena(inputs, simulator_url=sim.url, refresh=["terse"]))
+    assert run.stats.by_model["terse"].made == by_name["terse"].calls
+    assert "judge" not in run.stats.by_model or run.stats.by_model["judge"].made <= judge.calls
+
+    capsys.readouterr()
+    assert main(["run", str(path), "--dry-run", "--refresh", "terse"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "answers made anew (--refresh): terse" in out
+    assert "0 calls to make" not in out
+    assert main(["run", str(path), "--dry-run", "--refresh", "nobody"]) == EXIT_BAD_INPUT
+    assert "'nobody' is not a candidate" in capsys.readouterr().err
+
+
+def test_adaptive_pairing_is_priced_at_the_share_of_all_pairs_it_may_play(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _config({**CANDIDATES, "mid": "sim-mid-plain"}, 6)
+    everything = estimate_run(load_inputs(config_from_dict(data, tmp_path)), lambda key: None)
+    data["pairing"] = {"mode": "adaptive", "max_share": 0.5}
+    path = tmp_path / "arena.yaml"
+    path.write_text(yaml.safe_dump(data))
+    estimate = estimate_run(load_inputs(config_from_dict(data, tmp_path)), lambda key: None)
+    judge, all_pairs = (next(m for m in e.models if m.role == "judge") for e in (estimate, everything))
+    assert estimate.adaptive is not None
+    assert (estimate.adaptive.items, estimate.adaptive.all_items) == (18, 36)  # 6 pairs × 6 prompts, half of them
+    assert judge.calls == all_pairs.calls // 2 == 18 * 2
+    assert judge.input_tokens == pytest.approx(all_pairs.input_tokens / 2, abs=1)
+    assert judge.at_most
+    candidates = [m for m in estimate.models if m.role == "candidate"]
+    assert candidates == [m for m in everything.models if m.role == "candidate"]  # every answer is made still
+    assert main(["run", str(path), "--dry-run"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "adaptive pairing is priced as all pairs, capped at the 18 of their 36 (pair, prompt) items" in out
+    assert f"≤ {judge.calls}" in out
