@@ -158,10 +158,12 @@ def diff_runs(
     Rating options (anchor, scale, style sets) are the new run's; `rounds` and `seed` default to its bootstrap
     settings. `method` defaults to "paired" when the runs share a prompt, else "independent". Views, categories
     and models present in only one run are left out with a note; the panel is not compared (its battles are not
-    in `battles.csv`). Raises ValueError when the runs have no view in common.
+    in `battles.csv`). Raises ValueError when a run has no decided battle, or the runs have no view in common.
     """
     if rounds is not None and rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    for run, name in ((old, old_name), (new, new_name)):
+        _check_decided(run, name)
     rating = dict(new.summary.get("rating", {}))
     pairing = dict(new.summary.get("pairing", {}))
     rounds = int(rating.get("bootstrap_rounds", 100)) if rounds is None else rounds
@@ -248,8 +250,8 @@ def compare_runs(
 ) -> tuple[DiffResult, list[GateResult]]:
     """`diff_runs`, and `evaluate_gates` on it with the new run's config gates (from its manifest), then `gates`.
 
-    Raises ValueError on bad input: no view in common, a malformed gate in the manifest, a gate naming a model,
-    view or judge the runs lack.
+    Raises ValueError on bad input: a run without a decided battle, no view in common, a malformed gate in the
+    manifest, a gate naming a model, view or judge the runs lack.
     """
     written = new.manifest.get("config", {}).get("gates", [])
     try:
@@ -260,10 +262,19 @@ def compare_runs(
     return result, evaluate_gates(result, [*configured, *gates])
 
 
+def _check_decided(run: RunFolder, name: str) -> None:
+    if not run.battles["winner"].notna().any():
+        raise ValueError(
+            f"{name}: battles.csv: no decided battle (no game was judged with a verdict): nothing to compare"
+        )
+
+
 def check_gates(config: ArenaConfig, baseline: RunFolder, baseline_name: str) -> None:
-    """Raise ValueError when a gate of `config` names a model a run of it cannot be compared on with `baseline`:
-    one that is not a candidate, or (for `max_drop`) not a candidate of the baseline. Checked before a run that is
-    to be compared, so that a gate that cannot be evaluated is found before any call is paid for."""
+    """Raise ValueError when `baseline` has no decided battle, or a gate of `config` names a model a run of it
+    cannot be compared on with `baseline`: one that is not a candidate, or (for `max_drop`) not a candidate of the
+    baseline. Checked before a run that is to be compared, so that a comparison that cannot be made is found before
+    any call is paid for."""
+    _check_decided(baseline, baseline_name)
     candidates = {c.name for c in config.candidates}
     before = set(baseline.summary.get("candidates", ()))
     for i, gate in enumerate(config.gates):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -245,3 +247,22 @@ def test_a_model_only_in_the_new_run_can_be_gated_against_another() -> None:
     assert above.passed
     with pytest.raises(ValueError, match="not in both runs"):
         evaluate_gates(diff, [parse_gate("new-model:max_drop=10")])
+
+
+@pytest.mark.parametrize("battles", ["none", "undecided"])
+def test_a_run_without_decided_battles_is_named_as_bad_input(
+    nights: Nights, tmp_path: Path, capsys: pytest.CaptureFixture[str], battles: str
+) -> None:
+    empty = tmp_path / "nightly-20260101-000000"
+    shutil.copytree(nights.first, empty)
+    table = pd.read_csv(empty / "battles.csv", dtype=str, keep_default_na=False)
+    if battles == "none":
+        table = table.iloc[0:0]
+    else:
+        table["winner"], table["label"] = "", ""  # every verdict left unparsed
+    table.to_csv(empty / "battles.csv", index=False)
+    for old, new in ((empty, nights.second), (nights.first, empty)):
+        capsys.readouterr()
+        assert main(["diff", str(old), str(new), "--runs-dir", str(nights.root)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{empty.name}: battles.csv: no decided battle" in err, err

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import re
 import sqlite3
@@ -253,6 +254,7 @@ def test_run_with_an_unknown_refresh_name_calls_nothing(
         ("no-such-run", [], "--compare-to: no-such-run: no such run folder"),
         ("FIRST", [{"model": "ghost", "max_drop": 10}], "field 'gates.0': 'ghost' is not a candidate"),
         ("FIRST", [{"model": "c", "max_drop": 10}], "field 'gates.0': 'c' is not in revisions-.* to compare with"),
+        ("UNDECIDED", [], "--compare-to: revisions-.*: battles.csv: no decided battle"),
     ],
 )
 def test_run_compare_to_an_unusable_run_or_gate_calls_nothing(
@@ -264,8 +266,16 @@ def test_run_compare_to_an_unusable_run_or_gate_calls_nothing(
     message: str,
 ) -> None:
     two = [{"name": "a", "model": "sim-good-terse"}, {"name": "b", "model": "sim-mid-plain"}]
-    if compare_to == "FIRST":
+    if compare_to in ("FIRST", "UNDECIDED"):
         first, _ = _run(_config(tmp_path, sim, two, limit=1), sim)
+        if compare_to == "UNDECIDED":  # every verdict of the run to compare with left unparsed
+            battles = first.folder / "battles.csv"
+            with battles.open(newline="") as read:
+                rows = list(csv.DictReader(read))
+            with battles.open("w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows({**row, "label": "", "winner": ""} for row in rows)
         compare_to = str(first.folder)
     config = _config(tmp_path, sim, [*two, {"name": "c", "model": "sim-strong-plain"}], limit=1, gates=gates)
     sim.reset_log()
