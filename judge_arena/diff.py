@@ -103,6 +103,15 @@ _Row = TypeVar("_Row", RatingChange, Gap)
 
 
 @dataclass(frozen=True)
+class RevisionChange:
+    """A candidate answering at another revision in the new run than in the old (None: it had none)."""
+
+    model: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
 class DiffResult:
     """Everything `judge-arena diff` reports; `to_dict` gives it as JSON-ready data."""
 
@@ -122,6 +131,8 @@ class DiffResult:
     """Every pair of models of the new run's overall boards, for gates that compare two models."""
     notes: tuple[str, ...]
     """Views, categories and models that could not be compared, and why."""
+    revisions: tuple[RevisionChange, ...] = ()
+    """The candidates of both runs whose revision differs (from the manifests)."""
 
     def significant(self, significance: Significance) -> list[RatingChange]:
         """The changes that are significantly worse (or better)."""
@@ -217,7 +228,14 @@ def diff_runs(
         for (judge, view, category), (before, after) in fits.items()
         for change in _changes(judge, view, category, before, after, notes)
     ]
+    before, after = old.revisions, new.revisions
+    both = [name for name in new.summary.get("candidates", ()) if name in set(old.summary.get("candidates", ()))]
     return DiffResult(
+        revisions=tuple(
+            RevisionChange(name, before.get(name), after.get(name))
+            for name in both
+            if before.get(name) != after.get(name)
+        ),
         old=old_name,
         new=new_name,
         method=chosen,

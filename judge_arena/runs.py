@@ -218,6 +218,12 @@ class RunFolder:
     style: pd.DataFrame = field(default_factory=lambda: table("style.csv", []))
     """``style.csv``: each candidate's mean style features per answer; empty for a run written before it."""
 
+    @property
+    def revisions(self) -> dict[str, str]:
+        """Each candidate's `revision`, from the manifest, for the candidates that have one (none for a run written
+        before manifests)."""
+        return manifest_revisions(self.manifest)
+
     def board(
         self, *, judge: str | None = None, normalization: str | None = None, style_control: str | None = None
     ) -> pd.DataFrame:
@@ -265,6 +271,16 @@ def _read_manifest(path: Path) -> Mapping[str, Any]:
     return _json_object(path) if path.exists() else {}
 
 
+def manifest_revisions(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Candidate name → `revision` of the manifest's models that have one."""
+    models = manifest.get("models") or {}
+    return {
+        name: str(model["revision"])
+        for name, model in models.items()
+        if isinstance(model, dict) and model.get("revision") is not None
+    }
+
+
 @dataclass(frozen=True)
 class RunEntry:
     """One run folder under an output folder, as `judge-arena runs` lists it."""
@@ -278,6 +294,9 @@ class RunEntry:
     """When the run finished (UTC, from its manifest), else the local time in its folder name."""
     models: tuple[str, ...]
     """The candidates."""
+    revisions: Mapping[str, str]
+    """The candidates' revisions (`manifest_revisions`), for those that have one; empty for a run written before
+    manifests."""
     status: str
     """"ok", "failures" (some work items failed) or "budget" (stopped at its budget)."""
     cost_usd: float | None
@@ -342,6 +361,7 @@ def _entry(path: Path, match: re.Match[str]) -> RunEntry:
         name=str(summary.get("name", match["name"])),
         time=manifest.get("finished_at") or f"{date[:4]}-{date[4:6]}-{date[6:]} {clock[:2]}:{clock[2:4]}:{clock[4:]}",
         models=tuple(summary.get("candidates", ())),
+        revisions=manifest_revisions(manifest),
         status=status,
         cost_usd=None if cost is None else float(cost),
     )

@@ -219,3 +219,29 @@ def test_battles_written_before_suite_and_turn_read_as_missing(tmp_path: Path) -
     assert list(battles.columns) == list(COLUMNS["battles.csv"])
     assert battles["suite"].isna().all()
     assert battles["turn"].isna().all()
+
+
+def test_runs_and_diff_show_the_candidates_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = _config(tmp_path)
+    root = tmp_path / "runs"
+    older = _fake_run(root, "history-20200101-000000", "history")  # written before manifests: no revisions
+    for revision in (None, "rev-2"):
+        data = yaml.safe_load(config_path.read_text())
+        data["candidates"][0]["revision"] = revision
+        config_path.write_text(yaml.safe_dump(data))
+        run = _played(config_path)
+        write_report(run, rate_views(run.inputs.config, run.battles, run.answers), config_path)
+    entries = list_runs(root)
+    assert entries[0].path == older
+    assert [dict(e.revisions) for e in entries] == [{}, {}, {"a": "rev-2"}]
+    assert load_run(entries[-1].path).revisions == {"a": "rev-2"}
+    assert main(["runs", "--runs-dir", str(root), "--json"]) == 0
+    assert [r["revisions"] for r in json.loads(capsys.readouterr().out)] == [{}, {}, {"a": "rev-2"}]
+    assert main(["runs", "--runs-dir", str(root)]) == 0
+    assert "a@rev-2, b" in capsys.readouterr().out
+    first, second = (e.id for e in entries[1:])
+    for output in ([], ["--markdown"]):
+        assert main(["diff", first, second, "--runs-dir", str(root), "--rounds", "20", *output]) == 0
+        assert "evisions: a none → rev-2" in capsys.readouterr().out
+    assert main(["diff", first, second, "--runs-dir", str(root), "--rounds", "20", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["revisions"] == [{"model": "a", "old": None, "new": "rev-2"}]

@@ -42,6 +42,11 @@ def method_text(diff: DiffResult) -> str:
     return f"95 % intervals of the change from {how}, {diff.rounds} rounds{anchor}"
 
 
+def revisions_text(diff: DiffResult) -> str:
+    """The candidates whose revision changed between the runs: ``name old → new`` (``none`` for no revision)."""
+    return ", ".join(f"{r.model} {r.old or 'none'} → {r.new or 'none'}" for r in diff.revisions)
+
+
 def signed(value: float) -> str:
     """Rating points rounded to a point and signed; 0 unsigned (a change of -0.3 is no change, not "-0")."""
     points = round(value)
@@ -63,6 +68,8 @@ def print_diff(console: Console, diff: DiffResult, gates: Sequence[GateResult] =
     """The diff in the terminal: each view's overall board, the significant category changes, the style shift,
     notes and gates."""
     console.print(f"[bold]{escape(diff.old)} → {escape(diff.new)}[/bold]: {escape(method_text(diff))}")
+    if diff.revisions:
+        console.print(f"revisions: {escape(revisions_text(diff))}")
     overall = [c for c in diff.changes if c.category == ALL]
     for (judge, view), rows in groupby(overall, key=lambda c: (c.judge, c.view)):
         table = Table(title=f"{judge} / {view}", title_justify="left")
@@ -129,6 +136,8 @@ def diff_markdown(diff: DiffResult, gates: Sequence[GateResult] = ()) -> str:
     """A short Markdown summary for a CI job's comment: what got significantly worse or better, in which view and
     category, and the gates. Names are written so that the comment shows them as text, never as markup."""
     lines = [f"### judge-arena diff: `{diff.old}` → `{diff.new}`", "", _inert(method_text(diff)) + ".", ""]
+    if diff.revisions:
+        lines += [f"Revisions: {_inert(revisions_text(diff))}.", ""]
     headings: tuple[tuple[Significance, str], ...] = (
         ("worse", "Significantly worse"),
         ("better", "Significantly better"),

@@ -15,7 +15,8 @@ _STATUS = {"ok": "[green]ok[/green]", "failures": "[red]failures[/red]", "budget
 
 
 def print_runs(console: Console, entries: Sequence[RunEntry], root: Path) -> None:
-    """One line per run, oldest first: id, name, time, models, status and cost."""
+    """One line per run, oldest first: id, name, time, models (`name@revision` for a candidate with one), status and
+    cost."""
     if not entries:
         console.print(f"no runs under {escape(str(root))}")
         return
@@ -29,7 +30,7 @@ def print_runs(console: Console, entries: Sequence[RunEntry], root: Path) -> Non
             escape(entry.name),
             # A manifest's time is ISO 8601 in UTC; shown like the folder names' times.
             escape(entry.time.replace("T", " ").removesuffix("+00:00")),
-            escape(", ".join(entry.models)),
+            escape(", ".join(f"{m}@{entry.revisions[m]}" if m in entry.revisions else m for m in entry.models)),
             _STATUS.get(entry.status, escape(entry.status)),
             "" if entry.cost_usd is None else f"${entry.cost_usd:.4f}",
         )
