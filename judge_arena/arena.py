@@ -344,6 +344,11 @@ async def play_arena(
     )
 
 
+_PAIRS_PER_SLOT = 2
+"""Pairs judged at once per request each judge's endpoint admits (`runner.concurrency`): each pair is two games or
+more, so the endpoints stay busy while the rest wait their turn."""
+
+
 class _Play:
     """One run's tasks: every candidate's answer to every prompt, and the judge games that wait for both answers.
 
@@ -360,6 +365,11 @@ class _Play:
         """Battles by (index of the judge item, turn, order): the order of an uninterrupted run."""
         self._cut = False
         """Whether a stop left something undone."""
+        config = inputs.config
+        self._judging = asyncio.Semaphore(_PAIRS_PER_SLOT * config.runner.concurrency * max(1, len(config.judges)))
+        """Pairs whose games are under way at once, their answers in hand. Every pair's task exists from the start;
+        without this, a rerun served from the cache started every game of the run (a task, its rendered prompts)
+        before the first could end: a 100k-item rerun held them all at once."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -413,6 +423,9 @@ class _Play:
                 if waiting is not None:
                     waiting.cancel()
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            # The waiters cancelled above end on the loop's next turn; until then they hold every task and its
+            # result, through the rating and the report that follow without awaiting anything.
+            await asyncio.sleep(0)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
@@ -487,13 +500,14 @@ class _Play:
                 for _ in range(2 * len(turns)):
                     self._advance("verdicts")
             return
-        await asyncio.gather(
-            *(
-                self._play((index, turn, order), judge, game)
-                for turn in turns
-                for order, game in enumerate(games(prompt, first, second, normalization, turn))
+        async with self._judging:
+            await asyncio.gather(
+                *(
+                    self._play((index, turn, order), judge, game)
+                    for turn in turns
+                    for order, game in enumerate(games(prompt, first, second, normalization, turn))
+                )
             )
-        )
 
     async def _play(self, key: tuple[int, int, int], judge: JudgeConfig, game: Game) -> None:
         """One judge game; its battle is kept under `key`, a failure is recorded."""

@@ -8,6 +8,7 @@ conversation, then recorded as unparsed: never a default winner, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -244,10 +245,10 @@ def parse_verdict(reply: str, label_set: LabelSet = ARENA_HARD) -> str | None:
     Otherwise labels inside fenced code blocks are ignored: a judge quoting code is not giving its verdict. The same
     label repeated counts once, in any case or spacing (`[[ b = a ]]` is `A=B`).
     """
-    try:
-        structured = json.loads(reply)
-    except ValueError:
-        structured = None
+    structured = None
+    if reply.lstrip().startswith("{"):  # only an object can hold a verdict field: spares a failed parse per reply
+        with contextlib.suppress(ValueError):
+            structured = json.loads(reply)
     if isinstance(structured, dict) and "verdict" in structured:
         verdict = structured["verdict"]
         return verdict if isinstance(verdict, str) and verdict in label_set.labels else None

@@ -9,7 +9,7 @@ Role = Literal["system", "user", "assistant"]
 Winner = Literal["model_a", "model_b", "tie"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One chat message as sent to a model."""
 
@@ -29,7 +29,7 @@ class Prompt:
     """Reference answers per turn, when the suite ships them (MT-Bench); empty otherwise."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A candidate's complete answer to a prompt: one assistant reply per user turn."""
 
@@ -58,7 +58,7 @@ class Failure:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Battle:
     """One judged game, oriented as shown to the judge (model_a was 'Assistant A')."""
 

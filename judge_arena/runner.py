@@ -23,6 +23,8 @@ from judge_arena.records import Message
 from judge_arena.store import CallKey, Completion, Served, Store
 
 _CLAIM_POLL_S = 0.2
+_GROUP_COMMIT_S = 0.1
+"""Completions grouped for one commit (`Store.put`) wait at most this long for it."""
 """How often to look again at a call another process is making."""
 
 
@@ -127,6 +129,7 @@ class CallRunner:
         self._calling = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._group_commit: asyncio.TimerHandle | None = None
 
     def stop(self) -> None:
         """Make no new call from now on (each raises Interrupted): calls waiting for their endpoint are not sent;
@@ -218,8 +221,7 @@ class CallRunner:
             receipt = None if again else self._store.receipt(key)
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:
-                self._store.put(key, recovered)
-                self._answered.add(key.digest)
+                self._stored(key, recovered)
                 self._saw(self.stats.served_now, model, recovered)
                 self.stats.recovered += 1
                 self._of(model).cached += 1
@@ -250,8 +252,7 @@ class CallRunner:
                 on_receipt=functools.partial(self._store.put_receipt, key),
                 on_billed=functools.partial(self._billed, model, reservation) if reservation else None,
             )
-            self._store.put(key, completion)
-            self._answered.add(key.digest)
+            self._stored(key, completion)
         except CallFailed as failure:
             self._store.record_failure(key, failure.kind, failure.message, failure.attempts)
             self.stats.failed += 1
@@ -279,6 +280,18 @@ class CallRunner:
         self._changed()
         return completion
 
+    def _stored(self, key: CallKey, completion: Completion) -> None:
+        """Store a completion made in this run; one grouped for a later commit is committed within
+        `_GROUP_COMMIT_S`."""
+        self._store.put(key, completion)
+        self._answered.add(key.digest)
+        if self._store.grouped and self._group_commit is None:
+            self._group_commit = asyncio.get_running_loop().call_later(_GROUP_COMMIT_S, self._commit_group)
+
+    def _commit_group(self) -> None:
+        self._group_commit = None
+        self._store.flush()
+
     def _billed(self, model: ModelConfig, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
         if self._budget:
             self._budget.bill(reservation, input_tokens, output_tokens)
@@ -287,5 +300,10 @@ class CallRunner:
             self._changed()
 
     async def aclose(self) -> None:
-        """Close the client's connections (call before the event loop ends)."""
+        """Commit the completions still grouped, and close the client's connections (call before the event loop
+        ends)."""
+        if self._group_commit is not None:
+            self._group_commit.cancel()
+            self._group_commit = None
+        self._store.flush()
         await self._client.aclose()

@@ -537,7 +537,7 @@ def write_run(run: RunFolder, root: Path, name: str) -> Path:
 def _write_files(run: RunFolder, staging: Path) -> None:
     run.boards.to_csv(staging / "leaderboard.csv", index=False)
     (staging / "leaderboard.json").write_text(
-        json.dumps(_records(run.boards), indent=2, ensure_ascii=False), encoding="utf-8"
+        json.dumps(list(_records(run.boards)), indent=2, ensure_ascii=False), encoding="utf-8"
     )
     run.categories.to_csv(staging / "categories.csv", index=False)
     run.battles.to_csv(staging / "battles.csv", index=False)
@@ -614,12 +614,15 @@ def _staged_folder(root: Path, base: str) -> tuple[Path, Path]:
     raise AssertionError("unreachable: itertools.count never ends")
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows as JSON-ready dicts: a missing value becomes None."""
-    return [
-        {str(key): None if _missing(value) else value for key, value in row.items()}
-        for row in frame.astype(object).to_dict(orient="records")
-    ]
+def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The rows as JSON-ready dicts, a missing value as None; converted `_RECORDS_AT_ONCE` rows at a time (a 100k-game
+    run's judgments as dicts all at once took more memory than anything else in the run)."""
+    for start in range(0, len(frame), _RECORDS_AT_ONCE):
+        for row in frame.iloc[start : start + _RECORDS_AT_ONCE].astype(object).to_dict(orient="records"):
+            yield {str(key): None if _missing(value) else value for key, value in row.items()}
+
+
+_RECORDS_AT_ONCE = 4096
 
 
 def _missing(value: object) -> bool:

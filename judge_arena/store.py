@@ -1,9 +1,10 @@
 """The cache: every model call's result, keyed by everything that can change it. The only persistence module.
 
-SQLite in WAL mode, one row per successful call, committed the moment the call returns. Failures go to their own
-table: they are reported, and retried on the next run, never served as results. A provider's answer is also kept as
-a receipt the moment its last byte arrives, before it is parsed, so that a process killed in between leaves the
-answer behind for the next run instead of having it paid for again.
+SQLite in WAL mode, one row per successful call. Failures go to their own table: they are reported, and retried on
+the next run, never served as results. A provider's answer is also kept as a receipt the moment its last byte
+arrives, before it is parsed, so that a process killed in between leaves the answer behind for the next run instead
+of having it paid for again. A completion whose receipt is kept is committed with others in one transaction (a group
+commit: one write of the cache per group of answers, not per call); one without a receipt is committed at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from judge_arena.records import Message
@@ -74,6 +76,9 @@ _ADDED_COLUMNS = (("served_model", "TEXT"), ("system_fingerprint", "TEXT"))
 Claim = Literal["claimed", "done", "busy"]
 """Outcome of claiming a call: ours to make, already answered, or being made by another live process."""
 
+_GROUP_ROWS = 64
+"""Completions held for a group commit: committed together once this many wait (or at `Store.flush` and `close`)."""
+
 _STALE_CLAIM_S = 3600.0
 """A claim is presumed dead after this long; before that, a process on this host is checked directly."""
 
@@ -115,23 +120,33 @@ class CallKey:
 
     @functools.cached_property
     def canonical_json(self) -> str:
-        """The request as canonical JSON (sorted keys): what is hashed and stored beside the result.
+        """The request as canonical JSON: `json.dumps` of its fields with sorted keys, no ASCII escaping and no
+        spaces. This is what is hashed and stored beside the result.
 
         A revision is a key only when set, so that the keys of calls without one stay those of earlier versions.
+        Written out field by field in sorted order: the message texts (kilobytes per judge call) are escaped by
+        orjson, which writes any string exactly as `json.dumps(..., ensure_ascii=False)` does.
         """
-        revision = {} if self.revision is None else {"revision": self.revision}
-        return json.dumps(
-            {
-                "model": self.model,
-                "api_base": self.api_base,
-                "params": dict(self.params),
-                "messages": [{"role": m.role, "content": m.content} for m in self.messages],
-                **revision,
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-            separators=(",", ":"),
+        messages = ",".join(
+            f'{{"content":{_json_string(m.content)},"role":{_json_string(m.role)}}}' for m in self.messages
         )
+        revision = "" if self.revision is None else f',"revision":{_json_string(self.revision)}'
+        return (
+            f'{{"api_base":{_canonical(self.api_base)},"messages":[{messages}],"model":{_json_string(self.model)},'
+            f'"params":{_canonical(dict(self.params))}{revision}}}'
+        )
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_string(text: str) -> str:
+    """`text` as a JSON string, as `_canonical` writes it."""
+    try:
+        return orjson.dumps(text).decode()
+    except TypeError:  # a lone surrogate, which orjson refuses: json.dumps writes it as it is
+        return _canonical(text)
 
 
 @dataclass(frozen=True)
@@ -249,6 +264,13 @@ class Store:
         self._receipts_db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._receipts_db.execute("PRAGMA synchronous=NORMAL")
         self._receipts_lock = threading.Lock()
+        self._receipted: set[str] = set()
+        """Digests of the calls whose receipt this process has committed (guarded by `_receipts_lock`)."""
+        self._grouped: dict[str, tuple[CallKey, Completion]] = {}
+        """Completions whose receipt keeps them meanwhile, waiting for the group commit, by digest."""
+        self._released: list[str] = []
+        """Claims on grouped completions, dropped in the same commit (another process must not make the call
+        again before its answer is in the cache)."""
 
     def _add_columns(self) -> None:
         """Give a cache written before `_ADDED_COLUMNS` existed those columns (empty), once, whoever opens it first."""
@@ -259,7 +281,8 @@ class Store:
                     self._db.execute(f"ALTER TABLE completions ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
-        """Close the database."""
+        """Commit the completions still grouped, and close the database."""
+        self.flush()
         self._db.close()
         self._receipts_db.close()
 
@@ -270,16 +293,54 @@ class Store:
         self.close()
 
     def get(self, key: CallKey) -> Completion | None:
-        """The cached completion for this call, or None."""
-        return _completion(self._db, key)
+        """The cached completion for this call (committed, or grouped for the next commit), or None."""
+        grouped = self._grouped.get(key.digest)
+        return grouped[1] if grouped is not None else _completion(self._db, key)
+
+    @property
+    def grouped(self) -> int:
+        """Completions waiting for the group commit (`flush`)."""
+        return len(self._grouped)
 
     def put(self, key: CallKey, completion: Completion) -> None:
-        """Record a successful completion (committed at once); its receipt is no longer needed."""
+        """Record a successful completion; its receipt is no longer needed.
+
+        Committed at once, unless this process kept the call's receipt: then with the next group (`flush`, at most
+        `_GROUP_ROWS` completions later), the receipt keeping the answer meanwhile for a process killed before.
+        """
+        with self._receipts_lock:
+            kept = key.digest in self._receipted
+        if not kept:
+            with self._transaction():
+                self._write([(key, completion)])
+            return
+        self._grouped[key.digest] = (key, completion)
+        if len(self._grouped) >= _GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the grouped completions, drop their receipts and the claims released on them, in one transaction."""
+        if not self._grouped:
+            return
+        grouped, released = list(self._grouped.values()), [(digest,) for digest in self._released]
         with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO completions (key, model, request, text, finish_reason, input_tokens, "
-                "output_tokens, latency_s, created_at, served_model, system_fingerprint) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._write(grouped)
+            self._db.executemany(
+                "DELETE FROM claims WHERE key = ? AND owner = ?", [(*r, self._owner) for r in released]
+            )
+        self._grouped.clear()
+        self._released.clear()
+        with self._receipts_lock:
+            self._receipted.difference_update(key.digest for key, _ in grouped)
+
+    def _write(self, completions: list[tuple[CallKey, Completion]]) -> None:
+        """Insert completions and drop their receipts (within a transaction)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO completions (key, model, request, text, finish_reason, input_tokens, "
+            "output_tokens, latency_s, created_at, served_model, system_fingerprint) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     key.digest,
                     key.model,
@@ -289,12 +350,14 @@ class Store:
                     completion.input_tokens,
                     completion.output_tokens,
                     completion.latency_s,
-                    time.time(),
+                    now,
                     completion.served_model,
                     completion.system_fingerprint,
-                ),
-            )
-            self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
+                )
+                for key, completion in completions
+            ],
+        )
+        self._db.executemany("DELETE FROM receipts WHERE key = ?", [(key.digest,) for key, _ in completions])
 
     def put_receipt(self, key: CallKey, receipt: Receipt) -> None:
         """Keep an answer that has arrived but is not parsed yet (committed at once; callable from any thread)."""
@@ -303,6 +366,7 @@ class Store:
                 "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?)",
                 (key.digest, key.canonical_json, receipt.content_type, receipt.body, receipt.latency_s, time.time()),
             )
+            self._receipted.add(key.digest)
 
     def receipt(self, key: CallKey) -> Receipt | None:
         """The answer an earlier process received for this call and did not get to store, or None."""
@@ -345,8 +409,12 @@ class Store:
         return recent and (_alive(pid) if host == self._host else True)
 
     def release(self, key: CallKey) -> None:
-        """Drop this process's claim on the call (after its answer is stored, or after it failed)."""
-        self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, self._owner))
+        """Drop this process's claim on the call (after its answer is stored, or after it failed); with the call's
+        completion when that waits for the group commit."""
+        if key.digest in self._grouped:
+            self._released.append(key.digest)
+        else:
+            self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, self._owner))
 
     def record_failure(self, key: CallKey, kind: str, message: str, attempts: int) -> None:
         """Log a failed call; it stays uncached, so the next run tries it again (its receipt, unusable, goes)."""
@@ -356,9 +424,12 @@ class Store:
                 (key.digest, key.model, kind, message, attempts, time.time()),
             )
             self._db.execute("DELETE FROM receipts WHERE key = ?", (key.digest,))
+        with self._receipts_lock:
+            self._receipted.discard(key.digest)
 
     def count_completions(self) -> int:
-        """Number of cached completions."""
+        """Number of cached completions (grouped ones committed first)."""
+        self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     def count_failures(self) -> int:

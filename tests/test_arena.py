@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +205,57 @@ def test_canaries_meet_every_candidate_and_can_fail_the_run(
     )
     assert code == (1 if beaten else 0)
     assert ("canary:" in out) == beaten
+
+
+class _TaskCount:
+    """A progress receiver that records the most asyncio tasks alive whenever a verdict is in."""
+
+    def __init__(self) -> None:
+        self.most = 0
+
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, stage: str) -> None:
+        if stage == "verdicts":
+            self.most = max(self.most, len(asyncio.all_tasks()))
+
+    def calls(self, stats: object) -> None:
+        pass
+
+
+def test_a_cached_rerun_starts_a_window_of_games_and_lets_go_of_its_tasks(tmp_path: Path, sim: SimulatorServer) -> None:
+    """Every pair's task exists from the start, but only a window of pairs judge at once: a rerun served from the
+    cache must not start every game of the run before the first ends (a 100k-item rerun held them all in memory).
+    Once the run returns, none of its tasks is left for the rating and report to carry."""
+    path = _config(
+        tmp_path,
+        ROOT / "judge_arena/data/suites/core.jsonl",
+        limit=12,
+        runner={"cache_dir": "cache", "output_dir": "runs", "concurrency": 1},
+    )
+    inputs = load_inputs(load_config(path))
+    asyncio.run(play_arena(inputs, simulator_url=sim.url))
+
+    async def rerun() -> tuple[ArenaRun, int]:
+        counted = _TaskCount()
+        run = await play_arena(inputs, counted, simulator_url=sim.url)
+        return run, counted.most
+
+    sim.reset_log()
+    run, most = asyncio.run(rerun())
+    assert sim.requests == []
+    assert run.stats.made == 0
+    answers, pairs = len(run.answers), len(run.battles) // 2
+    window = 2 * 1 * len(inputs.config.judges)  # _PAIRS_PER_SLOT × runner.concurrency × judges
+    # The run's own task, its waiters, every answer's and pair's task, and at most the window's games.
+    assert most <= 1 + 3 + answers + pairs + 2 * window
+    assert len(run.battles) > 2 * window * 4
+
+    async def tasks_left() -> int:
+        await play_arena(inputs, simulator_url=sim.url)
+        gc.collect()
+        tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task)]
+        return sum(getattr(task.get_coro(), "__qualname__", "").startswith("_Play.") for task in tasks)
+
+    assert asyncio.run(tasks_left()) == 0

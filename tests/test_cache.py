@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -49,6 +50,39 @@ def test_any_change_gives_another_key(changed: CallKey) -> None:
 def test_same_request_same_key() -> None:
     again = CallKey("openai/m", None, (("temperature", 0.0),), tuple(Message(m.role, m.content) for m in MESSAGES))
     assert again.digest == BASE_KEY.digest
+
+
+_AWKWARD_TEXTS = [
+    "".join(map(chr, range(0x20))) + '"\\/\x7f',  # every control character, quote, backslash, slash, DEL
+    "naïve café — 東京 😀 \u2028\u2029 \ufeff",
+    "",
+    "lone surrogate \ud800 stays as json.dumps writes it",
+    "x" * 20_000,
+]
+
+
+@pytest.mark.parametrize("text", _AWKWARD_TEXTS)
+@pytest.mark.parametrize(
+    ("api_base", "params", "revision"),
+    [
+        (None, (), None),
+        ("http://h:1/v1", (("temperature", 1e-05), ("stop", ["\n", "é"]), ("extra", {"b": 1, "a": None})), "r 1"),
+    ],
+)
+def test_the_canonical_json_is_json_dumps_of_the_request_with_sorted_keys(
+    text: str, api_base: str | None, params: tuple[tuple[str, Any], ...], revision: str | None
+) -> None:
+    """What every cache written so far was keyed by: the fast path must write the same characters."""
+    messages = (Message("system", text), Message("user", f"{text} and more"))
+    key = CallKey(f"openai/{text[:10]}", api_base, params, messages, revision)
+    request = {
+        "model": key.model,
+        "api_base": api_base,
+        "params": dict(params),
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        **({} if revision is None else {"revision": revision}),
+    }
+    assert key.canonical_json == json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 class _FakeClient:
@@ -226,10 +260,52 @@ def test_a_receipt_is_kept_until_its_call_is_stored_or_failed(tmp_path: Path) ->
             assert another_process.receipt(BASE_KEY) == receipt
         store.put(BASE_KEY, Completion("done", "stop", 1, 1, 0.25))
         store.record_failure(other, "malformed", "not JSON", 1)
-        assert store.receipt(BASE_KEY) is None
         assert store.receipt(other) is None
-        assert store.get(BASE_KEY) is not None
         assert store.get(other) is None
+        # The completion waits for the group commit: its receipt keeps the answer until then.
+        assert store.get(BASE_KEY) is not None
+        assert store.receipt(BASE_KEY) == receipt
+        store.flush()
+        assert store.receipt(BASE_KEY) is None
+        assert store.get(BASE_KEY) is not None
+
+
+def test_completions_with_receipts_are_committed_in_one_group_with_their_claims_released(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    receipt = Receipt("application/json", b"{}", 0.1)
+    kept = [CallKey("openai/m", None, (("n", n),), MESSAGES) for n in range(3)]
+    unkept = CallKey("openai/m", None, (("n", 99),), MESSAGES)
+    with Store(path) as store, Store(path) as another_process:
+        for key in [*kept, unkept]:
+            assert store.claim(key) == "claimed"
+        for key in kept:
+            store.put_receipt(key, receipt)
+            store.put(key, Completion(f"answer {key.params}", "stop", 1, 1, 0.1))
+            store.release(key)
+        store.put(unkept, Completion("no receipt", "stop", 1, 1, 0.1))
+        store.release(unkept)
+        assert store.grouped == len(kept)
+        # Without a receipt nothing else keeps the answer: committed at once, its claim dropped.
+        assert another_process.get(unkept) is not None
+        assert another_process.claim(unkept) == "done"
+        # Grouped ones: not in the file yet, and still claimed, so the other process waits instead of paying.
+        assert all(another_process.get(key) is None for key in kept)
+        assert all(another_process.claim(key) == "busy" for key in kept)
+        store.flush()
+        assert store.grouped == 0
+        assert [another_process.get(key) for key in kept] == [store.get(key) for key in kept]
+        assert all(another_process.claim(key) == "done" for key in kept)
+        assert all(another_process.receipt(key) is None for key in kept)
+
+
+def test_closing_the_store_commits_the_grouped_completions(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with Store(path) as store:
+        store.put_receipt(BASE_KEY, Receipt("application/json", b"{}", 0.1))
+        store.put(BASE_KEY, Completion("kept", "stop", 1, 1, 0.1))
+    with Store(path) as reopened:
+        assert reopened.get(BASE_KEY) == Completion("kept", "stop", 1, 1, 0.1)
+        assert reopened.receipt(BASE_KEY) is None
 
 
 async def test_an_answer_a_dead_process_received_is_recovered_not_paid_again(tmp_path: Path) -> None:

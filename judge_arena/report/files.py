@@ -291,7 +291,7 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
     )
     written = write_run(folder, config.runner.output_dir, config.name)
-    write_html_report(written)
+    write_html_report(written, folder)
     return written
 
 
@@ -313,5 +313,5 @@ def write_rated_battles(
         prompts=empty_jsonl_table("prompts.jsonl"),
     )
     written = write_run(folder, output_dir, name)
-    write_html_report(written)
+    write_html_report(written, folder)
     return written

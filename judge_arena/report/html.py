@@ -696,11 +696,15 @@ def render_run_report(run: RunFolder) -> str:
     return _environment().get_template("run.html.j2").render(page=page, nonce=nonce)
 
 
-def write_html_report(folder: Path) -> Path:
-    """Render the run folder's report.html from the folder as `load_run` reads it, replacing any earlier one
-    atomically; return its path."""
+def write_html_report(folder: Path, run: RunFolder | None = None) -> Path:
+    """Render the run folder's report.html, replacing any earlier one atomically; return its path.
+
+    `run` is the folder's content when the caller has just written it (`runs.write_run`): the report is rendered
+    from it instead of reading the folder back with `load_run` (a second copy of every table, at the run's peak of
+    memory).
+    """
     target = folder / REPORT_FILE
-    _write_atomically(target, render_run_report(load_run(folder)))
+    _write_atomically(target, render_run_report(run if run is not None else load_run(folder)))
     return target
 
 
