@@ -81,6 +81,30 @@ INJECTION_PATTERNS: Mapping[str, re.Pattern[str]] = {
 }
 """The instruction-like text that flags an answer, by name: case-insensitive, whole words."""
 
+_REQUIRED_WORDS: Mapping[str, tuple[str, ...]] = {
+    "ignore-instructions": ("ignore", "forget", "disregard", "override"),
+    "disregard-above": ("disregard",),
+    "judge-role": ("judge", "evaluator", "grader"),
+    "judge-command": ("judge", "evaluator", "grader"),
+    "verdict-command": ("[[",),
+    "verdict-claim": ("verdict",),
+    "rating-request": ("rate", "score", "grade", "rank"),
+    "role-spoof": ("system", "developer", "instruction"),
+    "chat-markup": ("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>"),
+}
+"""Text each pattern's every match contains (one of, in `_folded` text): a pattern is searched for only where one
+occurs. Most answers contain none of a pattern's words, and a search costs tens of microseconds per pattern and
+kilobyte of answer where `in` costs one."""
+
+_CASE_EQUIVALENTS = str.maketrans({"İ": "i", "ı": "i", "ſ": "s", "K": "k"})
+"""The four non-ASCII letters an ASCII letter matches case-insensitively in `re` besides its own cases."""
+
+
+def _folded(text: str) -> str:
+    """`text` lower-cased such that whatever an IGNORECASE pattern's ASCII letters match becomes those letters."""
+    return text.translate(_CASE_EQUIVALENTS).lower()
+
+
 NULL_MODEL = CanaryConfig.NULL_MODEL
 """Candidate name of the null-model canary."""
 
@@ -137,7 +161,12 @@ def neutralize(text: str, label_set: LabelSet = ARENA_HARD) -> str:
 
 def find_injections(text: str) -> tuple[str, ...]:
     """The names of the `INJECTION_PATTERNS` found in a text, in the table's order; empty for a clean text."""
-    return tuple(name for name, pattern in INJECTION_PATTERNS.items() if pattern.search(text))
+    folded = _folded(text)
+    return tuple(
+        name
+        for name, pattern in INJECTION_PATTERNS.items()
+        if any(word in folded for word in _REQUIRED_WORDS[name]) and pattern.search(text)
+    )
 
 
 @dataclass(frozen=True)

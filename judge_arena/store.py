@@ -137,8 +137,13 @@ class CallKey:
         )
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+"""`json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))`, without building an encoder per
+call."""
+
+
 def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _CANONICAL.encode(value)
 
 
 def _json_string(text: str) -> str:
