@@ -160,12 +160,13 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 
 def _print_estimate(inputs: Inputs, console: Console, refresh: Sequence[str] = ()) -> None:
     from judge_arena.arena import CACHE_FILE
-    from judge_arena.estimate import estimate_run
+    from judge_arena.estimate import earlier_answers, estimate_run
     from judge_arena.report.estimate import print_estimate
     from judge_arena.store import CacheReader
 
+    earlier = earlier_answers(inputs.config)
     with CacheReader(inputs.config.runner.cache_dir / CACHE_FILE) as cache:
-        print_estimate(console, estimate_run(inputs, cache.get, refresh))
+        print_estimate(console, estimate_run(inputs, cache.get, refresh, earlier))
 
 
 def _generate(args: argparse.Namespace, console: Console) -> int:

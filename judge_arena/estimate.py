@@ -3,24 +3,26 @@
 The calls are the run's own, built as the run builds them (`runner.call_key`, `judge.shown`), and looked up in the
 cache without claiming or storing anything. Input tokens are counted with `tokens.message_tokens` on the rendered
 prompts and judge templates. Output tokens: a model whose replies the cache holds some of (a judge's verdicts on
-other games, a candidate's answers to other prompts) is expected to write as much as those did on average; else its
+other games, a candidate's answers to other prompts or as the latest run called it) is expected to write as much as
+those did on average; else its
 `output_estimate` (its own, or the runner's), within its `max_tokens`. An answer not in the cache yet counts as that
 many tokens in the judge's prompt. A judge re-asked for a missing verdict asks once more: such calls are not foreseen.
 
 A game of another normalization than `raw` whose answers that normalization leaves unchanged is the raw game again,
 which the run asks once. Where its answers are known the estimate counts it as the run does; where one is not, it
 expects what the candidate's known answers say (`UnchangedShare`: the share of them the normalization leaves
-unchanged), and where too few are known, it counts the game as a call of its own and the judge's figures are an
-upper bound (`RunEstimate.undecided_games`). A candidate named in `refresh` answers anew: its calls and its games
-are to make, and its cached answers only say how long and in which layout it writes. Adaptive pairing is priced as
-all pairs, capped at the share of their games it may play (`RunEstimate.adaptive`).
+unchanged; for a candidate with too few answers of its own, those it gave as the latest run called it, at another
+revision say: `earlier_answers`). Where too few are known either way, it counts the game as a call of its own and
+the judge's figures are an upper bound (`RunEstimate.undecided_games`). A candidate named in `refresh` answers
+anew: its calls and its games are to make, and its cached answers only say how long and in which layout it writes.
+Adaptive pairing is priced as all pairs, capped at the share of their games it may play (`RunEstimate.adaptive`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from statistics import fmean
 from typing import Literal
@@ -32,6 +34,7 @@ from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.judge import as_called, games, render_game, shown
 from judge_arena.records import Answer, Message, Prompt
 from judge_arena.runner import call_key
+from judge_arena.runs import RunFolderError, list_runs, read_manifest
 from judge_arena.store import CallKey, Completion
 from judge_arena.style import normalize
 from judge_arena.tokens import TOKENS_PER_MESSAGE, count_tokens, message_tokens, output_cap
@@ -45,6 +48,42 @@ its games in that normalization are counted as calls of their own (an upper boun
 
 
 @dataclass(frozen=True)
+class EarlierAnswers:
+    """A candidate as an earlier run called it (another revision, model string or params): its answers in the
+    cache say how the candidate writes before its new answers exist."""
+
+    candidate: CandidateConfig
+    run: str
+    """The earlier run's id (its folder's name)."""
+
+    def __str__(self) -> str:
+        revision = f"@{self.candidate.revision}" if self.candidate.revision else ""
+        return f"{self.candidate.model}{revision} in {self.run}"
+
+
+def earlier_answers(config: ArenaConfig) -> dict[str, EarlierAnswers]:
+    """Per candidate of `config` that is called, itself as the latest run of the same name under its output folder
+    called it, when that was otherwise (a new revision, model string or params: its answers then are not this
+    run's); from the runs' manifests. A run history that cannot be read gives nothing."""
+    try:
+        entries = list_runs(config.runner.output_dir, config.name)
+        latest = next((e for e in reversed(entries) if read_manifest(e.path)), None)
+        models = read_manifest(latest.path).get("models", {}) if latest else {}
+    except RunFolderError:
+        return {}
+    found = {}
+    for candidate in config.candidates:
+        before = models.get(candidate.name)
+        if not candidate.called or not isinstance(before, dict) or latest is None:
+            continue
+        keys = ("model", "api_base", "params", "revision")
+        then = candidate.model_copy(update={key: before.get(key) for key in keys if key in before})
+        if any(getattr(then, key) != getattr(candidate, key) for key in keys):
+            found[candidate.name] = EarlierAnswers(then, latest.id)
+    return found
+
+
+@dataclass(frozen=True)
 class UnchangedShare:
     """How many of a candidate's known answers a normalization leaves unchanged: from these the estimate expects
     how many of its games not known yet are the raw game again (asked once)."""
@@ -54,6 +93,9 @@ class UnchangedShare:
     unchanged: int
     known: int
     """Its answers the cache holds (for a refreshed candidate: those it is to replace)."""
+    earlier: EarlierAnswers | None = None
+    """Where the answers counted come from when they are not the candidate's as configured now: an earlier run's
+    (another revision, say); None: its own."""
 
     @property
     def share(self) -> float | None:
@@ -147,26 +189,38 @@ class RunEstimate:
         return self.max_usd is not None and cost is not None and cost > self.max_usd
 
 
-def estimate_run(inputs: Inputs, lookup: Lookup, refresh: Collection[str] = ()) -> RunEstimate:
+def estimate_run(
+    inputs: Inputs,
+    lookup: Lookup,
+    refresh: Collection[str] = (),
+    earlier: Mapping[str, EarlierAnswers] | None = None,
+) -> RunEstimate:
     """The calls, tokens and cost of running `inputs` now, given what the cache holds (`lookup`), the candidates
-    named in `refresh` answering anew (`run --refresh`); calls nothing."""
+    named in `refresh` answering anew (`run --refresh`); calls nothing. A candidate with too few answers in the
+    cache is expected to write as it did in `earlier` (`earlier_answers`), where it has an entry."""
     config, prompts = inputs.config, inputs.prompts
     generating = [candidate for candidate in config.candidates if candidate.called]
     expected = {model.name: _expected_output(config, model) for model in generating}
-    answering, judging = _Tally(lookup), _Tally(lookup)
+    learning, answering, judging = _Tally(lookup), _Tally(lookup), _Tally(lookup)
     answers: dict[tuple[str, str], Answer | None] = {}
     """Each candidate's answer to each prompt: None when it is not known before the run."""
     known: dict[str, list[Answer]] = {}
-    """Each candidate's answers the cache holds: what it writes, also for one that answers anew."""
+    """Each candidate's answers the cache holds: how it writes, also for one that answers anew."""
+    sources: dict[str, EarlierAnswers] = {}
+    """The earlier runs whose answers stand for a candidate's (in `known`)."""
     for candidate in generating:
+        known[candidate.name] = [answer for prompt in prompts if (answer := learning.recall(candidate, prompt))]
+        before = (earlier or {}).get(candidate.name)
+        if before is not None and len(known[candidate.name]) < SHARE_MIN_ANSWERS:
+            recalled = [answer for prompt in prompts if (answer := learning.recall(before.candidate, prompt))]
+            if recalled:
+                known[candidate.name], sources[candidate.name] = recalled, before
+        # What its replies in the cache used, where there are some, says more than the configured guess; also for
+        # the earlier answers in a later turn's prompt.
+        expected[candidate.name] = learning.per_call(candidate, expected[candidate.name])
         fresh = candidate.name in refresh
         for prompt in prompts:
-            answer = answering.answer(candidate, prompt, expected[candidate.name], fresh=fresh)
-            answers[(candidate.name, prompt.id)] = answer
-            seen = answering.recall(candidate, prompt) if fresh else answer
-            known.setdefault(candidate.name, []).extend([seen] if seen is not None else [])
-    # What the candidates' answers in the cache used, where there are some, says more than the configured guess.
-    expected = {c.name: answering.per_call(c, expected[c.name]) for c in generating}
+            answers[(candidate.name, prompt.id)] = answering.answer(candidate, prompt, expected[candidate.name], fresh)
     for name, from_file in inputs.file_answers.items():
         # A prompt the file does not answer has no games: it is left out, as the run leaves it.
         answers.update({(name, prompt_id): answer for prompt_id, answer in from_file.items()})
@@ -176,7 +230,9 @@ def estimate_run(inputs: Inputs, lookup: Lookup, refresh: Collection[str] = ()) 
     # A game of another normalization is the raw game again when both its answers are unchanged by it.
     collapsing = [n for n in config.normalizations if n != "raw"] if "raw" in config.normalizations else []
     shares = {
-        (c.name, n): UnchangedShare(c.name, n, sum(_unchanged(a, n) for a in known[c.name]), len(known[c.name]))
+        (c.name, n): UnchangedShare(
+            c.name, n, sum(_unchanged(a, n) for a in known[c.name]), len(known[c.name]), sources.get(c.name)
+        )
         for c in generating
         for n in collapsing
         if any(answers[(c.name, prompt.id)] is None for prompt in prompts)
@@ -225,7 +281,9 @@ def estimate_run(inputs: Inputs, lookup: Lookup, refresh: Collection[str] = ()) 
                 for _ in range(2):
                     judging.unknown(called, tokens, 1.0 - (same or 0.0))
     models = [answering.estimate(c, "candidate", expected[c.name]) for c in generating]
-    judge_models = [judging.estimate(j, "judge", _expected_output(config, j)) for j in config.judges]
+    judge_models = [
+        judging.estimate(j, "judge", judging.per_call(j, _expected_output(config, j))) for j in config.judges
+    ]
     if any(c.name in refresh for c in generating):
         # Answers made anew may come out as they were: their games then reuse the cached verdicts.
         judge_models = [replace(m, at_most=bool(m.calls)) for m in judge_models]
@@ -319,7 +377,7 @@ class _Tally:
         calls.calls += chance
         calls.input_tokens += chance * input_tokens
 
-    def answer(self, candidate: CandidateConfig, prompt: Prompt, expected: int, *, fresh: bool) -> Answer | None:
+    def answer(self, candidate: CandidateConfig, prompt: Prompt, expected: int, fresh: bool) -> Answer | None:
         """Count the calls of a candidate's answer to `prompt`, turn by turn; the answer if the cache holds it all.
         A `fresh` answer (refreshed) is made whatever the cache holds."""
         system = candidate.system_prompt
@@ -343,8 +401,8 @@ class _Tally:
         return Answer(candidate.name, prompt.id, tuple(replies), output_tokens=0, latency_s=0.0)
 
     def recall(self, candidate: CandidateConfig, prompt: Prompt) -> Answer | None:
-        """The candidate's answer to `prompt` if the cache holds it all, counted as no call (a refreshed candidate's
-        answer, to replace); its replies' lengths are learned (`per_call`)."""
+        """The candidate's answer to `prompt` if the cache holds it all, counted as no call: how it writes. The
+        lengths of its replies found are learned (`per_call`)."""
         system = candidate.system_prompt
         conversation: list[Message] = [Message("system", system)] if system is not None else []
         for turn in prompt.turns:
@@ -363,11 +421,11 @@ class _Tally:
         seen = self._of(model).seen_outputs
         return round(fmean(seen)) if seen else expected
 
-    def estimate(self, model: ModelConfig, role: Literal["candidate", "judge"], expected: int) -> ModelEstimate:
-        """The model's share: its calls, their tokens (`per_call` each) and cost."""
+    def estimate(self, model: ModelConfig, role: Literal["candidate", "judge"], per_call: int) -> ModelEstimate:
+        """The model's share: its calls, their tokens (`per_call` output tokens each) and cost."""
         calls = self._of(model)
         made, input_tokens = round(calls.calls), round(calls.input_tokens)
-        output_tokens = round(calls.calls * self.per_call(model, expected))
+        output_tokens = round(calls.calls * per_call)
         price = known_price(model) if made else None
         return ModelEstimate(
             name=model.name,

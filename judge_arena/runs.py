@@ -254,7 +254,7 @@ def load_run(path: Path) -> RunFolder:
         summary=summary,
         judgments=_read_jsonl_table(path / "judgments.jsonl"),
         prompts=_read_jsonl_table(path / "prompts.jsonl"),
-        manifest=_read_manifest(path / "manifest.json"),
+        manifest=read_manifest(path),
         style=read_table(path / "style.csv") if (path / "style.csv").exists() else table("style.csv", []),
     )
 
@@ -267,7 +267,9 @@ def _json_object(path: Path) -> dict[str, Any]:
     return value
 
 
-def _read_manifest(path: Path) -> Mapping[str, Any]:
+def read_manifest(folder: Path) -> Mapping[str, Any]:
+    """The run folder's ``manifest.json`` (`MANIFEST_KEYS`) alone; empty for a run written before manifests."""
+    path = folder / "manifest.json"
     return _json_object(path) if path.exists() else {}
 
 
@@ -348,7 +350,7 @@ def resolve_run(spec: str | Path, root: Path) -> Path:
 
 def _entry(path: Path, match: re.Match[str]) -> RunEntry:
     summary = _json_object(path / "summary.json")
-    manifest = _read_manifest(path / "manifest.json")
+    manifest = read_manifest(path)
     budget = summary.get("budget") or {}
     status = "budget" if budget.get("reached") else "failures" if summary.get("failures") else "ok"
     costs = [calls.get("cost_usd") for calls in (manifest.get("calls") or {}).values()]

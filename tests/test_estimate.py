@@ -2,7 +2,9 @@
 
 On the simulator the token estimate is within 10 % of what the run then used: on a first run (answers capped by
 `max_tokens`, the judge's output as configured from a pilot run), and on a second night where one candidate is a new
-model (its answers unknown, the others' cached, the judge's output taken from its cached verdicts).
+model (its answers unknown, the others' cached, the judge's output taken from its cached verdicts). With the plain
+view as well: an upper bound before the answers exist, within 10 % once `judge-arena generate` has made them, on a
+night where one candidate has a new revision (learned from its answers at the earlier one), and on a grown suite.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import yaml
 from judge_arena.arena import CACHE_FILE, ArenaRun, load_inputs, play_arena
 from judge_arena.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from judge_arena.config import config_from_dict
-from judge_arena.estimate import RunEstimate, estimate_run
-from judge_arena.pipeline import generate_answers
+from judge_arena.estimate import RunEstimate, earlier_answers, estimate_run
+from judge_arena.pipeline import run_arena
+from judge_arena.runs import list_runs
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import CacheReader
 
@@ -53,10 +56,17 @@ def _config(candidates: dict[str, str], limit: int, judge: dict[str, Any] | None
     }
 
 
-def _estimate_and_run(folder: Path, data: dict[str, Any], sim: SimulatorServer) -> tuple[RunEstimate, ArenaRun]:
-    inputs = load_inputs(config_from_dict(data, folder))
+def _estimate_and_run(
+    folder: Path, data: dict[str, Any], sim: SimulatorServer, *, history: bool = False
+) -> tuple[RunEstimate, ArenaRun]:
+    """The estimate, then the run; with `history`, as the command makes them: the estimate knows the earlier runs
+    (`earlier_answers`), and the run writes its run folder."""
+    config = config_from_dict(data, folder)
+    inputs = load_inputs(config)
     with CacheReader(folder / "cache" / CACHE_FILE) as cache:
-        estimate = estimate_run(inputs, cache.get)
+        estimate = estimate_run(inputs, cache.get, earlier=earlier_answers(config) if history else None)
+    if history:
+        return estimate, run_arena(config, simulator_url=sim.url).run
     return estimate, asyncio.run(play_arena(inputs, simulator_url=sim.url))
 
 
@@ -190,7 +200,8 @@ def test_plain_view_games_are_counted_once_when_they_are_the_raw_game_again(
 ) -> None:
     # The simulated candidates write plain prose most of the time, so most plain-view games are their raw game
     # again, which the run asks once. Before the answers exist the estimate cannot tell which: it says it is an upper
-    # bound, and why; once `judge-arena generate` has made the answers it is within 10 % again.
+    # bound, and why; once `judge-arena generate` has made the answers it is within 10 % again. On a later night,
+    # a candidate's answers at its earlier revision say how it writes.
     _, pilot = _estimate_and_run(tmp_path / "pilot", _config(CANDIDATES, 3), sim)
     judge_calls = pilot.stats.by_model["judge"]
     per_verdict = round(judge_calls.output_tokens / judge_calls.made)
@@ -215,30 +226,39 @@ def test_plain_view_games_are_counted_once_when_they_are_the_raw_game_again(
     out = capsys.readouterr().out
     assert "≤" not in out
     assert "counted as calls of their own" not in out
-    estimate, run = _estimate_and_run(folder, night1, sim)
+    estimate, run = _estimate_and_run(folder, night1, sim, history=True)
     judge = next(m for m in estimate.models if m.role == "judge")
     assert judge.calls == run.stats.by_model["judge"].made < next(m for m in upper.models if m.role == "judge").calls
     assert not estimate.at_most
     _within_bound(estimate, run)
 
-    # Night 2: one candidate's revision changes, and a worse model answers behind it. Its answers are not known:
-    # an upper bound again, until they are made.
+    # Night 2: one candidate's revision changes, and a worse model answers behind it. Its answers are not known;
+    # without the run history the estimate is an upper bound again, with it the answers it gave at its earlier
+    # revision in night 1's run say how it writes.
     night2 = _with_plain(_config({**CANDIDATES, "terse": "sim-weak-terse"}, PROMPTS))
     night2["candidates"][2]["revision"] = "rev-2"
-    inputs = load_inputs(config_from_dict(night2, folder))
+    config = config_from_dict(night2, folder)
     with CacheReader(folder / "cache" / CACHE_FILE) as cache:
-        assert estimate_run(inputs, cache.get).at_most
-    generate_answers(config_from_dict(night2, folder), simulator_url=sim.url)
-    estimate, run = _estimate_and_run(folder, night2, sim)
+        assert estimate_run(load_inputs(config), cache.get).at_most
+    (night1_run,) = list_runs(folder / "runs")
+    earlier = earlier_answers(config)
+    assert {name: (str(e.candidate.model), e.run) for name, e in earlier.items()} == {
+        "terse": ("openai/sim-good-terse", night1_run.id)
+    }
+    path.write_text(yaml.safe_dump(night2))
+    assert main(["run", str(path), "--dry-run"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"/8 (as openai/sim-good-terse in {night1_run.id})" in out
+    estimate, run = _estimate_and_run(folder, night2, sim, history=True)
     assert not estimate.at_most
-    assert (estimate.calls, estimate.cached) == (run.stats.made, run.stats.cached)
+    assert [(s.candidate, s.earlier) for s in estimate.unchanged] == [("terse", earlier["terse"])]
     _within_bound(estimate, run)
 
     # The suite grows: the candidates' answers to the new prompts are not known, but their answers to the old ones
     # say how many of them plain leaves unchanged; the estimate expects as many, within 10 %.
     grown = _with_plain(_config({**CANDIDATES, "terse": "sim-weak-terse"}, 2 * PROMPTS))
     grown["candidates"][2]["revision"] = "rev-2"
-    estimate, run = _estimate_and_run(folder, grown, sim)
+    estimate, run = _estimate_and_run(folder, grown, sim, history=True)
     assert not estimate.at_most
     assert {(s.candidate, s.known) for s in estimate.unchanged} == {(name, PROMPTS) for name in CANDIDATES}
     unchanged = {s.candidate: s.unchanged for s in estimate.unchanged}

@@ -64,7 +64,9 @@ def _assumptions(estimate: RunEstimate) -> list[str]:
     lines = []
     learned = [s for s in estimate.unchanged if s.share is not None]
     if learned:
-        shares = ", ".join(f"{s.candidate} {s.unchanged}/{s.known}" for s in learned)
+        shares = ", ".join(
+            f"{s.candidate} {s.unchanged}/{s.known}" + (f" (as {s.earlier})" if s.earlier else "") for s in learned
+        )
         lines.append(
             "games identical to their raw game are judged once: for answers not known yet, expected from the share of "
             f"each candidate's answers in the cache that the normalization leaves unchanged ({shares})"
