@@ -18,7 +18,7 @@ import math
 import os
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -648,7 +648,7 @@ def render_diff_report(diff: DiffResult, gates: Sequence[GateResult] = ()) -> st
 
 def write_diff_report(path: Path, diff: DiffResult, gates: Sequence[GateResult] = ()) -> Path:
     """Write the diff's page to `path`, replacing any earlier file atomically; return the path."""
-    _write_atomically(path, render_diff_report(diff, gates))
+    _write_atomically(path, [render_diff_report(diff, gates)])
     return path
 
 
@@ -674,6 +674,12 @@ def _environment() -> jinja2.Environment:
 def render_run_report(run: RunFolder) -> str:
     """The run's report.html: leaderboards and their plots, the style shift, the pairwise heatmaps, the category
     boards, the judge's health and the battle browser, as one self-contained page."""
+    return "".join(_run_report(run))
+
+
+def _run_report(run: RunFolder) -> Iterator[str]:
+    """`render_run_report`'s page in pieces, as the template renders them (written out without joining them: the
+    page of a 100k-game run is tens of megabytes)."""
     colors = _model_colors(run)
     slopes, coefficients = _style(run, colors)
     page = Page(
@@ -693,7 +699,7 @@ def render_run_report(run: RunFolder) -> str:
     )
     # A planted script that escaped escaping still would not run: only the page's own script carries the nonce.
     nonce = secrets.token_urlsafe(16)
-    return _environment().get_template("run.html.j2").render(page=page, nonce=nonce)
+    return _environment().get_template("run.html.j2").generate(page=page, nonce=nonce)
 
 
 def write_html_report(folder: Path, run: RunFolder | None = None) -> Path:
@@ -704,11 +710,12 @@ def write_html_report(folder: Path, run: RunFolder | None = None) -> Path:
     memory).
     """
     target = folder / REPORT_FILE
-    _write_atomically(target, render_run_report(run if run is not None else load_run(folder)))
+    _write_atomically(target, _run_report(run if run is not None else load_run(folder)))
     return target
 
 
-def _write_atomically(target: Path, html: str) -> None:
+def _write_atomically(target: Path, html: Iterable[str]) -> None:
     staging = target.with_name(f".{target.name}.partial")
-    staging.write_text(html, encoding="utf-8")
+    with staging.open("w", encoding="utf-8") as out:
+        out.writelines(html)
     os.replace(staging, target)
