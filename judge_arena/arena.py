@@ -74,7 +74,7 @@ class Inputs:
     pair of `candidate_pairs` on every prompt."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ArenaRun:
     """What a run produced: answers, battles, failures and call statistics."""
 
@@ -86,6 +86,16 @@ class ArenaRun:
     elapsed_s: float
     interrupted: int | None = None
     """The signal that stopped the run part-way (see `interrupt`); None when it ran to its end."""
+
+    def __repr__(self) -> str:
+        # Counts, not records: asyncio renders the repr of a finished main task's result when `asyncio.run` ends
+        # under Python's default SIGINT handler, and the records of a 100k-game run written out took seconds and
+        # more memory than the run's peak.
+        return (
+            f"ArenaRun(name={self.inputs.config.name!r}, answers={len(self.answers)}, battles={len(self.battles)}, "
+            f"failures={len(self.failures)}, calls_made={self.stats.made}, elapsed_s={self.elapsed_s:.1f}, "
+            f"interrupted={self.interrupted})"
+        )
 
 
 def load_inputs(config: ArenaConfig) -> Inputs:

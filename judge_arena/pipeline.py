@@ -32,7 +32,7 @@ Status = Literal["complete", "failures", "budget", "interrupted"]
 says to fail on that); stopped by its budget; stopped by a signal or `Interrupt.stop()`."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ArenaResult:
     """A finished or stopped run: what it played, its rated views and the run folder it wrote."""
 
@@ -42,6 +42,10 @@ class ArenaResult:
     """Every judge's leaderboards (raw, plain, raw+sc, panel), with their notes."""
     folder: Path
     """The run folder written for this run (`load_run` reads it back)."""
+
+    def __repr__(self) -> str:
+        folder, views = str(self.folder), len(self.views)
+        return f"ArenaResult(folder={folder!r}, status={self.status!r}, views={views}, run={self.run!r})"
 
     @property
     def status(self) -> Status:

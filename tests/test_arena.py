@@ -259,3 +259,18 @@ def test_a_cached_rerun_starts_a_window_of_games_and_lets_go_of_its_tasks(tmp_pa
         return sum(getattr(task.get_coro(), "__qualname__", "").startswith("_Play.") for task in tasks)
 
     assert asyncio.run(tasks_left()) == 0
+
+
+def test_a_run_and_its_result_show_counts_not_records(tmp_path: Path, sim: SimulatorServer) -> None:
+    """asyncio writes out the repr of `asyncio.run`'s result when it ends under Python's default SIGINT handler (a
+    library call): a repr of every record took seconds and the run's peak memory at 100k games."""
+    from judge_arena.pipeline import run_arena
+
+    path = _config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl", limit=4)
+    result = run_arena(load_config(path), simulator_url=sim.url)
+    shown = repr(result)
+    assert f"battles={len(result.run.battles)}" in shown
+    assert f"answers={len(result.run.answers)}" in shown
+    assert str(result.folder) in shown
+    assert len(shown) < 400
+    assert result.run.battles[0].replies[0] not in shown
