@@ -1017,11 +1017,91 @@ def _refit(
     likelihood = _Likelihood(design, *counts, l2)
     likelihood.point(full, at_full)
     hessian = likelihood.hessian()
+    if rounds * max(len(aggregate.cell_unit), aggregate.n_units) <= _BATCHED_CELLS and design.width <= _BATCHED_WIDTH:
+        return full, _newton_rounds(aggregate, np.array(list(multiplicities), dtype=np.float64), full, l2)
     samples = np.empty((rounds, design.width))
     for r, multiplicity in enumerate(multiplicities):
         # Resamples are close to the full data, so starting from its optimum saves most Newton iterations.
         samples[r] = _newton(design, *aggregate.counts(multiplicity), full, l2, at_full, hessian)
     return full, samples
+
+
+_BATCHED_CELLS = 2_000_000
+"""Rounds × cells (or units) up to which the rounds are refitted together (`_newton_rounds`)."""
+_BATCHED_WIDTH = 32
+"""Parameters up to which the rounds are refitted together."""
+
+
+def _newton_rounds(aggregate: _Aggregate, multiplicities: FloatArray, start: FloatArray, l2: float) -> FloatArray:
+    """`_newton` for every row of `multiplicities` (rounds × units) at once, from `start`: a small design refitted
+    round by round spends its time in numpy's per-call overhead (a category's board of a few dozen battles took
+    0.1 s for 200 rounds), while all rounds stacked are a few array operations per Newton step.
+
+    The same method and stopping rule per round: Newton steps, halved while the penalised loss rises; a round is
+    done when its step is `_converged`, and that last step is applied.
+    """
+    design = aggregate.design
+    rows_of_pair = np.repeat(np.arange(len(design.first)), np.diff(design.pair_starts))
+    basis = design.basis
+    dense = np.hstack([(basis[design.first] - basis[design.second])[rows_of_pair], design.covariates.T])
+    factor = multiplicities[:, aggregate.cell_unit]
+    wins, losses = factor * aggregate.cell_wins, factor * aggregate.cell_losses
+    if len(aggregate.row_starts) < len(aggregate.cell_unit):
+        wins = np.add.reduceat(wins, aggregate.row_starts, axis=1)
+        losses = np.add.reduceat(losses, aggregate.row_starts, axis=1)
+    games = wins + losses
+    identity = l2 * np.eye(design.width)
+
+    def point(rounds: IntArray, beta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Penalised loss, gradient and Hessian of `rounds` at their β (one row each)."""
+        eta = beta @ dense.T
+        at = _probabilities(eta, with_logs=False)
+        w, lo = wins[rounds], losses[rounds]
+        # −log p = softplus(−η), −log q = softplus(η), as `_probabilities` writes them.
+        loss = (w * np.logaddexp(0.0, -eta)).sum(axis=1) + (lo * np.logaddexp(0.0, eta)).sum(axis=1)
+        loss += 0.5 * l2 * (beta * beta).sum(axis=1)
+        gradient = (at.p * lo - at.q * w) @ dense + l2 * beta
+        hessian = np.einsum("rn,ni,nj->rij", games[rounds] * at.p * at.q, dense, dense) + identity
+        return loss, gradient, hessian
+
+    result = np.empty((len(multiplicities), design.width))
+    active = np.arange(len(multiplicities))
+    beta = np.tile(start, (len(active), 1))
+    loss, gradient, hessian = point(active, beta)
+    for _ in range(_MAX_ITERATIONS):
+        step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
+        done = (np.max(np.abs(step), axis=1) < _TOLERANCE) | ((gradient * step).sum(axis=1) < _ROUNDING * loss)
+        result[active[done]] = beta[done] - step[done]
+        keep = ~done
+        active, beta, step, loss = active[keep], beta[keep], step[keep], loss[keep]
+        if not len(active):
+            return result
+        size = np.ones(len(active))
+        candidate = beta - step
+        candidate_loss, candidate_gradient, candidate_hessian = point(active, candidate)
+        while (rising := candidate_loss > loss).any():
+            size[rising] /= 2.0
+            stuck = rising & (size < _TOLERANCE)
+            result[active[stuck]] = beta[stuck]  # as `_newton`: no step lowers the loss any more
+            retry = rising & ~stuck
+            candidate[retry] = beta[retry] - size[retry, None] * step[retry]
+            candidate_loss[stuck] = loss[stuck]
+            if retry.any():
+                again = point(active[retry], candidate[retry])
+                candidate_loss[retry], candidate_gradient[retry], candidate_hessian[retry] = again
+            if stuck.any():
+                keep = ~stuck
+                active, beta, step, size = active[keep], beta[keep], step[keep], size[keep]
+                candidate, candidate_loss = candidate[keep], candidate_loss[keep]
+                candidate_gradient, candidate_hessian = candidate_gradient[keep], candidate_hessian[keep]
+                loss = loss[keep]
+        if not len(active):
+            return result
+        beta, loss, gradient, hessian = candidate, candidate_loss, candidate_gradient, candidate_hessian
+    raise InsufficientDataError(
+        f"the Bradley–Terry fit did not converge in {_MAX_ITERATIONS} Newton steps: the battles do not pin the "
+        "parameters down (too few games for the style covariates, or covariates that separate the outcomes)"
+    )
 
 
 def _to_ratings(

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from judge_arena import rating
 from judge_arena.rating import (
     DEFAULT_L2,
     STYLE_SETS,
@@ -247,6 +248,36 @@ def test_bootstrap_rounds_are_fits_of_the_resamples_from_scratch() -> None:
         counts = aggregate.counts(np.bincount(drawn, minlength=aggregate.n_units).astype(np.float64))
         cold = _newton(aggregate.design, *counts, np.zeros(aggregate.design.width), DEFAULT_L2)
         np.testing.assert_allclose(sample, cold, rtol=0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("style", [(), STYLE_SETS["both"]])
+def test_rounds_refitted_together_match_rounds_refitted_one_by_one(
+    style: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    battles = styled(90, seed=6)
+    battles["weight"] = np.random.default_rng(6).choice([1.0, 3.0], len(battles))
+    battles.loc[battles.index % 7 == 0, "winner"] = "tie"
+    aggregate = _aggregate(battles, "prompt", style)
+    full, together = _bootstrap(aggregate, rounds=60, seed=1, l2=DEFAULT_L2)
+    monkeypatch.setattr(rating, "_BATCHED_CELLS", 0)  # no design is small enough: one round at a time
+    full_again, one_by_one = _bootstrap(aggregate, rounds=60, seed=1, l2=DEFAULT_L2)
+    np.testing.assert_array_equal(full, full_again)
+    np.testing.assert_allclose(together, one_by_one, rtol=0.0, atol=1e-9)
+
+
+def test_rounds_refitted_together_recover_from_a_far_start_and_separation() -> None:
+    # Two rounds of the far-start battles, one of them weighting the second battle 0: x then always wins.
+    battles = frame([("p1", "x", "y", "model_a", 3.0), ("p2", "y", "x", "model_a", 1.0)])
+    aggregate = _aggregate(battles, "battle")
+    basis = aggregate.design.basis
+    start = np.array([40.0 / (basis[0, 0] - basis[1, 0])])
+    multiplicities = np.array([[1.0, 1.0], [1.0, 0.0]])
+    together = rating._newton_rounds(aggregate, multiplicities, start, DEFAULT_L2)
+    for row, multiplicity in zip(together, multiplicities, strict=True):
+        alone = _newton(aggregate.design, *aggregate.counts(multiplicity), start, DEFAULT_L2)
+        np.testing.assert_allclose(row, alone, rtol=0.0, atol=1e-9)
+    theta = aggregate.theta(together[0])
+    assert theta[0] - theta[1] == pytest.approx(math.log(3.0), abs=1e-6)
 
 
 def test_newton_recovers_from_a_far_start() -> None:
