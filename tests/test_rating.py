@@ -258,8 +258,9 @@ def test_rounds_refitted_together_match_rounds_refitted_one_by_one(
     battles["weight"] = np.random.default_rng(6).choice([1.0, 3.0], len(battles))
     battles.loc[battles.index % 7 == 0, "winner"] = "tie"
     aggregate = _aggregate(battles, "prompt", style)
+    monkeypatch.setattr(rating, "_BATCHED_ROW_WORK", 10**9)  # every design small enough: all rounds together
     full, together = _bootstrap(aggregate, rounds=60, seed=1, l2=DEFAULT_L2)
-    monkeypatch.setattr(rating, "_BATCHED_CELLS", 0)  # no design is small enough: one round at a time
+    monkeypatch.setattr(rating, "_BATCHED_CELLS", 0)  # no design small enough: one round at a time
     full_again, one_by_one = _bootstrap(aggregate, rounds=60, seed=1, l2=DEFAULT_L2)
     np.testing.assert_array_equal(full, full_again)
     np.testing.assert_allclose(together, one_by_one, rtol=0.0, atol=1e-9)
