@@ -449,6 +449,37 @@ def test_server_lifecycle() -> None:
         pass
 
 
+def test_serve_stops_on_a_signal_delivered_to_another_thread() -> None:
+    """A process-directed signal may land on any thread; the foreground simulator must stop all the same (with a
+    Python-level handler only, its idle loop slept on and the process hung)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = f"""
+import signal, socket, threading, time
+from judge_arena.sim.server import serve
+
+def interrupt_from_this_thread():
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    time.sleep(0.5)  # the loop is idle, waiting for its next event
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=interrupt_from_this_thread, daemon=True).start()
+serve("127.0.0.1", {port})
+"""
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_serve_runs_in_the_foreground_until_ctrl_c() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

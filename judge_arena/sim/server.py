@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import hashlib
 import json
 import re
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -542,15 +542,23 @@ def _url(runner: web.AppRunner) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def _serve_forever(host: str, port: int) -> None:
+async def _serve_until_signalled(host: str, port: int) -> None:
     runner = await _start(_Service(None, keep_log=False).app(), host, port)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # The loop's own signal handling: a signal delivered to another thread of the process (aiohttp resolves the
+    # host on a worker thread) still wakes the loop, where a Python handler would wait for the loop's next event,
+    # and with no timer pending that never came.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stop_signal, stopped.set)
     try:
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(stop_signal)
         await runner.cleanup()
 
 
 def serve(host: str, port: int) -> None:
-    """Serve the simulator in the foreground until Ctrl-C (`judge-arena sim`); no request log is kept."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(host, port))
+    """Serve the simulator in the foreground until Ctrl-C or SIGTERM (`judge-arena sim`); no request log is kept."""
+    asyncio.run(_serve_until_signalled(host, port))
