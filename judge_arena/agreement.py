@@ -33,7 +33,6 @@ row or item and the field.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -48,7 +47,7 @@ from typing import Any
 import pandas as pd
 
 from judge_arena.choices import VoteOrders as Orders
-from judge_arena.inputs import RECORD_SUFFIXES, InputFileError, json_type, read_records
+from judge_arena.inputs import RECORD_SUFFIXES, InputFileError, conversation_turns, json_type, read_records
 from judge_arena.labels import LABEL_SETS, label_set_of
 from judge_arena.records import Answer, Battle, Prompt, Winner
 from judge_arena.runs import NO_FLAGS, read_table
@@ -599,8 +598,8 @@ def load_voted_conversations(path: Path) -> VotedConversations:
         for field in CONVERSATIONS:
             if field not in record:
                 raise fail(field, "missing (a run judges the answers the voters saw)")
-        users, replies_a = _conversation(record["conversation_a"], fail, "conversation_a")
-        users_b, replies_b = _conversation(record["conversation_b"], fail, "conversation_b")
+        users, replies_a = conversation_turns(record["conversation_a"], fail, "conversation_a")
+        users_b, replies_b = conversation_turns(record["conversation_b"], fail, "conversation_b")
         if users_b != users:
             raise fail("conversation_b", "its user turns differ from conversation_a's: both must answer one prompt")
         if vote.turn > len(users):
@@ -636,37 +635,6 @@ def load_voted_conversations(path: Path) -> VotedConversations:
         pairs={question: tuple(sorted(voted)) for question, voted in pairs.items()},
         votes=tuple(votes),
     )
-
-
-def _conversation(value: object, fail: _Fail, field: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The user turns and the assistant turns of a conversation; system messages are skipped."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            raise fail(field, "must be a list of messages (in CSV, as JSON text)") from None
-    if not isinstance(value, list) or not value:
-        raise fail(field, f"must be a non-empty list of messages, got {json_type(value)}")
-    turns: dict[str, list[str]] = {"user": [], "assistant": []}
-    expected = "user"
-    for i, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise fail(f"{field}[{i}]", f"must be an object with role and content, got {json_type(message)}")
-        role, content = message.get("role"), message.get("content")
-        if role == "system":
-            continue
-        if role != expected:
-            raise fail(
-                f"{field}[{i}].role",
-                f"must be '{expected}' (user first, then user and assistant in turn); got {role!r}",
-            )
-        if not isinstance(content, str):
-            raise fail(f"{field}[{i}].content", f"must be a string, got {json_type(content)}")
-        turns[role].append(content)
-        expected = "assistant" if role == "user" else "user"
-    if expected != "user":
-        raise fail(field, "must end with an assistant message (the answer voted on)")
-    return tuple(turns["user"]), tuple(turns["assistant"])
 
 
 def load_battles(path: Path) -> list[Battle]:

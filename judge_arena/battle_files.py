@@ -21,7 +21,7 @@ naming the file, the record and the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from judge_arena.agreement import is_run_path, load_battles
-from judge_arena.inputs import InputFileError, json_type, read_records
+from judge_arena.inputs import InputFileError, conversation_turns, json_type, read_records
 from judge_arena.rating import FASTCHAT_WINNERS
 from judge_arena.records import Answer
 from judge_arena.runs import load_run
@@ -182,15 +182,7 @@ def _features(record: Mapping[str, Any], turn: int, fail: _Fail) -> dict[str, fl
 
 def _assistant_text(record: Mapping[str, Any], side: str, turn: int, fail: _Fail) -> str:
     field = f"conversation_{side}"
-    conversation = record[field]
-    if not isinstance(conversation, Sequence) or isinstance(conversation, str):
-        raise fail(field, f"must be a list of messages, got {json_type(conversation)}")
-    replies = []
-    for message in conversation:
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise fail(field, "every message must be an object with a string 'content'")
-        if message.get("role") == "assistant":
-            replies.append(message["content"])
+    _, replies = conversation_turns(record[field], fail, field)
     return "\n\n".join(replies[:turn])
 
 

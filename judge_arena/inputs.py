@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -235,3 +235,38 @@ def record_error(error: type[_Error], shown: str, line: int, details: ErrorDetai
     else:
         reason = details["msg"]
     return error(shown, reason, line=line, field=field or None)
+
+
+def conversation_turns(
+    value: object, fail: Callable[[str, str], InputFileError], field: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The user turns and the assistant turns of a conversation in a record (`field`): a list of messages with
+    `role` and `content`, or its JSON text (a CSV cell); user first, then user and assistant in turn, ending with the
+    assistant; system messages are skipped. A malformed one raises `fail(field, message)`."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            raise fail(field, "must be a list of messages (in CSV, as JSON text)") from None
+    if not isinstance(value, list) or not value:
+        raise fail(field, f"must be a non-empty list of messages, got {json_type(value)}")
+    turns: dict[str, list[str]] = {"user": [], "assistant": []}
+    expected = "user"
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise fail(f"{field}[{i}]", f"must be an object with role and content, got {json_type(message)}")
+        role, content = message.get("role"), message.get("content")
+        if role == "system":
+            continue
+        if role != expected:
+            raise fail(
+                f"{field}[{i}].role",
+                f"must be '{expected}' (user first, then user and assistant in turn); got {role!r}",
+            )
+        if not isinstance(content, str):
+            raise fail(f"{field}[{i}].content", f"must be a string, got {json_type(content)}")
+        turns[role].append(content)
+        expected = "assistant" if role == "user" else "user"
+    if expected != "user":
+        raise fail(field, "must end with an assistant message (the answer voted on)")
+    return tuple(turns["user"]), tuple(turns["assistant"])

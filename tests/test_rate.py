@@ -179,6 +179,12 @@ def test_mt_bench_human_judgments_are_rated_per_turn_with_their_measured_style(t
             "field 'conv_metadata.sum_assistant_a_tokens': must be a whole number >= 0",
         ),
         ('{"model_a": "x", "model_b": "y", "winner": "tie", "turn": 0}\n', "line 1", "field 'turn'"),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "tie", "conversation_a": [{"role": "assistant", "content": '
+            '"A"}], "conversation_b": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "B"}]}\n',
+            "line 1",
+            "field 'conversation_a[0].role': must be 'user'",
+        ),
     ],
 )
 def test_bad_input_exits_2_naming_file_place_and_field(
