@@ -27,7 +27,17 @@ from judge_arena.config import load_config
 from judge_arena.rating import MIN_PROMPTS, leaderboard
 from judge_arena.records import Answer
 from judge_arena.report.files import write_report
-from judge_arena.report.html import REPORT_FILE, embed_json, render_run_report, write_html_report
+from judge_arena.report.html import (
+    _CHAR_WIDTH,
+    REPORT_FILE,
+    Plot,
+    embed_json,
+    forest_plot,
+    heatmap,
+    render_run_report,
+    slope_chart,
+    write_html_report,
+)
 from judge_arena.runs import ANSWER_FIELDS, JSONL_FIELDS, NO_STYLE_CONTROL, RunFolder, load_run, table, write_run
 from judge_arena.sim import SimulatorServer
 
@@ -363,3 +373,51 @@ def test_health_and_heatmap_count_what_the_battles_say() -> None:
         for a, w in zip(pair["model_a"], pair["winner"], strict=True)
     )
     assert f"<title>model-0 vs model-1: won {won / len(pair):.0%} of {len(pair)} games</title>" in html
+
+
+LONG = "meta-llama/Llama-3.1-405B-Instruct-Turbo-2024-07-23"
+"""A model name as long as real ones get (51 characters)."""
+
+
+def _names(plot: Plot) -> list[tuple[float, float, str, str, float]]:
+    """Each model-name label of a plot: x, y, text-anchor, transform and its estimated width."""
+    labels = []
+    for shape in plot.shapes:
+        attrs = dict(shape.attrs)
+        if shape.tag == "text" and attrs.get("class") == "name":
+            width = _CHAR_WIDTH * len(shape.text)
+            labels.append(
+                (
+                    float(attrs["x"]),
+                    float(attrs["y"]),
+                    attrs.get("text-anchor", "start"),
+                    attrs.get("transform", ""),
+                    width,
+                )
+            )
+    return labels
+
+
+def test_long_model_names_fit_inside_every_plot() -> None:
+    """Labels are laid out from an estimate of their width; a long name widens its plot instead of being cut off."""
+    models = [LONG, "gpt-4o", "small"]
+    colors = {model: "#555" for model in models}
+    forest = forest_plot(
+        [(m, 1000.0 + 10 * i, 990.0, 1020.0 + 10 * i) for i, m in enumerate(models)], "f", colors=colors, width=380
+    )
+    slope = slope_chart(
+        {m: {"raw": 1000.0 + i, "plain": 990.0 - i} for i, m in enumerate(models)}, ["raw", "plain"], "s", colors=colors
+    )
+    rates = {(a, b): (0.5, 4) for a in models for b in models if a != b}
+    grid = heatmap(models, rates, "h")
+    for plot in (forest, slope, grid):
+        for x, y, anchor, transform, width in _names(plot):
+            if transform:  # a heatmap column, at −40°: it rises and reaches right
+                assert y - 0.643 * width >= 0, plot.kind
+                assert x + 0.766 * width <= plot.width, plot.kind
+            elif anchor == "end":
+                assert x - width >= 0, plot.kind
+            else:
+                assert x + width <= plot.width, plot.kind
+    # Short names keep the plots at their usual size.
+    assert forest_plot([("a", 1.0, 0.0, 2.0)], "f", colors={}, width=380).width == 380

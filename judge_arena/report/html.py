@@ -114,6 +114,16 @@ def _padded(values: Iterable[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+_CHAR_WIDTH = 7.5
+"""Pixels a character of a bold 12 px sans-serif label takes at most on average (the plots' `name` text): labels
+are laid out before any browser measures them, so a column is sized by this estimate."""
+
+
+def _label_room(texts: Iterable[str], minimum: float, margin: float = 10.0) -> float:
+    """The width a column of `texts` needs: at least `minimum`, else the longest text's estimate plus `margin`."""
+    return max(minimum, max((_CHAR_WIDTH * len(text) + margin for text in texts), default=0.0))
+
+
 def forest_plot(
     rows: Sequence[tuple[str, float, float, float]],
     label: str,
@@ -130,6 +140,9 @@ def forest_plot(
     low, high = domain or _padded(
         [*(v for _, *bounds in rows for v in bounds), *([] if reference is None else [reference])]
     )
+    # A long name widens the plot rather than running off its left edge.
+    wider = _label_room((name for name, *_ in rows), label_width) - label_width
+    label_width, width = label_width + wider, width + wider
     scale = _Scale(low, high, label_width + 8, width - 12)
     top, bottom = 8.0, 8 + row_height * len(rows)
     shapes: list[Shape] = []
@@ -167,7 +180,8 @@ def slope_chart(
 ) -> Plot:
     """Each model's rating in each view (columns, left to right) joined by a line; a line falling from raw to
     plain marks a model whose rating owes something to formatting."""
-    width, height, label_width = 660.0, 320.0, 175.0
+    label_width = _label_room((f"{model} 0000" for model in ratings), 175.0, margin=16.0)
+    width, height = 660.0 + 2 * (label_width - 175.0), 320.0
     values = [r for per_view in ratings.values() for r in per_view.values()]
     low, high = _padded(values)
     y_of = _Scale(high, low, 24, height - 30)
@@ -198,8 +212,13 @@ def slope_chart(
 def heatmap(models: Sequence[str], rates: Mapping[tuple[str, str], tuple[float, int]], label: str) -> Plot:
     """The share of games each row model won against each column model (ties count half), coloured from
     blue (lost every game) through white to red (won every game)."""
-    cell, label_width, top = 46.0, 150.0, 110.0
-    width, height = label_width + cell * len(models) + 60, top + cell * len(models) + 10
+    cell = 46.0
+    label_width = _label_room(models, 150.0, margin=16.0)
+    longest = max((_CHAR_WIDTH * len(model) for model in models), default=0.0)
+    # Column names are written at −40°: they rise sin 40° and reach cos 40° of their length to the right.
+    top = max(110.0, 0.643 * longest + 16)
+    width = label_width + cell * len(models) + max(60.0, 0.766 * longest - cell / 2 + 12)
+    height = top + cell * len(models) + 10
     shapes: list[Shape] = []
     for j, model in enumerate(models):
         x = label_width + cell * (j + 0.5)
