@@ -25,6 +25,7 @@ from judge_arena.config import ArenaConfig, Gate
 from judge_arena.rating import InsufficientDataError, refit_ratings
 from judge_arena.records import Answer
 from judge_arena.runs import NO_STYLE_CONTROL, RunFolder
+from judge_arena.style import NORMALIZATIONS
 from judge_arena.views import PANEL, with_style_features
 
 ALL = "all"
@@ -439,11 +440,21 @@ def _common_views(old: RunFolder, new: RunFolder, notes: list[str]) -> list[tupl
     keys = [{tuple(str(v) for v in row) for row in run.boards[columns].itertuples(index=False)} for run in (old, new)]
     for key in sorted(keys[0] ^ keys[1]):
         notes.append(f"{key[0]}/{key[1]}: in only one run, not compared")
+    common = sorted(keys[0] & keys[1], key=lambda key: view_order(key[0], key[1]))
     return [
         (judge, view, normalization, None if style == NO_STYLE_CONTROL else style)
-        for judge, view, normalization, style in sorted(keys[0] & keys[1])
+        for judge, view, normalization, style in common
         if judge != PANEL
     ]
+
+
+def view_order(judge: str, view: str) -> tuple[str, bool, int, str]:
+    """The order views are shown in, per judge: raw, plain (the normalizations' order), then the style-controlled
+    ones in the same order."""
+    normalization = view.removesuffix("+sc")
+    order = list(NORMALIZATIONS)
+    position = order.index(normalization) if normalization in order else len(order)
+    return judge, normalization != view, position, view
 
 
 def _common_categories(old: RunFolder, new: RunFolder, judge: str, view: str) -> list[str]:

@@ -102,6 +102,8 @@ def test_only_the_model_made_worse_is_flagged_and_in_every_view(paired: DiffResu
         (view, category) for view in ("raw", "plain", "raw+sc") for category in (ALL, "coding", "writing")
     }
     moved = [c for c in paired.changes if c.model == CHANGED and c.category == ALL]
+    # Views in the order the boards show them, not alphabetical (which put plain first).
+    assert list(dict.fromkeys(c.view for c in paired.changes)) == ["raw", "plain", "raw+sc"]
     assert all(c.change < -100 and c.upper < 0 for c in moved)
     assert all(c.new_position >= c.old_position for c in moved)
 

@@ -28,7 +28,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from judge_arena.agreement import Consistency, position_consistency
-from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift
+from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift, view_order
 from judge_arena.records import Battle
 from judge_arena.report.diff import SHIFT_WORDS, change_text, diff_data, method_text, position_text, signed
 from judge_arena.runs import NO_FLAGS, RunFolder, load_run
@@ -573,14 +573,6 @@ class DiffPage:
     data: Markup
 
 
-def _view_order(change: RatingChange) -> tuple[str, bool, int, str]:
-    """Per judge: raw, plain, then the style-controlled views."""
-    normalization = change.view.removesuffix("+sc")
-    order = list(NORMALIZATIONS)
-    position = order.index(normalization) if normalization in order else len(order)
-    return change.judge, normalization != change.view, position, change.view
-
-
 def _change_cards(changes: Sequence[RatingChange], title: str) -> list[ChangeCard]:
     """One card per judge, view and category of the changes (in their order), their plots on one axis."""
     domain = _padded([0.0, *(bound for c in changes for bound in (c.lower, c.upper))])
@@ -617,7 +609,7 @@ def render_diff_report(diff: DiffResult, gates: Sequence[GateResult] = ()) -> st
     each view's rating changes with their 95 % intervals drawn around zero (significant ones highlighted), rank
     changes, the category changes, the style shift's change, notes, and the whole diff as embedded JSON (as
     `judge-arena diff --json` prints it)."""
-    ordered = sorted(diff.changes, key=_view_order)
+    ordered = sorted(diff.changes, key=lambda change: view_order(change.judge, change.view))
     overall = [c for c in ordered if c.category == ALL]
     by_category = [c for c in ordered if c.category != ALL]
     shifts = []
