@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from judge_arena.agreement import VotesInputError, load_voted_conversations
 from judge_arena.answer_files import AnswerFileError, answers_for, load_answer_file
@@ -74,6 +74,12 @@ class Inputs:
     pair of `candidate_pairs` on every prompt."""
 
 
+Status = Literal["complete", "failures", "budget", "interrupted"]
+"""How a run ended: every item done; done but some calls failed (or a canary beat a real model, when the config
+says to fail on that: `pipeline.ArenaResult.status`); stopped by its budget; stopped by a signal or
+`Interrupt.stop()`."""
+
+
 @dataclass(frozen=True, repr=False)
 class ArenaRun:
     """What a run produced: answers, battles, failures and call statistics."""
@@ -86,6 +92,15 @@ class ArenaRun:
     elapsed_s: float
     interrupted: int | None = None
     """The signal that stopped the run part-way (see `interrupt`); None when it ran to its end."""
+
+    @property
+    def status(self) -> Status:
+        """How the run ended; a stop (signal, then budget) outranks failures."""
+        if self.interrupted is not None:
+            return "interrupted"
+        if self.stats.refused:
+            return "budget"
+        return "failures" if self.failures else "complete"
 
     def __repr__(self) -> str:
         # Counts, not records: asyncio renders the repr of a finished main task's result when `asyncio.run` ends

@@ -181,7 +181,7 @@ def _generate(args: argparse.Namespace, console: Console) -> int:
     print_generated(console, run)
     if run.interrupted is not None:
         return EXIT_SIGNAL + run.interrupted
-    return EXIT_BUDGET if run.stats.refused else EXIT_FAILURES if run.failures else EXIT_OK
+    return _EXIT_OF_STATUS[run.status]
 
 
 def _ping(config: ArenaConfig, console: Console) -> int:

@@ -13,11 +13,11 @@ import concurrent.futures
 from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 
-from judge_arena.arena import ArenaRun, Progress, check_refresh, load_inputs, play_arena
+from judge_arena.arena import ArenaRun, Progress, Status, check_refresh, load_inputs, play_arena
 from judge_arena.battle_files import BattlesInputError, load_battle_file
 from judge_arena.config import ArenaConfig, RatingConfig, load_category_map
 from judge_arena.interrupt import Interrupt
@@ -26,10 +26,6 @@ from judge_arena.runs import RunFolder, load_run
 from judge_arena.views import View, canary_warnings, rate_frame, rate_views
 
 _T = TypeVar("_T")
-
-Status = Literal["complete", "failures", "budget", "interrupted"]
-"""How a run ended: every item done; done but some calls failed (or a canary beat a real model, when the config
-says to fail on that); stopped by its budget; stopped by a signal or `Interrupt.stop()`."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -49,14 +45,11 @@ class ArenaResult:
 
     @property
     def status(self) -> Status:
-        """How the run ended; a stop (signal, then budget) outranks failures."""
-        if self.run.interrupted is not None:
-            return "interrupted"
-        if self.run.stats.refused:
-            return "budget"
+        """How the run ended (`ArenaRun.status`); a canary that beat a real model is a failure when the config says
+        to fail on that."""
         config = self.run.inputs.config
         canary_failed = config.canaries.fail_if_beats_real_model and bool(canary_warnings(config, self.views))
-        return "failures" if self.run.failures or canary_failed else "complete"
+        return "failures" if self.run.status == "complete" and canary_failed else self.run.status
 
     def load(self) -> RunFolder:
         """The run folder read back as DataFrames (see `judge_arena.runs.load_run`)."""

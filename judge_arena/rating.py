@@ -1010,6 +1010,11 @@ def _refit(
     design = aggregate.design
     counts = aggregate.counts()
     full = _newton(design, *counts, np.zeros(design.width), l2)
+    rows = design.covariates.shape[1]
+    if rounds * max(len(aggregate.cell_unit), aggregate.n_units) <= _BATCHED_CELLS and (
+        rows * design.width**2 <= _BATCHED_ROW_WORK
+    ):
+        return full, _newton_rounds(aggregate, np.array(list(multiplicities), dtype=np.float64), full, l2)
     # Every round starts from the full-data optimum, where the rows' probabilities do not depend on the resample,
     # and takes its first step with the full data's Hessian there, which differs from the resample's by a few
     # percent: a pass over the rows saved per round, for a first step nearly as good.
@@ -1017,11 +1022,6 @@ def _refit(
     likelihood = _Likelihood(design, *counts, l2)
     likelihood.point(full, at_full)
     hessian = likelihood.hessian()
-    rows = design.covariates.shape[1]
-    if rounds * max(len(aggregate.cell_unit), aggregate.n_units) <= _BATCHED_CELLS and (
-        rows * design.width**2 <= _BATCHED_ROW_WORK
-    ):
-        return full, _newton_rounds(aggregate, np.array(list(multiplicities), dtype=np.float64), full, l2)
     samples = np.empty((rounds, design.width))
     for r, multiplicity in enumerate(multiplicities):
         # Resamples are close to the full data, so starting from its optimum saves most Newton iterations.

@@ -23,9 +23,9 @@ from judge_arena.records import Message
 from judge_arena.store import CallKey, Completion, Served, Store
 
 _CLAIM_POLL_S = 0.2
+"""How often to look again at a call another process is making."""
 _GROUP_COMMIT_S = 0.1
 """Completions grouped for one commit (`Store.put`) wait at most this long for it."""
-"""How often to look again at a call another process is making."""
 
 
 @dataclass

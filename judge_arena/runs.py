@@ -616,15 +616,16 @@ def _staged_folder(root: Path, base: str) -> tuple[Path, Path]:
     raise AssertionError("unreachable: itertools.count never ends")
 
 
+_RECORDS_AT_ONCE = 4096
+"""Rows converted to dicts at a time when a table is written as JSON lines (`_records`)."""
+
+
 def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """The rows as JSON-ready dicts, a missing value as None; converted `_RECORDS_AT_ONCE` rows at a time (a 100k-game
     run's judgments as dicts all at once took more memory than anything else in the run)."""
     for start in range(0, len(frame), _RECORDS_AT_ONCE):
         for row in frame.iloc[start : start + _RECORDS_AT_ONCE].astype(object).to_dict(orient="records"):
             yield {str(key): None if _missing(value) else value for key, value in row.items()}
-
-
-_RECORDS_AT_ONCE = 4096
 
 
 def _missing(value: object) -> bool:

@@ -272,10 +272,9 @@ class Store:
         self._receipted: set[str] = set()
         """Digests of the calls whose receipt this process has committed (guarded by `_receipts_lock`)."""
         self._grouped: dict[str, tuple[CallKey, Completion]] = {}
-        """Completions whose receipt keeps them meanwhile, waiting for the group commit, by digest."""
-        self._released: list[str] = []
-        """Claims on grouped completions, dropped in the same commit (another process must not make the call
-        again before its answer is in the cache)."""
+        """Completions whose receipt keeps them meanwhile, waiting for the group commit, by digest. Their claims are
+        dropped in the same commit: another process must not make the call again before its answer is in the
+        cache."""
 
     def _add_columns(self) -> None:
         """Give a cache written before `_ADDED_COLUMNS` existed those columns (empty), once, whoever opens it first."""
@@ -327,14 +326,13 @@ class Store:
         """Commit the grouped completions, drop their receipts and the claims released on them, in one transaction."""
         if not self._grouped:
             return
-        grouped, released = list(self._grouped.values()), [(digest,) for digest in self._released]
+        grouped = list(self._grouped.values())
         with self._transaction():
             self._write(grouped)
             self._db.executemany(
-                "DELETE FROM claims WHERE key = ? AND owner = ?", [(*r, self._owner) for r in released]
+                "DELETE FROM claims WHERE key = ? AND owner = ?", [(digest, self._owner) for digest in self._grouped]
             )
         self._grouped.clear()
-        self._released.clear()
         with self._receipts_lock:
             self._receipted.difference_update(key.digest for key, _ in grouped)
 
@@ -414,11 +412,9 @@ class Store:
         return recent and (_alive(pid) if host == self._host else True)
 
     def release(self, key: CallKey) -> None:
-        """Drop this process's claim on the call (after its answer is stored, or after it failed); with the call's
-        completion when that waits for the group commit."""
-        if key.digest in self._grouped:
-            self._released.append(key.digest)
-        else:
+        """Drop this process's claim on the call (after its answer is stored, or after it failed); for a completion
+        waiting for the group commit, that commit drops it."""
+        if key.digest not in self._grouped:
             self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key.digest, self._owner))
 
     def record_failure(self, key: CallKey, kind: str, message: str, attempts: int) -> None:

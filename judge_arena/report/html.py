@@ -213,8 +213,8 @@ def heatmap(models: Sequence[str], rates: Mapping[tuple[str, str], tuple[float, 
     """The share of games each row model won against each column model (ties count half), coloured from
     blue (lost every game) through white to red (won every game)."""
     cell = 46.0
-    label_width = _label_room(models, 150.0, margin=16.0)
     longest = max((_CHAR_WIDTH * len(model) for model in models), default=0.0)
+    label_width = max(150.0, longest + 16)
     # Column names are written at −40°: they rise sin 40° and reach cos 40° of their length to the right.
     top = max(110.0, 0.643 * longest + 16)
     width = label_width + cell * len(models) + max(60.0, 0.766 * longest - cell / 2 + 12)
