@@ -32,7 +32,7 @@ from judge_arena.config import (
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt, signals_wake
-from judge_arena.judge import Game, JudgeTemplate, as_called, games, judge_game
+from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, shown
 from judge_arena.local_server import LocalServer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
@@ -369,9 +369,13 @@ async def play_arena(
     )
 
 
-_PAIRS_PER_SLOT = 2
-"""Pairs judged at once per request each judge's endpoint admits (`runner.concurrency`): each pair is two games or
-more, so the endpoints stay busy while the rest wait their turn."""
+_ITEMS_PER_SLOT = 2
+"""(Pair, prompt) items judged at once per request an endpoint admits (`runner.concurrency`): each item is two games
+or more per judge and view, so the endpoints stay busy while the rest wait their turn."""
+
+_Slot = tuple[int, JudgeConfig, str]
+"""Where an item's games go: the index of its judge, view and item in a run's order (their battles are kept in that
+order), the judge, and the view (normalization)."""
 
 
 class _Play:
@@ -391,10 +395,12 @@ class _Play:
         self._cut = False
         """Whether a stop left something undone."""
         config = inputs.config
-        self._judging = asyncio.Semaphore(_PAIRS_PER_SLOT * config.runner.concurrency * max(1, len(config.judges)))
-        """Pairs whose games are under way at once, their answers in hand. Every pair's task exists from the start;
+        self._judging = asyncio.Semaphore(_ITEMS_PER_SLOT * config.runner.concurrency)
+        """Items whose games are under way at once, their answers in hand. Every item's task exists from the start;
         without this, a rerun served from the cache started every game of the run (a task, its rendered prompts)
         before the first could end: a 100k-item rerun held them all at once."""
+        self._called = {judge.name: as_called(judge, inputs.templates[judge.name].labels) for judge in config.judges}
+        """Each judge as its calls are made."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -425,10 +431,21 @@ class _Play:
         if config.pairing.mode == "adaptive":
             judging = [asyncio.create_task(self._judge_adaptively())]
         else:
-            items = itertools.product(config.judges, config.normalizations, pair_prompts(self._inputs))
+            items = pair_prompts(self._inputs)
+            views = list(itertools.product(config.judges, config.normalizations))
+            # Indexed as the items of every judge and view would be, one after the other.
             judging = [
-                asyncio.create_task(self._judge_pair(index, judge, normalization, pair, prompt))
-                for index, (judge, normalization, (pair, prompt)) in enumerate(items)
+                asyncio.create_task(
+                    self._judge_item(
+                        [
+                            (view * len(items) + i, judge, normalization)
+                            for view, (judge, normalization) in enumerate(views)
+                        ],
+                        pair,
+                        prompt,
+                    )
+                )
+                for i, (pair, prompt) in enumerate(items)
             ]
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
@@ -504,52 +521,80 @@ class _Play:
             before = len(self._battles)
             await asyncio.gather(
                 *(
-                    self._judge_pair(next(keys), judge, normalization, item.pair, prompts[item.prompt_id])
+                    self._judge_item(
+                        [(next(keys), judge, normalization) for judge, normalization in views],
+                        item.pair,
+                        prompts[item.prompt_id],
+                    )
                     for item in batch
-                    for judge, normalization in views
                 )
             )
             played.extend(batch)
             if len(self._battles) == before:
                 break
 
-    async def _judge_pair(
-        self, index: int, judge: JudgeConfig, normalization: str, pair: tuple[str, str], prompt: Prompt
-    ) -> None:
-        """Both orders of the pair's game on the prompt (on each judged turn), once both answers exist."""
+    async def _judge_item(self, slots: Sequence[_Slot], pair: tuple[str, str], prompt: Prompt) -> None:
+        """The pair's games on the prompt for each slot's judge and view (both orders, on each judged turn), once both
+        answers exist. Those whose judge reply is cached are decided on the spot, found in one query; the others are
+        asked together."""
         first = await self._answers[(pair[0], prompt.id)]
         second = await self._answers[(pair[1], prompt.id)]
-        turns = self._inputs.templates[judge.name].judged_turns(prompt)
+        templates = self._inputs.templates
         if first is None or second is None:
             if not self._cut:  # games that will not be played; a stopped run has not finished them
-                for _ in range(2 * len(turns)):
+                for _ in range(sum(2 * len(templates[judge.name].judged_turns(prompt)) for _, judge, _ in slots)):
                     self._advance("verdicts")
             return
         async with self._judging:
-            await asyncio.gather(
-                *(
-                    self._play((index, turn, order), judge, game)
-                    for turn in turns
-                    for order, game in enumerate(games(prompt, first, second, normalization, turn))
-                )
-            )
+            planned = []
+            for index, judge, normalization in slots:
+                template = templates[judge.name]
+                for turn in template.judged_turns(prompt):
+                    for order, game in enumerate(games(prompt, first, second, normalization, turn)):
+                        planned.append(((index, turn, order), judge, game, *shown(game, template, judge.defence)))
+            cached = self._runner.cached([(self._called[judge.name], messages) for _, judge, _, messages, _ in planned])
+            left = []
+            for (key, judge, game, messages, flags), completion in zip(planned, cached, strict=True):
+                reply = None if completion is None else completion.text
+                decided = None if reply is None else self._decide(judge, game, reply, flags)
+                if decided is None:
+                    left.append(self._play(key, judge, game, messages, flags, reply))
+                else:
+                    self._battles[key] = decided
+                    self._advance("verdicts")
+            await asyncio.gather(*left)
 
-    async def _play(self, key: tuple[int, int, int], judge: JudgeConfig, game: Game) -> None:
-        """One judge game; its battle is kept under `key`, a failure is recorded."""
+    def _decide(self, judge: JudgeConfig, game: Game, reply: str, flags: tuple[str, ...]) -> Battle | None:
+        labels, strong_weight = self._inputs.templates[judge.name].labels, self._inputs.config.rating.strong_weight
+        return decide(game, reply, flags, judge=judge.name, labels=labels, strong_weight=strong_weight)
+
+    async def _play(
+        self,
+        key: tuple[int, int, int],
+        judge: JudgeConfig,
+        game: Game,
+        messages: tuple[Message, ...],
+        flags: tuple[str, ...],
+        reply: str | None,
+    ) -> None:
+        """One judge game shown as `messages` (`reply`: the judge's first reply, when cached); its battle is kept
+        under `key`, a failure is recorded."""
         template = self._inputs.templates[judge.name]
-        called = as_called(judge, template.labels)
+        called = self._called[judge.name]
 
         async def complete(messages: tuple[Message, ...]) -> str:
             return (await self._runner.complete(called, messages)).text
 
         try:
-            self._battles[key] = await judge_game(
+            self._battles[key] = await judge_shown(
                 game,
+                messages,
+                flags,
                 judge=judge.name,
-                template=template,
+                labels=template.labels,
                 complete=complete,
                 strong_weight=self._inputs.config.rating.strong_weight,
-                defence=judge.defence,
+                reply=reply,
             )
         except CallFailed as exc:
             per_turn = template.per_turn and len(game.prompt.turns) > 1

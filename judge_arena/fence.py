@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 _TITLES = {"question": "QUESTION", "answer_a": "ANSWER A", "answer_b": "ANSWER B", "reference": "REFERENCE"}
@@ -60,21 +61,23 @@ def _turn_title(title: str, number: int) -> str:
     return f"{title} TURN {number}"
 
 
-def fence(texts: GameTexts) -> dict[str, str]:
+def fence(texts: GameTexts, names: Collection[str] | None = None) -> dict[str, str]:
     """Each text as its block, by the name of its template placeholder: `question`, `answer_a`, `answer_b` and
     `reference` (when there is one) for the whole conversation, and `question_1`, `answer_a_1`, `ref_answer_1`, …
-    for each turn."""
+    for each turn; only those in `names` when given (a template's placeholders: the rest would go unused)."""
     shown = {name: getattr(texts, name) for name in _TITLES if name != "reference" or texts.reference}
     bodies = {name: _conversation(turns, _SPEAKERS[name]) for name, turns in shown.items()}
     nonce = hashlib.sha256("\0".join(bodies.values()).encode()).hexdigest()[:_NONCE_LENGTH]
-
-    def block(title: str, body: str) -> str:
-        return f"{_opening(title, nonce)}{body}{_closing(title, nonce)}"
-
-    blocks = {name: block(_TITLES[name], body) for name, body in bodies.items()}
-    for name, turns in shown.items():
-        for number, text in enumerate(turns, start=1):
-            blocks[f"{TURN_PLACEHOLDERS[name]}_{number}"] = block(_turn_title(_TITLES[name], number), text)
+    blocks = {}
+    for name, body in bodies.items():
+        if names is None or name in names:
+            title = _TITLES[name]
+            blocks[name] = f"{_opening(title, nonce)}{body}{_closing(title, nonce)}"
+        for number, text in enumerate(shown[name], start=1):
+            placeholder = f"{TURN_PLACEHOLDERS[name]}_{number}"
+            if names is None or placeholder in names:
+                title = _turn_title(_TITLES[name], number)
+                blocks[placeholder] = f"{_opening(title, nonce)}{text}{_closing(title, nonce)}"
     return blocks
 
 

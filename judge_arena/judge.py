@@ -212,7 +212,7 @@ def render_game(
     shown = GameTexts(
         prompt.turns[:turn], answer_a[:turn], answer_b[:turn], prompt.references[:turn] if referenced else ()
     )
-    return (Message("system", text.system), Message("user", text.user.format(**fence(shown))))
+    return (Message("system", text.system), Message("user", text.user.format(**fence(shown, text.placeholders))))
 
 
 def verdict_schema(label_set: LabelSet = ARENA_HARD) -> dict[str, object]:
@@ -252,7 +252,8 @@ def parse_verdict(reply: str, label_set: LabelSet = ARENA_HARD) -> str | None:
     if isinstance(structured, dict) and "verdict" in structured:
         verdict = structured["verdict"]
         return verdict if isinstance(verdict, str) and verdict in label_set.labels else None
-    found = {label.label for label in label_set.find(_FENCED_CODE.sub("", reply))}
+    fenced = "```" in reply or "~~~" in reply
+    found = {label.label for label in label_set.find(_FENCED_CODE.sub("", reply) if fenced else reply)}
     return found.pop() if len(found) == 1 else None
 
 
@@ -314,17 +315,55 @@ async def judge_game(
     (`defence.screen`, after normalization, which could otherwise assemble a label out of markup): labels and
     delimiter look-alikes are neutralized and the battle flagged `neutralized:A`, `injection:B`, ….
     """
-    turn = game.judged_turn
-    labels = template.labels
     messages, flags = shown(game, template, defence)
-    reply = await complete(messages)
-    replies: tuple[str, ...] = (reply,)
+    return await judge_shown(
+        game, messages, flags, judge=judge, labels=template.labels, complete=complete, strong_weight=strong_weight
+    )
+
+
+async def judge_shown(
+    game: Game,
+    messages: tuple[Message, ...],
+    flags: tuple[str, ...],
+    *,
+    judge: str,
+    labels: LabelSet,
+    complete: Complete,
+    strong_weight: float,
+    reply: str | None = None,
+) -> Battle:
+    """`judge_game` for a game already rendered as `messages` with the screen's `flags` (`shown`); `reply` is the
+    judge's first reply when it is known already (a cached one without a verdict: only the re-ask is left)."""
+    if reply is None:
+        reply = await complete(messages)
+    decided = decide(game, reply, flags, judge=judge, labels=labels, strong_weight=strong_weight)
+    if decided is not None:
+        return decided
+    second = await complete((*messages, Message("assistant", reply), Message("user", reask(labels))))
+    label = parse_verdict(second, labels)
+    flags += ("reasked",) if label is not None else ("reasked", "unparsed")
+    return _battle(game, judge, label, labels, strong_weight, flags, (reply, second))
+
+
+def decide(
+    game: Game, reply: str, flags: tuple[str, ...], *, judge: str, labels: LabelSet, strong_weight: float
+) -> Battle | None:
+    """The battle the judge's first `reply` decides, or None when it holds no usable verdict (it is re-asked).
+
+    What a run does for a game whose reply is cached: it is decided on the spot, no call awaited."""
     label = parse_verdict(reply, labels)
-    if label is None:
-        reply = await complete((*messages, Message("assistant", reply), Message("user", reask(labels))))
-        replies += (reply,)
-        label = parse_verdict(reply, labels)
-        flags += ("reasked",) if label is not None else ("reasked", "unparsed")
+    return None if label is None else _battle(game, judge, label, labels, strong_weight, flags, (reply,))
+
+
+def _battle(
+    game: Game,
+    judge: str,
+    label: str | None,
+    labels: LabelSet,
+    strong_weight: float,
+    flags: tuple[str, ...],
+    replies: tuple[str, ...],
+) -> Battle:
     winner, weight = labels.outcome(label, strong_weight) if label is not None else (None, 0.0)
     return Battle(
         prompt_id=game.prompt.id,
@@ -339,5 +378,5 @@ async def judge_game(
         flags=flags,
         replies=replies,
         suite=game.prompt.suite,
-        turn=turn,
+        turn=game.judged_turn,
     )

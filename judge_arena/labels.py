@@ -77,9 +77,12 @@ class LabelSet:
         return dict(self.scores)
 
     @functools.cached_property
+    def _label_of_spelling(self) -> dict[str, str]:
+        return {label: label for label in self.labels} | dict(self.aliases)
+
+    @functools.cached_property
     def _label_of_key(self) -> dict[str, str]:
-        spellings = {label: label for label in self.labels} | dict(self.aliases)
-        return {_key(spelling): label for spelling, label in spellings.items()}
+        return {_key(spelling): label for spelling, label in self._label_of_spelling.items()}
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -124,15 +127,20 @@ class LabelSet:
         return found
 
     def _found(self, match: re.Match[str], start: int, end: int) -> Found:
-        as_written = re.sub(r"\s+", "", match["label"])
-        return Found(label=self._label_of_key[_key(as_written)], as_written=as_written, start=start, end=end)
+        as_written = match["label"]
+        label = self._label_of_spelling.get(as_written)  # most judges write the label as asked: no folding
+        if label is None:
+            as_written = _WHITESPACE.sub("", as_written)
+            label = self._label_of_key[_key(as_written)]
+        return Found(label=label, as_written=as_written, start=start, end=end)
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+")
+_WHITESPACE = re.compile(r"\s+")
 
 
 def _key(spelling: str) -> str:
-    return re.sub(r"\s+", "", spelling).casefold()
+    return _WHITESPACE.sub("", spelling).casefold()
 
 
 ARENA_HARD = LabelSet(

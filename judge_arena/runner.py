@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
@@ -169,16 +169,10 @@ class CallRunner:
         digest = key.digest
         again = model.name in self._refresh and digest not in self._answered
         cached = self._store.get(key)
-        if cached is not None and digest not in self._answered:
+        if cached is not None and again and digest not in self._answered:
             self._saw(self.stats.served_before, model, cached)
         if cached is not None and not again:
-            if digest in self._answered:
-                self.stats.shared += 1
-            else:
-                self.stats.cached += 1
-            self._of(model).cached += 1
-            self._changed()
-            return cached
+            return self._served(model, digest, cached)
         pending = self._in_flight.get(digest)
         if pending is not None:
             shared = await asyncio.shield(pending)
@@ -201,6 +195,36 @@ class CallRunner:
             del self._in_flight[digest]
         future.set_result(completion)
         return completion
+
+    def cached(self, requests: Sequence[tuple[ModelConfig, tuple[Message, ...]]]) -> list[Completion | None]:
+        """The completion of each request that the cache holds (counted as `complete` counts it), found without
+        awaiting and in one query; None where `complete` must share or make it (a model named in `refresh` always).
+
+        What lets a rerun served from the cache decide its games on the spot, without a task and a query each.
+        Identical requests among them are hashed once.
+        """
+        keys: dict[tuple[int, tuple[Message, ...]], CallKey] = {}
+        for model, messages in requests:
+            if model.name not in self._refresh and (id(model), messages) not in keys:
+                keys[(id(model), messages)] = call_key(model, messages)
+        found = self._store.get_many(list(keys.values()))
+        served: list[Completion | None] = []
+        for model, messages in requests:
+            key = keys.get((id(model), messages))
+            cached = None if key is None else found.get(key.digest)
+            served.append(None if key is None or cached is None else self._served(model, key.digest, cached))
+        return served
+
+    def _served(self, model: ModelConfig, digest: str, cached: Completion) -> Completion:
+        """Count a completion served from the store: shared when this run stored it, else cached."""
+        if digest in self._answered:
+            self.stats.shared += 1
+        else:
+            self._saw(self.stats.served_before, model, cached)
+            self.stats.cached += 1
+        self._of(model).cached += 1
+        self._changed()
+        return cached
 
     async def _claimed_or_made(self, model: ModelConfig, key: CallKey, again: bool) -> Completion:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process

@@ -51,6 +51,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import pandas as pd
 
 from judge_arena.inputs import InputFileError, json_lines, parse_json, read_csv, read_text
@@ -548,10 +549,9 @@ def _write_files(run: RunFolder, staging: Path) -> None:
         ("judgments.jsonl", run.judgments),
         ("prompts.jsonl", run.prompts),
     ):
-        with (staging / file).open("w", encoding="utf-8") as out:
+        with (staging / file).open("wb") as out:
             for record in _records(frame):
-                lists = {key: list(value) for key, value in record.items() if isinstance(value, tuple)}
-                out.write(json.dumps({**record, **lists}, ensure_ascii=False) + "\n")
+                out.write(_json_line(record))
     run.failures.to_csv(staging / "failures.csv", index=False)
     run.style.to_csv(staging / "style.csv", index=False)
     (staging / "summary.json").write_text(json.dumps(run.summary, indent=2), encoding="utf-8")
@@ -623,10 +623,23 @@ _RECORDS_AT_ONCE = 4096
 def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """The rows as JSON-ready dicts, a missing value as None; converted `_RECORDS_AT_ONCE` rows at a time (a 100k-game
     run's judgments as dicts all at once took more memory than anything else in the run)."""
+    names = [str(column) for column in frame.columns]
     for start in range(0, len(frame), _RECORDS_AT_ONCE):
-        for row in frame.iloc[start : start + _RECORDS_AT_ONCE].astype(object).to_dict(orient="records"):
-            yield {str(key): None if _missing(value) else value for key, value in row.items()}
+        chunk = frame.iloc[start : start + _RECORDS_AT_ONCE]
+        columns = []
+        for _, column in chunk.items():
+            values = column.astype(object).tolist()
+            for missing in column.isna().to_numpy().nonzero()[0]:
+                values[missing] = None
+            columns.append(values)
+        for row in zip(*columns, strict=True):
+            yield dict(zip(names, row, strict=True))
 
 
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+def _json_line(record: dict[str, Any]) -> bytes:
+    """A record as one line of JSON (UTF-8, tuples as lists); a float that is not finite, which JSON cannot hold,
+    is written as null."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # a lone surrogate, which UTF-8 cannot encode: escaped, as JSON allows
+        return (json.dumps(record) + "\n").encode()

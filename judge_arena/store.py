@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -131,9 +131,10 @@ class CallKey:
             f'{{"content":{_json_string(m.content)},"role":{_json_string(m.role)}}}' for m in self.messages
         )
         revision = "" if self.revision is None else f',"revision":{_json_string(self.revision)}'
+        api_base = "null" if self.api_base is None else _json_string(self.api_base)
         return (
-            f'{{"api_base":{_canonical(self.api_base)},"messages":[{messages}],"model":{_json_string(self.model)},'
-            f'"params":{_canonical(dict(self.params))}{revision}}}'
+            f'{{"api_base":{api_base},"messages":[{messages}],"model":{_json_string(self.model)},'
+            f'"params":{_canonical_params(self.params)}{revision}}}'
         )
 
 
@@ -144,6 +145,21 @@ call."""
 
 def _canonical(value: object) -> str:
     return _CANONICAL.encode(value)
+
+
+_PARAMS_JSON: dict[str, str] = {}
+"""`_canonical` of params by their repr: a run's calls share a few sets of params. By repr, not by value: 0 and
+0.0 (or 1 and True) are equal values written differently."""
+
+
+def _canonical_params(params: tuple[tuple[str, Any], ...]) -> str:
+    written = repr(params)
+    canonical = _PARAMS_JSON.get(written)
+    if canonical is None:
+        canonical = _canonical(dict(params))
+        if len(_PARAMS_JSON) < 1024:
+            _PARAMS_JSON[written] = canonical
+    return canonical
 
 
 def _json_string(text: str) -> str:
@@ -186,14 +202,28 @@ class Completion:
         return Served(self.served_model, self.system_fingerprint)
 
 
+_COMPLETION_COLUMNS = "text, finish_reason, input_tokens, output_tokens, latency_s"
+_SERVED_COLUMNS = _COMPLETION_COLUMNS + "".join(f", {name}" for name, _ in _ADDED_COLUMNS)
+_KEYS_AT_ONCE = 500
+"""Keys looked up in one query (SQLite allows 999 parameters in its oldest builds)."""
+
+
 def _completion(db: sqlite3.Connection, key: CallKey, *, served: bool = True) -> Completion | None:
     """The cached completion of `key`; without `served`, not what the server said it served (a cache opened read-only
     may predate `_ADDED_COLUMNS`)."""
-    columns = "text, finish_reason, input_tokens, output_tokens, latency_s"
-    if served:
-        columns += ", " + ", ".join(name for name, _ in _ADDED_COLUMNS)
-    row = db.execute(f"SELECT {columns} FROM completions WHERE key = ?", (key.digest,)).fetchone()
-    return None if row is None else Completion(*row)
+    return _completions(db, [key.digest], served=served).get(key.digest)
+
+
+def _completions(db: sqlite3.Connection, digests: Sequence[str], *, served: bool = True) -> dict[str, Completion]:
+    """The cached completions of these keys' digests, by digest (those not cached are left out); see `_completion`."""
+    columns = _SERVED_COLUMNS if served else _COMPLETION_COLUMNS
+    found = {}
+    for start in range(0, len(digests), _KEYS_AT_ONCE):
+        chunk = digests[start : start + _KEYS_AT_ONCE]
+        marks = ", ".join("?" * len(chunk))
+        for digest, *row in db.execute(f"SELECT key, {columns} FROM completions WHERE key IN ({marks})", chunk):
+            found[digest] = Completion(*row)
+    return found
 
 
 def read_only(path: Path) -> sqlite3.Connection:
@@ -298,8 +328,14 @@ class Store:
 
     def get(self, key: CallKey) -> Completion | None:
         """The cached completion for this call (committed, or grouped for the next commit), or None."""
-        grouped = self._grouped.get(key.digest)
-        return grouped[1] if grouped is not None else _completion(self._db, key)
+        return self.get_many([key]).get(key.digest)
+
+    def get_many(self, keys: Sequence[CallKey]) -> dict[str, Completion]:
+        """The cached completions of these calls (committed, or grouped for the next commit) by digest, in one query
+        for every few hundred; a call not cached is left out."""
+        found = {key.digest: grouped[1] for key in keys if (grouped := self._grouped.get(key.digest)) is not None}
+        wanted = list(dict.fromkeys(key.digest for key in keys if key.digest not in found))
+        return found | _completions(self._db, wanted) if wanted else found
 
     @property
     def grouped(self) -> int:

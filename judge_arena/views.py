@@ -122,11 +122,16 @@ def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.Da
 
     out = frame.copy()
     shown = out["turn"].fillna(0).astype(int) if "turn" in out.columns else pd.Series(0, index=out.index)
+    names = list(StyleFeatures.__dataclass_fields__)
     for side in ("a", "b"):
-        keys = zip(out[f"model_{side}"], out["prompt_id"], shown, strict=True)
-        rows = [features(*key) for key in keys]
-        for name in StyleFeatures.__dataclass_fields__:
-            out[f"{name}_{side}"] = [row[name] for row in rows]
+        # Each answer meets every other candidate in both orders and views: its features are looked up by key,
+        # not built once per battle.
+        keys = pd.MultiIndex.from_arrays([out[f"model_{side}"].to_numpy(), out["prompt_id"].to_numpy(), shown])
+        distinct = keys.unique()
+        table = pd.DataFrame([features(*key) for key in distinct], index=distinct, columns=names)
+        values = table.reindex(keys)
+        for name in names:
+            out[f"{name}_{side}"] = values[name].to_numpy()
     return out
 
 

@@ -246,11 +246,12 @@ def test_a_cached_rerun_starts_a_window_of_games_and_lets_go_of_its_tasks(tmp_pa
     run, most = asyncio.run(rerun())
     assert sim.requests == []
     assert run.stats.made == 0
-    answers, pairs = len(run.answers), len(run.battles) // 2
-    window = 2 * 1 * len(inputs.config.judges)  # _PAIRS_PER_SLOT × runner.concurrency × judges
-    # The run's own task, its waiters, every answer's and pair's task, and at most the window's games.
-    assert most <= 1 + 3 + answers + pairs + 2 * window
-    assert len(run.battles) > 2 * window * 4
+    config = inputs.config
+    answers, items = len(run.answers), len(run.battles) // (2 * len(config.judges) * len(config.normalizations))
+    # The run's own task, its waiters, and every answer's and item's task: a game found in the cache is decided
+    # without a task of its own.
+    assert most <= 1 + 3 + answers + items
+    assert items > 4 * 2 * config.runner.concurrency  # many times the window of items judged at once
 
     async def tasks_left() -> int:
         await play_arena(inputs, simulator_url=sim.url)

@@ -85,6 +85,33 @@ def test_the_canonical_json_is_json_dumps_of_the_request_with_sorted_keys(
     assert key.canonical_json == json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+@pytest.mark.parametrize("values", [(0, 0.0), (1, True), (0, False), (1.0, True)])
+def test_params_equal_in_value_but_written_differently_give_different_keys(values: tuple[Any, Any]) -> None:
+    """The params' JSON is memoised: by how they are written, not by equality (0 == 0.0 == False)."""
+    first, second = (CallKey("openai/m", None, (("temperature", value),), MESSAGES) for value in values)
+    assert first.canonical_json != second.canonical_json
+    for key in (first, second, first):
+        params = dict(key.params)
+        assert f'"params":{json.dumps(params, sort_keys=True, separators=(",", ":"))}' in key.canonical_json
+
+
+def test_get_many_finds_committed_and_grouped_completions_in_one_call(tmp_path: Path) -> None:
+    keys = [CallKey("openai/m", None, (("n", n),), MESSAGES) for n in range(1_203)]  # more than one query's worth
+    with Store(tmp_path / "c.sqlite") as store:
+        for n, key in enumerate(keys):
+            if n % 3 == 0:
+                continue
+            if n % 3 == 1:
+                store.put_receipt(key, Receipt("application/json", b"{}", 0.1))  # held for the group commit
+            store.put(key, Completion(f"answer {n}", "stop", 1, 1, 0.1))
+        assert store.grouped > 0
+        found = store.get_many([*keys, keys[1]])
+        assert found == {
+            key.digest: Completion(f"answer {n}", "stop", 1, 1, 0.1) for n, key in enumerate(keys) if n % 3
+        }
+        assert all(store.get(key) == found.get(key.digest) for key in keys[:30])
+
+
 class _FakeClient:
     """Stands in for the network client: counts calls, fails while told to."""
 
@@ -143,6 +170,27 @@ async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
         assert await later.complete(MODEL, MESSAGES) == first
         assert (later.stats.made, later.stats.shared, later.stats.cached) == (0, 0, 1)
     assert client.calls == 1
+
+
+async def test_cached_requests_are_served_without_awaiting_and_counted_as_complete_counts_them(tmp_path: Path) -> None:
+    client = _FakeClient()
+    other = (Message("user", "Not asked yet"),)
+    with Store(tmp_path / "c.sqlite") as store:
+        first = await _runner(store, client).complete(MODEL, MESSAGES)
+        runner = CallRunner(store, lambda _on_retry: client, simulator_url=None, refresh=["refreshed"])
+        refreshed = MODEL.model_copy(update={"name": "refreshed"})
+        served = runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
+        # Found in the cache (twice: counted twice, as two calls of `complete` would be); not cached; and a model
+        # answering anew, whatever the cache holds, left to `complete`.
+        assert served == [first, None, first, None]
+        assert (runner.stats.cached, runner.stats.shared, runner.stats.made) == (2, 0, 0)
+        assert runner.stats.by_model["m"].cached == 2
+        assert sum(runner.stats.served_before["m"].values()) == 2
+        assert await runner.complete(MODEL, other) == Completion("reply to Not asked yet", "stop", 5, 7, 0.01)
+        # Stored by this run: served again, it is shared within the run.
+        assert runner.cached([(MODEL, other)]) == [await runner.complete(MODEL, other)]
+        assert (runner.stats.cached, runner.stats.shared, runner.stats.made) == (2, 2, 1)
+    assert client.calls == 2
 
 
 async def test_changed_params_miss_the_cache(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import json
 import os
@@ -101,6 +102,19 @@ def test_a_category_that_reaches_the_threshold_is_reported_and_read_back(tmp_pat
     for file, columns in COLUMNS.items():
         assert list(pd.read_csv(folder / file).columns) == list(columns)
         assert all(name.isidentifier() for name in columns)
+
+
+def test_an_answer_utf_8_cannot_encode_is_written_escaped_and_read_back(tmp_path: Path, sim: SimulatorServer) -> None:
+    """A provider may send a lone surrogate (`"\\ud800"` in its JSON): the run has paid for it, so its report must
+    still be written."""
+    inputs = load_inputs(load_config(_config(tmp_path)))
+    run = asyncio.run(play_arena(inputs, simulator_url=sim.url))
+    odd = dataclasses.replace(run.answers[0], turns=("half a pair \ud800 of surrogates",))
+    run = dataclasses.replace(run, answers=(odd, *run.answers[1:]))
+    folder = write_report(run, rate_views(inputs.config, run.battles, run.answers))
+    answers = load_run(folder).answers
+    assert answers["turns"].tolist()[0] == ("half a pair \ud800 of surrogates",)
+    assert answers["turns"].tolist()[1:] == [answer.turns for answer in run.answers[1:]]
 
 
 def test_load_run_names_the_file_and_line_of_a_bad_value(tmp_path: Path) -> None:

@@ -405,10 +405,11 @@ def _values(frame: pd.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:
 
 
 def _battles_of(frame: pd.DataFrame) -> list[Battle]:
-    columns = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner", "turn")
+    columns = ("prompt_id", "category", "judge", "normalization", "model_a", "model_b", "label", "winner")
+    turns = frame["turn"].fillna(1).astype(int).tolist()
     return [
-        Battle(p, c, j, n, a, b, label=label, winner=winner, turn=1 if pd.isna(turn) else int(turn))
-        for p, c, j, n, a, b, label, winner, turn in _values(frame, *columns)
+        Battle(p, c, j, n, a, b, label=label, winner=winner, turn=turn)
+        for (p, c, j, n, a, b, label, winner), turn in zip(_values(frame, *columns), turns, strict=True)
     ]
 
 
@@ -727,6 +728,8 @@ def write_html_report(folder: Path, run: RunFolder | None = None) -> Path:
 
 def _write_atomically(target: Path, html: Iterable[str]) -> None:
     staging = target.with_name(f".{target.name}.partial")
-    with staging.open("w", encoding="utf-8") as out:
+    # A lone surrogate (a provider may send one) has no UTF-8 form: written as its JSON escape, which the page's
+    # embedded data reads back as the same character.
+    with staging.open("w", encoding="utf-8", errors="backslashreplace") as out:
         out.writelines(html)
     os.replace(staging, target)
