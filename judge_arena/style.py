@@ -162,7 +162,9 @@ class StyleFeatures:
 
 
 _CODE_BLOCK = re.compile(r"```([^`]*)```")
-_HEADERS = tuple(re.compile(rf"^#{{{level}}}\s", re.MULTILINE) for level in range(1, 7))
+_HEADERS = re.compile(r"^#{1,6}\s", re.MULTILINE)
+r"""Arena-Hard-Auto counts each level apart (`^#{k}\s`, k = 1 to 6); a line matches at most one level and a match
+ends within its line (or on its newline), so one pattern counts the same lines in one pass."""
 _ORDERED = re.compile(r"^\s*\d+\.\s", re.MULTILINE)
 _UNORDERED = re.compile(r"^\s*[-*+]\s", re.MULTILINE)
 _BOLD_STARS = re.compile(r"\*\*[^*\n]+\*\*")
@@ -183,7 +185,7 @@ def style_features(text: str) -> StyleFeatures:
     prose = _remove_code_blocks(text)
     return StyleFeatures(
         tokens=count_tokens(text),
-        headers=sum(len(pattern.findall(prose)) for pattern in _HEADERS),
+        headers=len(_HEADERS.findall(prose)),
         lists=len(_ORDERED.findall(prose)) + len(_UNORDERED.findall(prose)),
         bold=len(_BOLD_STARS.findall(prose)) + len(_BOLD_UNDERSCORES.findall(prose)),
     )

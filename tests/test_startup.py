@@ -29,3 +29,14 @@ def test_help_imports_nothing_heavy() -> None:
     assert _imported_by("--help") == []
     assert _imported_by("metrics", "--help") == []
     assert _imported_by("agreement", "--help") == []
+
+
+def test_a_run_imports_the_simulator_only_when_it_uses_it() -> None:
+    """The simulator's server brings aiohttp (a tenth of a second or more); a run of real models never starts it."""
+    script = (
+        "import sys\n"
+        "import judge_arena.pipeline, judge_arena.report.terminal, judge_arena.cli\n"
+        "print(' '.join(m for m in ('aiohttp', 'judge_arena.sim') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []

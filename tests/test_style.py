@@ -210,6 +210,22 @@ def test_style_features_count_as_arena_hard_auto(text: str, headers: int, lists:
     assert style_features(text) == StyleFeatures(count_tokens(text), headers, lists, bold)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# a\n## b\n####### seven\n###### six",
+        "#\n# x",
+        "##\n# x\n#\t\n",
+        " # indented\n#no space\n#",
+        "\n\n### c\r\n# d",
+    ],
+)
+def test_headers_are_counted_as_one_pattern_per_level_counts_them(text: str) -> None:
+    """Arena-Hard-Auto's own count: each level's pattern apart, summed."""
+    per_level = sum(len(re.findall(rf"^#{{{level}}}\s", text, re.MULTILINE)) for level in range(1, 7))
+    assert style_features(text).headers == per_level
+
+
 def test_style_feature_tokens_include_code() -> None:
     text = "Answer:\n```python\nprint('a long line of code that has tokens')\n```"
     assert style_features(text).tokens == count_tokens(text) > count_tokens("Answer:\n")

@@ -79,19 +79,16 @@ _VERDICT_FLAGS = ("reasked", "unparsed")
 
 def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
     """The battles as judgments.jsonl holds them: each game with the judge's replies and flags."""
-    rows = [
-        {
-            **{column: getattr(b, column) for column in BATTLE_COLUMNS},
-            "reasked": "reasked" in b.flags,
-            "unparsed": b.label is None,
-            "defence_flags": tuple(f for f in b.flags if f not in _VERDICT_FLAGS),
-            "reply": b.replies[0] if b.replies else "",
-            "reask_reply": b.replies[1] if len(b.replies) > 1 else None,
-        }
-        for b in battles
-    ]
+    columns: dict[str, list[Any]] = {column: [getattr(b, column) for b in battles] for column in BATTLE_COLUMNS}
+    columns |= {
+        "reasked": ["reasked" in b.flags for b in battles],
+        "unparsed": [b.label is None for b in battles],
+        "defence_flags": [tuple(f for f in b.flags if f not in _VERDICT_FLAGS) for b in battles],
+        "reply": [b.replies[0] if b.replies else "" for b in battles],
+        "reask_reply": [b.replies[1] if len(b.replies) > 1 else None for b in battles],
+    }
     fields = JSONL_FIELDS["judgments.jsonl"]
-    return pd.DataFrame(rows, columns=list(fields)).astype(fields)
+    return pd.DataFrame(columns, columns=list(fields)).astype(fields)
 
 
 def prompts_table(prompts: Sequence[Prompt]) -> pd.DataFrame:
@@ -105,6 +102,9 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     """The run's counts, call statistics and per-view notes, as written to summary.json."""
     config = run.inputs.config
     stats = run.stats
+    flagged = Counter(
+        kind for b in run.battles if b.flags for kind in {f.partition(":")[0] for f in b.flags if ":" in f}
+    )
     return {
         "name": config.name,
         "prompts": len(run.inputs.prompts),
@@ -135,10 +135,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "defence": {j.name: j.defence for j in config.judges},
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),
-        "flagged_battles": {
-            kind: sum(any(f.startswith(f"{kind}:") for f in b.flags) for b in run.battles)
-            for kind in ("neutralized", "injection")
-        },
+        "flagged_battles": {kind: flagged[kind] for kind in ("neutralized", "injection")},
         "judge_quality": {
             judge: {
                 **asdict(counts),

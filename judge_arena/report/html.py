@@ -298,7 +298,8 @@ class Page:
 
 
 def _model_colors(run: RunFolder) -> dict[str, str]:
-    ordered = list(dict.fromkeys([*run.boards["model"].dropna(), *run.battles["model_a"], *run.battles["model_b"]]))
+    columns = (run.boards["model"].dropna(), run.battles["model_a"], run.battles["model_b"])
+    ordered = list(dict.fromkeys(model for column in columns for model in column.unique().tolist()))
     return {model: _PALETTE[i % len(_PALETTE)] for i, model in enumerate(ordered)}
 
 

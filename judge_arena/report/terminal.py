@@ -32,7 +32,6 @@ from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, CategoryLeaderboard, LeaderboardRow, rank_changes
 from judge_arena.report.agreement import agreement_table
 from judge_arena.runner import CallStats
-from judge_arena.sim.models import CANDIDATES
 from judge_arena.style import ModelStyle, style_by_model
 from judge_arena.views import View, canary_warnings, identical_candidates
 
@@ -313,9 +312,13 @@ def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str]
 
     This is the product's thesis made visible: how well each view recovers the true order of the models.
     """
+    if any(candidate.api_base != SIMULATOR for candidate in config.candidates):
+        return None
+    from judge_arena.sim.models import CANDIDATES  # the simulator's server and its HTTP library: only when simulated
+
     quality = {}
     for candidate in config.candidates:
-        profile = CANDIDATES.get(candidate.model.rsplit("/", 1)[-1]) if candidate.api_base == SIMULATOR else None
+        profile = CANDIDATES.get(candidate.model.rsplit("/", 1)[-1])
         if profile is None:
             return None
         quality[candidate.name] = profile.quality
