@@ -147,10 +147,16 @@ class CallRunner:
         self._changed()
 
     def _of(self, model: ModelConfig) -> ModelCalls:
-        return self.stats.by_model.setdefault(model.name, ModelCalls())
+        calls = self.stats.by_model.get(model.name)
+        if calls is None:  # not `setdefault`: it would build a ModelCalls on every call of the run
+            calls = self.stats.by_model[model.name] = ModelCalls()
+        return calls
 
     def _saw(self, seen: dict[str, Counter[Served]], model: ModelConfig, completion: Completion) -> None:
-        seen.setdefault(model.name, Counter())[completion.served] += 1
+        served = seen.get(model.name)
+        if served is None:
+            served = seen[model.name] = Counter()
+        served[completion.served] += 1
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -201,16 +207,11 @@ class CallRunner:
         awaiting and in one query; None where `complete` must share or make it (a model named in `refresh` always).
 
         What lets a rerun served from the cache decide its games on the spot, without a task and a query each.
-        Identical requests among them are hashed once.
         """
-        keys: dict[tuple[int, tuple[Message, ...]], CallKey] = {}
-        for model, messages in requests:
-            if model.name not in self._refresh and (id(model), messages) not in keys:
-                keys[(id(model), messages)] = call_key(model, messages)
-        found = self._store.get_many(list(keys.values()))
+        keys = [None if model.name in self._refresh else call_key(model, messages) for model, messages in requests]
+        found = self._store.get_many([key for key in keys if key is not None])
         served: list[Completion | None] = []
-        for model, messages in requests:
-            key = keys.get((id(model), messages))
+        for (model, _), key in zip(requests, keys, strict=True):
             cached = None if key is None else found.get(key.digest)
             served.append(None if key is None or cached is None else self._served(model, key.digest, cached))
         return served
