@@ -411,6 +411,8 @@ def judge_agreement(
     battles: Sequence[Battle], judges: Sequence[str], normalizations: Sequence[str]
 ) -> list[GroupAgreement]:
     """Every pair of judges' vote-level agreement on the same games, one comparison per normalization."""
+    if len(judges) < 2:
+        return []
     votes = run_votes(battles)
     voters = {vote.voter for vote in votes}
     rows: list[GroupAgreement] = []

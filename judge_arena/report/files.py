@@ -102,6 +102,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     """The run's counts, call statistics and per-view notes, as written to summary.json."""
     config = run.inputs.config
     stats = run.stats
+    consistency = position_consistency(run.battles)
     flagged = Counter(
         kind for b in run.battles if b.flags for kind in {f.partition(":")[0] for f in b.flags if ":" in f}
     )
@@ -139,9 +140,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "judge_quality": {
             judge: {
                 **asdict(counts),
-                "position_consistency": [
-                    asdict(c) for c in position_consistency(run.battles) if c.judge == judge and c.category is None
-                ],
+                "position_consistency": [asdict(c) for c in consistency if c.judge == judge and c.category is None],
             }
             for judge, counts in reasks(run.battles).items()
         },
