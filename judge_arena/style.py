@@ -11,7 +11,7 @@ import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 
 from markdown_it import MarkdownIt
@@ -191,6 +191,9 @@ def style_features(text: str) -> StyleFeatures:
     )
 
 
+_FEATURES = tuple(feature.name for feature in fields(StyleFeatures))
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def answer_style(answer: Answer) -> StyleFeatures:
     """The style features of a whole answer, its turns joined by a blank line (computed once per answer: the
@@ -218,7 +221,8 @@ def style_by_model(answers: Iterable[Answer]) -> list[ModelStyle]:
     """Each model's mean style features per answer (`answer_style`), in order of first appearance."""
     totals: dict[str, list[tuple[int, ...]]] = defaultdict(list)
     for answer in answers:
-        totals[answer.model].append(astuple(answer_style(answer)))
+        features = answer_style(answer)
+        totals[answer.model].append(tuple(getattr(features, name) for name in _FEATURES))
     return [
         ModelStyle(model, len(rows), *(sum(column) / len(rows) for column in zip(*rows, strict=True)))
         for model, rows in totals.items()

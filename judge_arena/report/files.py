@@ -23,7 +23,7 @@ from judge_arena.agreement import position_consistency, reasks
 from judge_arena.arena import ArenaRun, served_changes
 from judge_arena.config import CandidateConfig
 from judge_arena.defence import enabled_canaries
-from judge_arena.records import Battle, Prompt
+from judge_arena.records import Answer, Battle, Prompt
 from judge_arena.report.html import write_html_report
 from judge_arena.runner import CallStats, ModelCalls
 from judge_arena.runs import (
@@ -89,6 +89,13 @@ def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
     }
     fields = JSONL_FIELDS["judgments.jsonl"]
     return pd.DataFrame(columns, columns=list(fields)).astype(fields)
+
+
+def answers_table(answers: Sequence[Answer]) -> pd.DataFrame:
+    """The answers as answers.jsonl holds them (a column per field, read without copying the records)."""
+    return pd.DataFrame(
+        {name: [getattr(a, name) for a in answers] for name in ANSWER_FIELDS}, columns=list(ANSWER_FIELDS)
+    )
 
 
 def prompts_table(prompts: Sequence[Prompt]) -> pd.DataFrame:
@@ -278,7 +285,7 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
         boards=leaderboard_frame(views),
         categories=category_frame(views),
         battles=battles_table(run.battles),
-        answers=pd.DataFrame([asdict(answer) for answer in run.answers], columns=list(ANSWER_FIELDS)),
+        answers=answers_table(run.answers),
         failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
         summary=summary(run, views),
         judgments=judgments_table(run.battles),
