@@ -20,7 +20,7 @@ from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
 from judge_arena.config import CandidateConfig, ModelConfig
 from judge_arena.records import Message
-from judge_arena.store import CallKey, Completion, Served, Store
+from judge_arena.store import CallKey, Claim, Completion, Served, Store
 
 _CLAIM_POLL_S = 0.2
 """How often to look again at a call another process is making."""
@@ -130,6 +130,8 @@ class CallRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._group_commit: asyncio.TimerHandle | None = None
+        self._claims: list[tuple[CallKey, bool, asyncio.Future[Claim]]] = []
+        """Claims asked for in this turn of the event loop, made together at its end (`_claim_all`)."""
 
     def stop(self) -> None:
         """Make no new call from now on (each raises Interrupted): calls waiting for their endpoint are not sent;
@@ -230,7 +232,7 @@ class CallRunner:
     async def _claimed_or_made(self, model: ModelConfig, key: CallKey, again: bool) -> Completion:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process
         received, unless it is made `again`), store it and release the claim."""
-        while (claim := self._store.claim(key, again=again)) == "busy":
+        while (claim := await self._claim(key, again)) == "busy":
             if self._stopping:
                 raise Interrupted(f"the run stopped while another process was making the call to {key.model}")
             await asyncio.sleep(_CLAIM_POLL_S)
@@ -304,6 +306,33 @@ class CallRunner:
         calls.output_tokens += completion.output_tokens
         self._changed()
         return completion
+
+    async def _claim(self, key: CallKey, again: bool) -> Claim:
+        """`Store.claim`, made in one transaction with the other claims asked for in the same turn of the event loop
+        (a stage starts its calls at once)."""
+        loop = asyncio.get_running_loop()
+        claim: asyncio.Future[Claim] = loop.create_future()
+        if not self._claims:
+            loop.call_soon(self._claim_all)
+        self._claims.append((key, again, claim))
+        try:
+            return await claim
+        except asyncio.CancelledError:
+            if claim.done() and not claim.cancelled() and claim.result() == "claimed":
+                self._store.release(key)  # claimed just as the call was cancelled: no one would release it
+            raise
+
+    def _claim_all(self) -> None:
+        asked = [(key, again, claim) for key, again, claim in self._claims if not claim.done()]
+        self._claims.clear()
+        try:
+            claims = self._store.claim_all([(key, again) for key, again, _ in asked])
+        except Exception as error:
+            for _, _, claim in asked:
+                claim.set_exception(error)
+            return
+        for (_, _, claim), outcome in zip(asked, claims, strict=True):
+            claim.set_result(outcome)
 
     def _stored(self, key: CallKey, completion: Completion) -> None:
         """Store a completion made in this run; one grouped for a later commit is committed within

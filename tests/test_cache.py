@@ -249,6 +249,44 @@ def test_claims_block_other_owners_until_released_or_dead(tmp_path: Path) -> Non
         assert mine.claim(BASE_KEY) == "done"
 
 
+def test_claims_made_together_are_those_made_one_at_a_time(tmp_path: Path) -> None:
+    done, busy, free, again = (CallKey("openai/m", None, (("n", n),), MESSAGES) for n in range(4))
+    with Store(tmp_path / "c.sqlite") as mine, Store(tmp_path / "c.sqlite") as other:
+        for answered in (done, again):
+            mine.put(answered, Completion("done", "stop", 1, 1, 0.1))
+        assert other.claim(busy) == "claimed"
+        claims = [(done, False), (busy, False), (free, False), (again, True), (free, False)]
+        assert mine.claim_all(claims) == ["done", "busy", "claimed", "claimed", "claimed"]
+        assert other.claim_all([(free, False), (again, True)]) == ["busy", "busy"]
+        assert mine.claim_all([]) == []
+
+
+@pytest.mark.parametrize("turns", range(5))
+async def test_a_call_cancelled_while_claiming_leaves_no_claim(tmp_path: Path, turns: int) -> None:
+    """Claims are made together at the end of the event loop's turn: a call cancelled at any point of that, its claim
+    made or not, leaves none behind (another process could never make the call)."""
+    key = CallKey(MODEL.model, MODEL.api_base, tuple(sorted(MODEL.params.items())), MESSAGES)
+    with Store(tmp_path / "c.sqlite") as store, Store(tmp_path / "c.sqlite") as other:
+        runner = _runner(store, _FakeClient(delay_s=60))
+        call = asyncio.create_task(runner.complete(MODEL, MESSAGES))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert other.claim(key) == "claimed"
+
+
+async def test_calls_started_together_release_every_claim(tmp_path: Path) -> None:
+    questions = [(Message("user", f"question {n}"),) for n in range(20)]
+    with Store(tmp_path / "c.sqlite") as store, Store(tmp_path / "c.sqlite") as other:
+        runner = _runner(store, _FakeClient())
+        answers = await asyncio.gather(*(runner.complete(MODEL, messages) for messages in questions))
+        assert [answer.text for answer in answers] == [f"reply to question {n}" for n in range(20)]
+        keys = [CallKey(MODEL.model, MODEL.api_base, (("temperature", 0),), messages) for messages in questions]
+        assert other.claim_all([(key, True) for key in keys]) == ["claimed"] * 20
+
+
 def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with Store(tmp_path / "c.sqlite") as store:
