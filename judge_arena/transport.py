@@ -1,11 +1,12 @@
 """The HTTP transport under litellm's openai and anthropic routes: it keeps each answer the moment it arrives.
 
 The network side runs on an I/O thread of its own; requests are handed to it, and answers back, in batches (one
-wake-up of the other thread's loop for all those waiting when it comes round). The run's event loop is busy for long stretches (litellm spends
-milliseconds parsing each answer, the stages render and screen prompts), and an answer that arrives meanwhile would
-wait for its turn; the I/O thread reads it at once and hands it to the request's `Exchange` before the answer goes
-back to the SDK and litellm to be parsed, so that a process killed in between has it written down (a receipt). The
-same transport serves a kept receipt back through litellm to recover it, with no request.
+wake-up of the other thread's loop for all those waiting when it comes round). The run's event loop is busy for long
+stretches (litellm spends milliseconds parsing each answer, the stages render and screen prompts), and an answer
+that arrives meanwhile would wait for its turn; the I/O thread reads it at once and hands it to the request's
+`Exchange` before the answer goes back to the SDK and litellm to be parsed, so that a process killed in between has
+it written down (a receipt). The same transport serves a kept receipt back through litellm to recover it, with no
+request.
 """
 
 from __future__ import annotations
