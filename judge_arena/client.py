@@ -231,6 +231,8 @@ class Client:
         self._concurrency = concurrency
         self._timeout_s = timeout_s
         self._settings = _CallSettings(max_attempts, max_wait_s, max_total_s, output_estimate)
+        self._call_settings: dict[ModelRunnerConfig, _CallSettings] = {}
+        """The settings of each model's calls (`_CallSettings.of`), worked out once."""
         self._requests_per_minute = requests_per_minute
         self._tokens_per_minute = tokens_per_minute
         self._increase_after = increase_after
@@ -296,7 +298,9 @@ class Client:
         if stopped is not None:
             raise CallFailed(STOPPED, stopped, 0)
         gate = self.gate(endpoint)
-        settings = self._settings.of(endpoint)
+        settings = self._call_settings.get(endpoint.settings)
+        if settings is None:
+            settings = self._call_settings[endpoint.settings] = self._settings.of(endpoint)
         cost = estimate_cost(messages, params, settings.output_estimate)
         api_key = self._api_key(endpoint)
         attempts = 0

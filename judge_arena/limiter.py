@@ -116,10 +116,13 @@ def parse_rate_limit_headers(headers: Mapping[str, str], wall_now: float | None 
     Header names are matched case-insensitively, with or without litellm's `llm_provider-` prefix (the prefixed,
     raw value wins). Anthropic's resets are RFC 3339 times, read against `wall_now` (default: now).
     """
+    named = [(key.lower(), value) for key, value in headers.items() if "ratelimit" in key.lower()]
+    if not named:
+        return {}  # most answers of servers without limits: nothing more to look at
     wall_now = time.time() if wall_now is None else wall_now
     lowered: dict[str, str] = {}
-    for key, value in sorted(headers.items(), key=lambda item: item[0].lower().startswith(_HEADER_PREFIX)):
-        lowered[key.lower().removeprefix(_HEADER_PREFIX)] = value
+    for key, value in sorted(named, key=lambda item: item[0].startswith(_HEADER_PREFIX)):
+        lowered[key.removeprefix(_HEADER_PREFIX)] = value
     quotas: dict[Unit, Quota] = {}
     for unit in ("requests", "tokens"):
         quota = Quota(

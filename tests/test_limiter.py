@@ -171,6 +171,7 @@ def test_litellm_prefixed_headers_win_and_anthropic_names_beat_litellms_copies()
     wall_now = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC).timestamp()
     assert parse_rate_limit_headers(headers, wall_now=wall_now) == {"requests": Quota(None, 2, 1.5)}
     assert parse_rate_limit_headers({"x-ratelimit-remaining-requests": "nope", "x-other": "1"}) == {}
+    assert parse_rate_limit_headers({"content-type": "application/json", "x-request-id": "1"}) == {}
 
 
 async def test_an_exhausted_budget_holds_every_request_until_its_reset() -> None:
