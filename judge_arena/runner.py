@@ -20,7 +20,7 @@ from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
 from judge_arena.config import CandidateConfig, ModelConfig
 from judge_arena.records import Message
-from judge_arena.store import CallKey, Claim, Completion, Served, Store
+from judge_arena.store import CallKey, Claim, Completion, Receipt, Served, Store
 
 _CLAIM_POLL_S = 0.2
 """How often to look again at a call another process is making."""
@@ -130,7 +130,7 @@ class CallRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._group_commit: asyncio.TimerHandle | None = None
-        self._claims: list[tuple[CallKey, bool, asyncio.Future[Claim]]] = []
+        self._claims: list[tuple[CallKey, bool, asyncio.Future[tuple[Claim, Receipt | None]]]] = []
         """Claims asked for in this turn of the event loop, made together at its end (`_claim_all`)."""
 
     def stop(self) -> None:
@@ -232,10 +232,11 @@ class CallRunner:
     async def _claimed_or_made(self, model: ModelConfig, key: CallKey, again: bool) -> Completion:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process
         received, unless it is made `again`), store it and release the claim."""
-        while (claim := await self._claim(key, again)) == "busy":
+        while (claimed := await self._claim(key, again))[0] == "busy":
             if self._stopping:
                 raise Interrupted(f"the run stopped while another process was making the call to {key.model}")
             await asyncio.sleep(_CLAIM_POLL_S)
+        claim, receipt = claimed
         if claim == "done":
             done = self._store.get(key)
             if done is not None:
@@ -245,7 +246,6 @@ class CallRunner:
                 return done
         try:
             endpoint = Endpoint.of(model, self._simulator_url, self._local_urls)
-            receipt = None if again else self._store.receipt(key)
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:
                 self._stored(key, recovered)
@@ -307,32 +307,36 @@ class CallRunner:
         self._changed()
         return completion
 
-    async def _claim(self, key: CallKey, again: bool) -> Claim:
+    async def _claim(self, key: CallKey, again: bool) -> tuple[Claim, Receipt | None]:
         """`Store.claim`, made in one transaction with the other claims asked for in the same turn of the event loop
-        (a stage starts its calls at once)."""
+        (a stage starts its calls at once); with a call claimed and not made `again`, the receipt a dead process
+        left for it, looked up with the others'."""
         loop = asyncio.get_running_loop()
-        claim: asyncio.Future[Claim] = loop.create_future()
+        claimed: asyncio.Future[tuple[Claim, Receipt | None]] = loop.create_future()
         if not self._claims:
             loop.call_soon(self._claim_all)
-        self._claims.append((key, again, claim))
+        self._claims.append((key, again, claimed))
         try:
-            return await claim
+            return await claimed
         except asyncio.CancelledError:
-            if claim.done() and not claim.cancelled() and claim.result() == "claimed":
+            if claimed.done() and not claimed.cancelled() and claimed.result()[0] == "claimed":
                 self._store.release(key)  # claimed just as the call was cancelled: no one would release it
             raise
 
     def _claim_all(self) -> None:
-        asked = [(key, again, claim) for key, again, claim in self._claims if not claim.done()]
+        asked = [(key, again, claimed) for key, again, claimed in self._claims if not claimed.done()]
         self._claims.clear()
         try:
             claims = self._store.claim_all([(key, again) for key, again, _ in asked])
+            receipts = self._store.receipts(
+                [key for (key, again, _), claim in zip(asked, claims, strict=True) if claim == "claimed" and not again]
+            )
         except Exception as error:
-            for _, _, claim in asked:
-                claim.set_exception(error)
+            for _, _, claimed in asked:
+                claimed.set_exception(error)
             return
-        for (_, _, claim), outcome in zip(asked, claims, strict=True):
-            claim.set_result(outcome)
+        for (key, again, claimed), claim in zip(asked, claims, strict=True):
+            claimed.set_result((claim, None if again else receipts.get(key.digest)))
 
     def _stored(self, key: CallKey, completion: Completion) -> None:
         """Store a completion made in this run; one grouped for a later commit is committed within

@@ -217,13 +217,15 @@ def _completion(db: sqlite3.Connection, key: CallKey, *, served: bool = True) ->
 def _completions(db: sqlite3.Connection, digests: Sequence[str], *, served: bool = True) -> dict[str, Completion]:
     """The cached completions of these keys' digests, by digest (those not cached are left out); see `_completion`."""
     columns = _SERVED_COLUMNS if served else _COMPLETION_COLUMNS
-    found = {}
+    return {digest: Completion(*row) for digest, *row in _rows(db, "completions", columns, digests)}
+
+
+def _rows(db: sqlite3.Connection, table: str, columns: str, digests: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The key and `columns` of the rows of `table` with these keys, in one query for every `_KEYS_AT_ONCE`."""
     for start in range(0, len(digests), _KEYS_AT_ONCE):
         chunk = digests[start : start + _KEYS_AT_ONCE]
         marks = ", ".join("?" * len(chunk))
-        for digest, *row in db.execute(f"SELECT key, {columns} FROM completions WHERE key IN ({marks})", chunk):
-            found[digest] = Completion(*row)
-    return found
+        yield from db.execute(f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", chunk)
 
 
 def read_only(path: Path) -> sqlite3.Connection:
@@ -409,10 +411,12 @@ class Store:
 
     def receipt(self, key: CallKey) -> Receipt | None:
         """The answer an earlier process received for this call and did not get to store, or None."""
-        row = self._db.execute(
-            "SELECT content_type, body, latency_s FROM receipts WHERE key = ?", (key.digest,)
-        ).fetchone()
-        return None if row is None else Receipt(row[0], bytes(row[1]), row[2])
+        return self.receipts([key]).get(key.digest)
+
+    def receipts(self, keys: Sequence[CallKey]) -> dict[str, Receipt]:
+        """`receipt` of each of these calls that has one, by digest, in one query for every few hundred."""
+        rows = _rows(self._db, "receipts", "content_type, body, latency_s", [key.digest for key in keys])
+        return {digest: Receipt(content_type, bytes(body), latency_s) for digest, content_type, body, latency_s in rows}
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
