@@ -308,9 +308,8 @@ class CallRunner:
         return completion
 
     async def _claim(self, key: CallKey, again: bool) -> tuple[Claim, Receipt | None]:
-        """`Store.claim`, made in one transaction with the other claims asked for in the same turn of the event loop
-        (a stage starts its calls at once); with a call claimed and not made `again`, the receipt a dead process
-        left for it, looked up with the others'."""
+        """`Store.claim_all` of this call with the others asked for in the same turn of the event loop (a stage starts
+        its calls at once): the claim, and the receipt a dead process left for the call if it is claimed."""
         loop = asyncio.get_running_loop()
         claimed: asyncio.Future[tuple[Claim, Receipt | None]] = loop.create_future()
         if not self._claims:
@@ -328,15 +327,12 @@ class CallRunner:
         self._claims.clear()
         try:
             claims = self._store.claim_all([(key, again) for key, again, _ in asked])
-            receipts = self._store.receipts(
-                [key for (key, again, _), claim in zip(asked, claims, strict=True) if claim == "claimed" and not again]
-            )
         except Exception as error:
             for _, _, claimed in asked:
                 claimed.set_exception(error)
             return
-        for (key, again, claimed), claim in zip(asked, claims, strict=True):
-            claimed.set_result((claim, None if again else receipts.get(key.digest)))
+        for (_, _, claimed), claim in zip(asked, claims, strict=True):
+            claimed.set_result(claim)
 
     def _stored(self, key: CallKey, completion: Completion) -> None:
         """Store a completion made in this run; one grouped for a later commit is committed within

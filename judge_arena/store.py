@@ -431,13 +431,19 @@ class Store:
     def claim(self, key: CallKey, *, again: bool = False) -> Claim:
         """Claim the call for this process, unless it is answered already (`again`: even so, to make it anew) or a
         live process has claimed it."""
-        return self.claim_all([(key, again)])[0]
+        return self.claim_all([(key, again)])[0][0]
 
-    def claim_all(self, calls: Sequence[tuple[CallKey, bool]]) -> list[Claim]:
-        """`claim` each call (the flag: made `again`) in one transaction, in order: a run that starts many calls at
-        once claims them with one write of the cache, not one each."""
+    def claim_all(self, calls: Sequence[tuple[CallKey, bool]]) -> list[tuple[Claim, Receipt | None]]:
+        """`claim` each call (the flag: made `again`) in one transaction, in order, each claimed call not made again
+        with the receipt a process that died left for it (`receipt`): a run that starts many calls at once claims
+        them with one write of the cache, not one each."""
         with self._transaction():
-            return [self._claim(key, again) for key, again in calls]
+            claims = list(zip(calls, (self._claim(key, again) for key, again in calls), strict=True))
+            kept = self.receipts([key for (key, again), claim in claims if claim == "claimed" and not again])
+        return [
+            (claim, kept.get(key.digest) if claim == "claimed" and not again else None)
+            for (key, again), claim in claims
+        ]
 
     def _claim(self, key: CallKey, again: bool) -> Claim:
         digest = key.digest

@@ -251,13 +251,22 @@ def test_claims_block_other_owners_until_released_or_dead(tmp_path: Path) -> Non
 
 def test_claims_made_together_are_those_made_one_at_a_time(tmp_path: Path) -> None:
     done, busy, free, again = (CallKey("openai/m", None, (("n", n),), MESSAGES) for n in range(4))
+    left = Receipt("application/json", b"{}", 0.1)  # by a process that died before it stored the answers
     with Store(tmp_path / "c.sqlite") as mine, Store(tmp_path / "c.sqlite") as other:
         for answered in (done, again):
             mine.put(answered, Completion("done", "stop", 1, 1, 0.1))
+        for received in (busy, free, again):
+            other.put_receipt(received, left)
         assert other.claim(busy) == "claimed"
         claims = [(done, False), (busy, False), (free, False), (again, True), (free, False)]
-        assert mine.claim_all(claims) == ["done", "busy", "claimed", "claimed", "claimed"]
-        assert other.claim_all([(free, False), (again, True)]) == ["busy", "busy"]
+        assert mine.claim_all(claims) == [
+            ("done", None),
+            ("busy", None),
+            ("claimed", left),
+            ("claimed", None),  # made again: the receipt is not used
+            ("claimed", left),
+        ]
+        assert other.claim_all([(free, False), (again, True)]) == [("busy", None), ("busy", None)]
         assert mine.claim_all([]) == []
 
 
@@ -284,7 +293,7 @@ async def test_calls_started_together_release_every_claim(tmp_path: Path) -> Non
         answers = await asyncio.gather(*(runner.complete(MODEL, messages) for messages in questions))
         assert [answer.text for answer in answers] == [f"reply to question {n}" for n in range(20)]
         keys = [CallKey(MODEL.model, MODEL.api_base, (("temperature", 0),), messages) for messages in questions]
-        assert other.claim_all([(key, True) for key in keys]) == ["claimed"] * 20
+        assert other.claim_all([(key, True) for key in keys]) == [("claimed", None)] * 20
 
 
 def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
