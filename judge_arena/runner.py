@@ -318,7 +318,8 @@ class CallRunner:
         try:
             return await claimed
         except asyncio.CancelledError:
-            if claimed.done() and not claimed.cancelled() and claimed.result()[0] == "claimed":
+            made = claimed.done() and not claimed.cancelled() and claimed.exception() is None
+            if made and claimed.result()[0] == "claimed":
                 self._store.release(key)  # claimed just as the call was cancelled: no one would release it
             raise
 
