@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -284,6 +285,23 @@ async def test_a_call_cancelled_while_claiming_leaves_no_claim(tmp_path: Path, t
         with pytest.raises(asyncio.CancelledError):
             await call
         assert other.claim(key) == "claimed"
+
+
+async def test_a_claim_that_fails_fails_its_call_unless_cancelled(tmp_path: Path) -> None:
+    def locked(calls: object) -> list[Any]:
+        raise sqlite3.OperationalError("database is locked")
+
+    with Store(tmp_path / "c.sqlite") as store:
+        store.claim_all = locked  # type: ignore[method-assign]
+        runner = _runner(store, _FakeClient())
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await runner.complete(MODEL, MESSAGES)
+        call = asyncio.create_task(runner.complete(MODEL, MESSAGES))
+        for _ in range(2):  # the claims fail at the end of the first turn; the call is cancelled before it resumes
+            await asyncio.sleep(0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
 
 
 async def test_calls_started_together_release_every_claim(tmp_path: Path) -> None:
