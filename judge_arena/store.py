@@ -228,6 +228,34 @@ def _rows(db: sqlite3.Connection, table: str, columns: str, digests: Sequence[st
         yield from db.execute(f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", chunk)
 
 
+_PARAMETERS_AT_ONCE = 999
+"""The most parameters of one statement in SQLite's oldest builds."""
+
+
+def _insert(db: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`INSERT OR REPLACE INTO {into} VALUES` each row, as many rows in one statement as the parameters allow: SQLite
+    releases the GIL for each statement it runs, and the HTTP I/O thread takes it, so rows one by one (`executemany`)
+    cost a hand-over each."""
+    if not rows:
+        return
+    width = len(rows[0])
+    at_once = _PARAMETERS_AT_ONCE // width
+    for start in range(0, len(rows), at_once):
+        chunk = rows[start : start + at_once]
+        marks = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
+        db.execute(f"INSERT OR REPLACE INTO {into} VALUES {marks}", [value for row in chunk for value in row])
+
+
+def _delete(db: sqlite3.Connection, table: str, digests: Sequence[str], owner: str | None = None) -> None:
+    """Delete the rows of `table` with these keys (of `owner` only, when given), in one statement for every
+    `_KEYS_AT_ONCE` (see `_insert`)."""
+    mine = "" if owner is None else " AND owner = ?"
+    for start in range(0, len(digests), _KEYS_AT_ONCE):
+        chunk = digests[start : start + _KEYS_AT_ONCE]
+        marks = ", ".join("?" * len(chunk))
+        db.execute(f"DELETE FROM {table} WHERE key IN ({marks}){mine}", [*chunk, *([] if owner is None else [owner])])
+
+
 def read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to the cache file at `path` that leaves no file behind.
 
@@ -367,9 +395,7 @@ class Store:
         grouped = list(self._grouped.values())
         with self._transaction():
             self._write(grouped)
-            self._db.executemany(
-                "DELETE FROM claims WHERE key = ? AND owner = ?", [(digest, self._owner) for digest in self._grouped]
-            )
+            _delete(self._db, "claims", list(self._grouped), owner=self._owner)
         self._grouped.clear()
         with self._receipts_lock:
             self._receipted.difference_update(key.digest for key, _ in grouped)
@@ -377,10 +403,10 @@ class Store:
     def _write(self, completions: list[tuple[CallKey, Completion]]) -> None:
         """Insert completions and drop their receipts (within a transaction)."""
         now = time.time()
-        self._db.executemany(
-            "INSERT OR REPLACE INTO completions (key, model, request, text, finish_reason, input_tokens, "
-            "output_tokens, latency_s, created_at, served_model, system_fingerprint) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _insert(
+            self._db,
+            "completions (key, model, request, text, finish_reason, input_tokens, output_tokens, latency_s, "
+            "created_at, served_model, system_fingerprint)",
             [
                 (
                     key.digest,
@@ -398,7 +424,7 @@ class Store:
                 for key, completion in completions
             ],
         )
-        self._db.executemany("DELETE FROM receipts WHERE key = ?", [(key.digest,) for key, _ in completions])
+        _delete(self._db, "receipts", [key.digest for key, _ in completions])
 
     def put_receipt(self, key: CallKey, receipt: Receipt) -> None:
         """Keep an answer that has arrived but is not parsed yet (committed at once; callable from any thread)."""
@@ -437,25 +463,28 @@ class Store:
         """`claim` each call (the flag: made `again`) in one transaction, in order, each claimed call not made again
         with the receipt a process that died left for it (`receipt`): a run that starts many calls at once claims
         them with one write of the cache, not one each."""
+        digests = [key.digest for key, _ in calls]
         with self._transaction():
-            claims = list(zip(calls, (self._claim(key, again) for key, again in calls), strict=True))
-            kept = self.receipts([key for (key, again), claim in claims if claim == "claimed" and not again])
+            done = {digest for digest, _ in _rows(self._db, "completions", "1", digests)}
+            holders = {
+                digest: holder for digest, *holder in _rows(self._db, "claims", "owner, host, pid, claimed_at", digests)
+            }
+            claims = [(key, again, self._claim(key, again, done, holders.get(key.digest))) for key, again in calls]
+            now, pid = time.time(), os.getpid()
+            mine = {key.digest for key, _, claim in claims if claim == "claimed"}
+            _insert(self._db, "claims", [(digest, self._owner, self._host, pid, now) for digest in mine])
+            kept = self.receipts([key for key, again, claim in claims if claim == "claimed" and not again])
         return [
-            (claim, kept.get(key.digest) if claim == "claimed" and not again else None)
-            for (key, again), claim in claims
+            (claim, kept.get(key.digest) if claim == "claimed" and not again else None) for key, again, claim in claims
         ]
 
-    def _claim(self, key: CallKey, again: bool) -> Claim:
-        digest = key.digest
-        if not again and self._db.execute("SELECT 1 FROM completions WHERE key = ?", (digest,)).fetchone():
+    def _claim(self, key: CallKey, again: bool, done: set[str], holder: list[Any] | None) -> Claim:
+        """The claim of a call, given the keys answered already and the call's claim as it stands (owner, host, pid,
+        time)."""
+        if not again and key.digest in done:
             return "done"
-        holder = self._db.execute("SELECT owner, host, pid, claimed_at FROM claims WHERE key = ?", (digest,)).fetchone()
         if holder is not None and holder[0] != self._owner and self._holds(*holder[1:]):
             return "busy"
-        self._db.execute(
-            "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
-            (digest, self._owner, self._host, os.getpid(), time.time()),
-        )
         return "claimed"
 
     def _holds(self, host: str, pid: int, claimed_at: float) -> bool:

@@ -271,6 +271,18 @@ def test_claims_made_together_are_those_made_one_at_a_time(tmp_path: Path) -> No
         assert mine.claim_all([]) == []
 
 
+def test_more_claims_at_once_than_one_statement_takes(tmp_path: Path) -> None:
+    keys = [CallKey("openai/m", None, (("n", n),), MESSAGES) for n in range(1200)]
+    with Store(tmp_path / "c.sqlite") as mine, Store(tmp_path / "c.sqlite") as other:
+        for key in keys[::3]:
+            mine.put(key, Completion("done", "stop", 1, 1, 0.1))
+        claims = mine.claim_all([(key, False) for key in keys])
+        assert [claim for claim, _ in claims] == ["done" if n % 3 == 0 else "claimed" for n in range(1200)]
+        assert [claim for claim, _ in other.claim_all([(key, True) for key in keys])] == [
+            "claimed" if n % 3 == 0 else "busy" for n in range(1200)
+        ]
+
+
 @pytest.mark.parametrize("turns", range(5))
 async def test_a_call_cancelled_while_claiming_leaves_no_claim(tmp_path: Path, turns: int) -> None:
     """Claims are made together at the end of the event loop's turn: a call cancelled at any point of that, its claim
