@@ -22,7 +22,7 @@ naming the file, the record and the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,12 @@ from judge_arena.inputs import InputFileError, conversation_turns, json_type, re
 from judge_arena.rating import FASTCHAT_WINNERS
 from judge_arena.records import Answer
 from judge_arena.runs import load_run
-from judge_arena.style import StyleFeatures, style_features
+from judge_arena.style import FEATURES, style_features
 from judge_arena.views import BATTLE_COLUMNS, battles_frame, with_style_features
 
 VOTES = "votes"
 """The judge name of the one view a third-party battles file is rated as."""
 
-FEATURES = tuple(f.name for f in fields(StyleFeatures))
 """The style features read per side (`tokens`, `headers`, `lists`, `bold`), as `<feature>_a` / `<feature>_b`."""
 
 _ARENA_KEYS = {

@@ -220,11 +220,16 @@ def _completions(db: sqlite3.Connection, digests: Sequence[str], *, served: bool
     return {digest: Completion(*row) for digest, *row in _rows(db, "completions", columns, digests)}
 
 
-def _rows(db: sqlite3.Connection, table: str, columns: str, digests: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-    """The key and `columns` of the rows of `table` with these keys, in one query for every `_KEYS_AT_ONCE`."""
+def _key_chunks(digests: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """The keys `_KEYS_AT_ONCE` at a time, each chunk with its placeholders (`?, ?, …`) for `key IN (…)`."""
     for start in range(0, len(digests), _KEYS_AT_ONCE):
         chunk = digests[start : start + _KEYS_AT_ONCE]
-        marks = ", ".join("?" * len(chunk))
+        yield chunk, ", ".join("?" * len(chunk))
+
+
+def _rows(db: sqlite3.Connection, table: str, columns: str, digests: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The key and `columns` of the rows of `table` with these keys, in one query for every `_KEYS_AT_ONCE`."""
+    for chunk, marks in _key_chunks(digests):
         yield from db.execute(f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", chunk)
 
 
@@ -250,9 +255,7 @@ def _delete(db: sqlite3.Connection, table: str, digests: Sequence[str], owner: s
     """Delete the rows of `table` with these keys (of `owner` only, when given), in one statement for every
     `_KEYS_AT_ONCE` (see `_insert`)."""
     mine = "" if owner is None else " AND owner = ?"
-    for start in range(0, len(digests), _KEYS_AT_ONCE):
-        chunk = digests[start : start + _KEYS_AT_ONCE]
-        marks = ", ".join("?" * len(chunk))
+    for chunk, marks in _key_chunks(digests):
         db.execute(f"DELETE FROM {table} WHERE key IN ({marks}){mine}", [*chunk, *([] if owner is None else [owner])])
 
 

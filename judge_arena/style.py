@@ -191,7 +191,8 @@ def style_features(text: str) -> StyleFeatures:
     )
 
 
-_FEATURES = tuple(feature.name for feature in fields(StyleFeatures))
+FEATURES = tuple(feature.name for feature in fields(StyleFeatures))
+"""The names of `StyleFeatures`, in order: tokens, headers, lists, bold."""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -222,7 +223,7 @@ def style_by_model(answers: Iterable[Answer]) -> list[ModelStyle]:
     totals: dict[str, list[tuple[int, ...]]] = defaultdict(list)
     for answer in answers:
         features = answer_style(answer)
-        totals[answer.model].append(tuple(getattr(features, name) for name in _FEATURES))
+        totals[answer.model].append(tuple(getattr(features, name) for name in FEATURES))
     return [
         ModelStyle(model, len(rows), *(sum(column) / len(rows) for column in zip(*rows, strict=True)))
         for model, rows in totals.items()

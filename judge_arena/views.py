@@ -28,7 +28,7 @@ from judge_arena.rating import (
     leaderboards_by,
 )
 from judge_arena.records import Answer, Battle
-from judge_arena.style import StyleFeatures, answer_style, style_features
+from judge_arena.style import FEATURES, answer_style, style_features
 
 PANEL = "panel"
 """The judge name of the panel's combined verdicts."""
@@ -122,7 +122,7 @@ def with_style_features(frame: pd.DataFrame, answers: Iterable[Answer]) -> pd.Da
 
     out = frame.copy()
     shown = out["turn"].fillna(0).astype(int) if "turn" in out.columns else pd.Series(0, index=out.index)
-    names = list(StyleFeatures.__dataclass_fields__)
+    names = list(FEATURES)
     for side in ("a", "b"):
         # Each answer meets every other candidate in both orders and views: its features are looked up by key,
         # not built once per battle.

@@ -79,16 +79,16 @@ _VERDICT_FLAGS = ("reasked", "unparsed")
 
 def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
     """The battles as judgments.jsonl holds them: each game with the judge's replies and flags."""
-    columns: dict[str, list[Any]] = {column: [getattr(b, column) for b in battles] for column in BATTLE_COLUMNS}
-    columns |= {
+    verdicts: dict[str, list[Any]] = {
         "reasked": ["reasked" in b.flags for b in battles],
         "unparsed": [b.label is None for b in battles],
         "defence_flags": [tuple(f for f in b.flags if f not in _VERDICT_FLAGS) for b in battles],
         "reply": [b.replies[0] if b.replies else "" for b in battles],
         "reask_reply": [b.replies[1] if len(b.replies) > 1 else None for b in battles],
     }
+    frame = battles_frame(battles).assign(**verdicts)
     fields = JSONL_FIELDS["judgments.jsonl"]
-    return pd.DataFrame(columns, columns=list(fields)).astype(fields)
+    return frame[list(fields)].astype(fields)
 
 
 def answers_table(answers: Sequence[Answer]) -> pd.DataFrame:
