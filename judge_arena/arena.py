@@ -33,7 +33,9 @@ from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt, signals_wake
 from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, shown
+from judge_arena.labels import LabelSet
 from judge_arena.local_server import LocalServer
+from judge_arena.prepare import AHEAD_FROM_ANSWERS, Plan, Preparer, spare_cores
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
@@ -401,6 +403,8 @@ class _Play:
         before the first could end: a 100k-item rerun held them all at once."""
         self._called = {judge.name: as_called(judge, inputs.templates[judge.name].labels) for judge in config.judges}
         """Each judge as its calls are made."""
+        self._preparer: Preparer | None = None
+        """The second process preparing the answers of a large run ahead of their games (`prepare.py`)."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -433,7 +437,10 @@ class _Play:
         else:
             items = pair_prompts(self._inputs)
             views = list(itertools.product(config.judges, config.normalizations))
-            # Indexed as the items of every judge and view would be, one after the other.
+            position = {prompt.id: n for n, prompt in enumerate(prompts)}
+            # Indexed as the items of every judge and view would be, one after the other; started prompt by prompt,
+            # so that a run stopped part-way (or out of budget) has every pair on the prompts it reached, and the
+            # answers a game needs are prepared in the order the games come.
             judging = [
                 asyncio.create_task(
                     self._judge_item(
@@ -445,8 +452,10 @@ class _Play:
                         prompt,
                     )
                 )
-                for i, (pair, prompt) in enumerate(items)
+                for i, (pair, prompt) in sorted(enumerate(items), key=lambda item: position[item[1][1].id])
             ]
+            if len(self._answers) >= AHEAD_FROM_ANSWERS and spare_cores() > 0:
+                self._preparer = Preparer(Plan(tuple(config.normalizations), self._screened_label_sets()))
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())
@@ -461,6 +470,8 @@ class _Play:
                     await asyncio.wait([finished, idle], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             unlisten()
+            if self._preparer is not None:
+                await self._preparer.aclose()
             for waiting in (finished, stop, idle, *tasks):
                 if waiting is not None:
                     waiting.cancel()
@@ -545,6 +556,11 @@ class _Play:
                 for _ in range(sum(2 * len(templates[judge.name].judged_turns(prompt)) for _, judge, _ in slots)):
                     self._advance("verdicts")
             return
+        if self._preparer is not None:
+            judged_turns = self._judged_turns(prompt)
+            # Both asked for before either is awaited: the second process takes them in the order they are asked.
+            for preparing in [self._preparer.ready(answer, judged_turns) for answer in (first, second)]:
+                await preparing
         async with self._judging:
             planned = []
             for index, judge, normalization in slots:
@@ -563,6 +579,17 @@ class _Play:
                     self._battles[key] = decided
                     self._advance("verdicts")
             await asyncio.gather(*left)
+
+    def _screened_label_sets(self) -> tuple[LabelSet, ...]:
+        """The label sets of the judges that screen what they are shown."""
+        judges = [judge for judge in self._inputs.config.judges if judge.defence]
+        return tuple(dict.fromkeys(self._inputs.templates[judge.name].labels for judge in judges))
+
+    def _judged_turns(self, prompt: Prompt) -> tuple[int, ...]:
+        """The turns of `prompt` the screening judges judge."""
+        templates = self._inputs.templates
+        judges = [judge for judge in self._inputs.config.judges if judge.defence]
+        return tuple(sorted({turn for judge in judges for turn in templates[judge.name].judged_turns(prompt)}))
 
     def _decide(self, judge: JudgeConfig, game: Game, reply: str, flags: tuple[str, ...]) -> Battle | None:
         labels, strong_weight = self._inputs.templates[judge.name].labels, self._inputs.config.rating.strong_weight

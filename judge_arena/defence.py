@@ -17,11 +17,11 @@ A canary rated above a real model (`canary_problems`) means the judge can be gam
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from judge_arena._memo import memoized
 from judge_arena.config import CanaryConfig
 from judge_arena.labels import ARENA_HARD, LabelSet
 from judge_arena.records import Answer, Prompt
@@ -188,7 +188,7 @@ def screen(answer_a: Sequence[str], answer_b: Sequence[str], label_set: LabelSet
     flags: list[str] = []
     shown: list[tuple[str, ...]] = []
     for side, turns in (("A", answer_a), ("B", answer_b)):
-        neutral, injected = _screen_answer(tuple(turns), label_set)
+        neutral, injected = screen_answer(tuple(turns), label_set)
         if neutral != tuple(turns):
             flags.append(f"neutralized:{side}")
         if injected:
@@ -197,11 +197,13 @@ def screen(answer_a: Sequence[str], answer_b: Sequence[str], label_set: LabelSet
     return Screened(answer_a=shown[0], answer_b=shown[1], flags=tuple(flags))
 
 
-@functools.lru_cache(maxsize=16384)
-def _screen_answer(turns: tuple[str, ...], label_set: LabelSet) -> tuple[tuple[str, ...], bool]:
-    """One answer's neutralized turns, and whether it addresses the judge. An answer meets every other candidate in
-    both orders, per judge and view: screened once, not once per game (the cache holds a 100k-item run's answers in
-    both views: at 4,096 they were screened again and again, a third of its cached rerun)."""
+@memoized(16384)
+def screen_answer(turns: tuple[str, ...], label_set: LabelSet) -> tuple[tuple[str, ...], bool]:
+    """One answer's neutralized turns (as shown to a judge of `label_set`), and whether it addresses the judge.
+
+    An answer meets every other candidate in both orders, per judge and view: screened once, not once per game (the
+    memo holds a 100k-item run's answers in both views: at 4,096 they were screened again and again, a third of its
+    cached rerun)."""
     neutral = tuple(neutralize(turn, label_set) for turn in turns)
     return neutral, any(find_injections(turn) for turn in turns)
 

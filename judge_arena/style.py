@@ -17,6 +17,7 @@ from types import MappingProxyType
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from judge_arena._memo import memoized
 from judge_arena.records import Answer
 from judge_arena.tokens import count_tokens
 
@@ -69,7 +70,7 @@ def _inline_text(token: Token) -> str:
     return _render_inline(children, indents)
 
 
-@functools.lru_cache(maxsize=16384)
+@memoized(16384)
 def strip_markdown(text: str) -> str:
     """The answer without markdown presentation: words, line structure and code block contents kept.
 
@@ -195,7 +196,7 @@ FEATURES = tuple(feature.name for feature in fields(StyleFeatures))
 """The names of `StyleFeatures`, in order: tokens, headers, lists, bold."""
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@memoized(1 << 16)
 def answer_style(answer: Answer) -> StyleFeatures:
     """The style features of a whole answer, its turns joined by a blank line (computed once per answer: the
     style-controlled view and the per-model table both need them)."""

@@ -1,0 +1,265 @@
+"""The per-answer work of a large run, done ahead of its judge games in a second process.
+
+A game shows the judge its two answers normalized (`style.strip_markdown` for `plain`) and screened
+(`defence.screen_answer`), and the style-controlled rating reads each answer's style features (`style.answer_style`).
+Each is a memoised pure function of one answer, computed once per answer however many games it is in. In a run of
+thousands of answers that is seconds of CPU on the run's one thread: a cached rerun of 100,000 items spends a third
+of its time there. So when the machine has a core to spare, a second process computes them for the answers in the
+order the games ask for them (`Preparer.ready`), and the run's process adds the results to the memos
+(`_memo.Memo.remember`); a game then finds them done.
+
+Nothing depends on it: a result that is not there is computed where it is needed, as in a small run, and a second
+process that cannot start or fails leaves the rest to be computed so. The results are the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from judge_arena._memo import Memo
+from judge_arena.defence import screen_answer
+from judge_arena.labels import LabelSet
+from judge_arena.records import Answer
+from judge_arena.style import NORMALIZATIONS, StyleFeatures, answer_style
+
+AHEAD_FROM_ANSWERS = 2_000
+"""The answers a run must have for a second process to be worth starting (it takes about a third of a second to
+start, and an answer's work about half a millisecond)."""
+_CHUNK = 64
+"""Answers sent to the second process at once: enough to make a message worth its cost, few enough that the first
+games do not wait long."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run's games need of each answer."""
+
+    views: tuple[str, ...]
+    """The normalizations the answers are judged in."""
+    label_sets: tuple[LabelSet, ...]
+    """The label sets of the judges that screen the answers they are shown."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One answer to prepare."""
+
+    answer: Answer
+    judged_turns: tuple[int, ...]
+    """The turns its prompt is judged at: a game at turn t shows the answer's first t turns."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One answer's results, in `Plan` order."""
+
+    normalized: tuple[tuple[str, ...] | None, ...]
+    """Per view, its turns normalized; None for a view whose normalization is not memoised (`raw`, as written)."""
+    screened: tuple[tuple[tuple[str, ...], bool], ...]
+    """Per view, label set and judged turn (in that nesting), `defence.screen_answer` of the turns shown."""
+    style: StyleFeatures
+
+
+def _shown(plan: Plan, work: Work, normalized: Sequence[tuple[str, ...]]) -> list[tuple[tuple[str, ...], LabelSet]]:
+    """The arguments of every `screen_answer` the answer's games call, in `Prepared.screened` order."""
+    return [
+        (turns[:shown], label_set)
+        for turns in normalized
+        for label_set in plan.label_sets
+        for shown in work.judged_turns
+    ]
+
+
+def prepare(plan: Plan, works: Sequence[Work]) -> list[Prepared]:
+    """Every answer's results (run in the second process)."""
+    prepared = []
+    for work in works:
+        normalized = [tuple(NORMALIZATIONS[view](turn) for turn in work.answer.turns) for view in plan.views]
+        prepared.append(
+            Prepared(
+                normalized=tuple(
+                    turns if isinstance(NORMALIZATIONS[view], Memo) else None
+                    for view, turns in zip(plan.views, normalized, strict=True)
+                ),
+                screened=tuple(screen_answer(*arguments) for arguments in _shown(plan, work, normalized)),
+                style=answer_style(work.answer),
+            )
+        )
+    return prepared
+
+
+def remember(plan: Plan, works: Sequence[Work], prepared: Sequence[Prepared]) -> None:
+    """Add the results to the memos of this process."""
+    for work, results in zip(works, prepared, strict=True):
+        answer = work.answer
+        normalized = []
+        for view, turns in zip(plan.views, results.normalized, strict=True):
+            transform = NORMALIZATIONS[view]
+            if turns is None or not isinstance(transform, Memo):
+                normalized.append(tuple(transform(turn) for turn in answer.turns))
+                continue
+            for turn, result in zip(answer.turns, turns, strict=True):
+                transform.remember((turn,), result)
+            normalized.append(turns)
+        for arguments, screened in zip(_shown(plan, work, normalized), results.screened, strict=True):
+            screen_answer.remember(arguments, screened)
+        answer_style.remember((answer,), results.style)
+
+
+def spare_cores() -> int:
+    """The cores this process may run on, beyond its own one."""
+    try:
+        return len(os.sched_getaffinity(0)) - 1
+    except AttributeError:  # not Linux
+        return (os.cpu_count() or 1) - 1
+
+
+_Waiting = list[tuple[Work, "asyncio.Future[None]"]]
+"""Answers sent (or to send) together, each with what is done once its results are remembered."""
+_LENGTH = 8
+"""Bytes of the length that goes before each message (little-endian)."""
+_WARM_UP = Work(Answer(model="", prompt_id="", turns=("# Warm **up**",), output_tokens=0, latency_s=0.0), (1,))
+"""Work whose preparation loads what every other's needs (the markdown parser, the tokenizer's tables)."""
+
+
+def _frame(message: object) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(body).to_bytes(_LENGTH, "little") + body
+
+
+class Preparer:
+    """The second process, and the answers sent to it. Made on the run's event loop; `aclose` ends the process.
+
+    The process is `python -m judge_arena.prepare`, not a `multiprocessing` child: those import the caller's main
+    script again, which a library cannot ask of its users' scripts. Messages are pickles, each after its length, in
+    both directions; replies come in the order of the requests.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+        self._loop = asyncio.get_running_loop()
+        self._asked: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Per answer (model, prompt id), done once its results are remembered (or will not come)."""
+        self._waiting: _Waiting = []
+        """Answers asked for since the last batch was sent, in the order they were asked for."""
+        self._sent: collections.deque[_Waiting] = collections.deque()
+        """Batches sent, oldest first, their replies not yet read."""
+        self._process: asyncio.subprocess.Process | None = None
+        self._given_up = False
+        self._serving = asyncio.ensure_future(self._serve())
+
+    def ready(self, answer: Answer, judged_turns: tuple[int, ...]) -> asyncio.Future[None]:
+        """Done once the answer's results are in this process's memos, or will not come from the second process."""
+        key = (answer.model, answer.prompt_id)
+        asked = self._asked.get(key)
+        if asked is None:
+            asked = self._asked[key] = self._loop.create_future()
+            if self._given_up:
+                asked.set_result(None)
+            else:
+                if not self._waiting:
+                    self._loop.call_soon(self._send)
+                self._waiting.append((Work(answer, judged_turns), asked))
+        return asked
+
+    def _send(self) -> None:
+        """Send the answers asked for, in batches, once the process has started (it sends them itself then)."""
+        process = self._process
+        if process is None or process.stdin is None or self._given_up:
+            return
+        waiting, self._waiting = self._waiting, []
+        for start in range(0, len(waiting), _CHUNK):
+            chunk = waiting[start : start + _CHUNK]
+            self._sent.append(chunk)
+            process.stdin.write(_frame((self._plan, [work for work, _ in chunk])))
+
+    async def _serve(self) -> None:
+        """Start the process, then remember its replies as they come; give up on any failure."""
+        try:
+            package = Path(__file__).resolve().parents[1]
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                # The package as this process found it, installed or not.
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")])),
+                },
+            )
+            stdout = self._process.stdout
+            assert stdout is not None
+            self._sent.append([])
+            assert self._process.stdin is not None
+            self._process.stdin.write(_frame((self._plan, [_WARM_UP])))
+            self._send()
+            while True:
+                length = int.from_bytes(await stdout.readexactly(_LENGTH), "little")
+                prepared = pickle.loads(await stdout.readexactly(length))
+                chunk = self._sent.popleft()
+                if chunk:
+                    remember(self._plan, [work for work, _ in chunk], prepared)
+                _release(chunk)
+        except Exception:  # whatever went wrong, the results are computed where they are needed
+            pass
+        finally:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Leave the rest to be computed where needed."""
+        self._given_up = True
+        for chunk in (*self._sent, self._waiting):
+            _release(chunk)
+        self._sent.clear()
+        self._waiting = []
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+
+    async def aclose(self) -> None:
+        """End the second process; whatever waits for it is released."""
+        self._serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serving
+        if self._process is not None:
+            await self._process.wait()
+
+
+def _release(chunk: _Waiting) -> None:
+    for _, asked in chunk:
+        if not asked.done():
+            asked.set_result(None)
+
+
+def _serve_requests() -> None:
+    """The second process: read (plan, works) messages from stdin, write each one's `prepare` to stdout."""
+    # Ctrl-C reaches every process of the terminal's group: the run's own process decides how to stop, and ends
+    # this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = sys.stdin.buffer
+    # Replies go to a descriptor of their own: whatever else writes to stdout (a library's warning) goes to stderr.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    while header := requests.read(_LENGTH):
+        plan, works = pickle.loads(requests.read(int.from_bytes(header, "little")))
+        replies.write(_frame(prepare(plan, works)))
+        replies.flush()
+
+
+if __name__ == "__main__":
+    # Through the module's own name, so that the replies are pickled as `judge_arena.prepare.Prepared`, which the run's
+    # process can read, not as `__main__.Prepared`.
+    from judge_arena.prepare import _serve_requests as serve
+
+    serve()
