@@ -405,6 +405,8 @@ class _Play:
         """Each judge as its calls are made."""
         self._preparer: Preparer | None = None
         """The second process preparing the answers of a large run ahead of their games (`prepare.py`)."""
+        self._screened_turns: dict[str, tuple[int, ...]] = {}
+        """`_judged_turns` by prompt id."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -475,14 +477,18 @@ class _Play:
             for waiting in (finished, stop, idle, *tasks):
                 if waiting is not None:
                     waiting.cancel()
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            # Only those still running need the wait (gathering the tens of thousands done took a third of a second).
+            await asyncio.gather(*(task for task in tasks if not task.done()), return_exceptions=True)
             # The waiters cancelled above end on the loop's next turn; until then they hold every task and its
             # result, through the rating and the report that follow without awaiting anything.
             await asyncio.sleep(0)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        return not self._cut and not any(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+        cancelled = False
+        for task in tasks:
+            if task.cancelled():
+                cancelled = True
+            elif isinstance(error := task.exception(), Exception):
+                raise error
+        return not self._cut and not cancelled
 
     def answers(self) -> tuple[Answer, ...]:
         """The answers made (or cached), in candidate and prompt order."""
@@ -586,10 +592,14 @@ class _Play:
         return tuple(dict.fromkeys(self._inputs.templates[judge.name].labels for judge in judges))
 
     def _judged_turns(self, prompt: Prompt) -> tuple[int, ...]:
-        """The turns of `prompt` the screening judges judge."""
-        templates = self._inputs.templates
-        judges = [judge for judge in self._inputs.config.judges if judge.defence]
-        return tuple(sorted({turn for judge in judges for turn in templates[judge.name].judged_turns(prompt)}))
+        """The turns of `prompt` the screening judges judge (found once per prompt: every pair's item asks)."""
+        turns = self._screened_turns.get(prompt.id)
+        if turns is None:
+            templates = self._inputs.templates
+            judges = [judge for judge in self._inputs.config.judges if judge.defence]
+            turns = tuple(sorted({turn for judge in judges for turn in templates[judge.name].judged_turns(prompt)}))
+            self._screened_turns[prompt.id] = turns
+        return turns
 
     def _decide(self, judge: JudgeConfig, game: Game, reply: str, flags: tuple[str, ...]) -> Battle | None:
         labels, strong_weight = self._inputs.templates[judge.name].labels, self._inputs.config.rating.strong_weight

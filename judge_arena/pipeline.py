@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Collection, Coroutine
+import contextlib
+import gc
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -118,12 +120,35 @@ def generate_answers(
 def _blocking(job: Coroutine[object, object, _T]) -> _T:
     """Run `job` to its end: on this thread, or inside a running event loop (Jupyter) on a worker thread with a loop
     of its own."""
+    with _fewer_collections():
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(job)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-arena") as worker:
+            return worker.submit(asyncio.run, job).result()
+
+
+_RUN_GC_THRESHOLDS = (100_000, 50, 100)
+"""The cyclic garbage collector's thresholds during a run (Python's defaults: 700, 10, 10)."""
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The garbage collector's thresholds raised for the block, then set back.
+
+    A run makes hundreds of thousands of records that live until its end (answers, games, battles, table rows). With
+    the default thresholds a collection starts every 700 allocations, and every so often one walks all of them: a
+    cached rerun of 100,000 items spent 1.8 s of its 13 s in 2,685 collections (13 of them full); with these, 0.35 s
+    in 263 (2 full).
+    What a run leaves as garbage in cycles (tasks, exceptions) is collected all the same, a little later.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_RUN_GC_THRESHOLDS)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-arena") as worker:
-        return worker.submit(asyncio.run, job).result()
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ run folder read back, and a leaderboard fitted from battles in the Chatbot Arena
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,23 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("complete ")
     assert (tmp_path / "runs").is_dir()
+
+
+def test_a_run_collects_garbage_less_often_and_sets_the_collector_back() -> None:
+    """The collector's thresholds are raised while a run's records pile up, and are the caller's again after."""
+    from judge_arena import pipeline
+
+    async def thresholds_during() -> tuple[int, ...]:
+        return gc.get_threshold()
+
+    before = gc.get_threshold()
+    during = pipeline._blocking(thresholds_during())
+    assert during[0] > before[0]
+    assert gc.get_threshold() == before
+
+    async def fails() -> None:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError):
+        pipeline._blocking(fails())
+    assert gc.get_threshold() == before
