@@ -67,7 +67,8 @@ def fence(texts: GameTexts, names: Collection[str] | None = None) -> dict[str, s
     for each turn; only those in `names` when given (a template's placeholders: the rest would go unused)."""
     shown = {name: getattr(texts, name) for name in _TITLES if name != "reference" or texts.reference}
     bodies = {name: _conversation(turns, _SPEAKERS[name]) for name, turns in shown.items()}
-    nonce = hashlib.sha256("\0".join(bodies.values()).encode()).hexdigest()[:_NONCE_LENGTH]
+    # A lone surrogate (which a provider's JSON can hold) as its three bytes: UTF-8 proper cannot encode it.
+    nonce = hashlib.sha256("\0".join(bodies.values()).encode("utf-8", "surrogatepass")).hexdigest()[:_NONCE_LENGTH]
     blocks = {}
     for name, body in bodies.items():
         if names is None or name in names:

@@ -115,26 +115,36 @@ class CallKey:
 
     @functools.cached_property
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of every field (computed once: every store operation looks it up)."""
-        return hashlib.sha256(self.canonical_json.encode("utf-8")).hexdigest()
+        """SHA-256 of the canonical JSON in UTF-8 (computed once: every store operation looks it up)."""
+        return hashlib.sha256(self._canonical_utf8()).hexdigest()
 
-    @functools.cached_property
+    @property
     def canonical_json(self) -> str:
         """The request as canonical JSON: `json.dumps` of its fields with sorted keys, no ASCII escaping and no
         spaces. This is what is hashed and stored beside the result.
 
         A revision is a key only when set, so that the keys of calls without one stay those of earlier versions.
-        Written out field by field in sorted order: the message texts (kilobytes per judge call) are escaped by
-        orjson, which writes any string exactly as `json.dumps(..., ensure_ascii=False)` does.
         """
-        messages = ",".join(
-            f'{{"content":{_json_string(m.content)},"role":{_json_string(m.role)}}}' for m in self.messages
+        return self._canonical_utf8().decode("utf-8", "surrogatepass")
+
+    def _canonical_utf8(self) -> bytes:
+        """`canonical_json` in UTF-8 (a lone surrogate, which UTF-8 cannot hold, as its three bytes).
+
+        Written out as bytes, field by field in sorted order: the message texts (kilobytes per judge call) are
+        escaped by orjson, which writes any string exactly as `json.dumps(..., ensure_ascii=False)` does, and the
+        digest hashes its bytes without decoding and encoding them again.
+        """
+        messages = b",".join(
+            b'{"content":%s,"role":%s}' % (_json_utf8(m.content), _json_utf8(m.role)) for m in self.messages
         )
-        revision = "" if self.revision is None else f',"revision":{_json_string(self.revision)}'
-        api_base = "null" if self.api_base is None else _json_string(self.api_base)
-        return (
-            f'{{"api_base":{api_base},"messages":[{messages}],"model":{_json_string(self.model)},'
-            f'"params":{_canonical_params(self.params)}{revision}}}'
+        revision = b"" if self.revision is None else b',"revision":' + _json_utf8(self.revision)
+        api_base = b"null" if self.api_base is None else _json_utf8(self.api_base)
+        return b'{"api_base":%s,"messages":[%s],"model":%s,"params":%s%s}' % (
+            api_base,
+            messages,
+            _json_utf8(self.model),
+            _canonical_params(self.params),
+            revision,
         )
 
 
@@ -143,31 +153,31 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",
 call."""
 
 
-def _canonical(value: object) -> str:
-    return _CANONICAL.encode(value)
+def _canonical_utf8(value: object) -> bytes:
+    return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
-_PARAMS_JSON: dict[str, str] = {}
-"""`_canonical` of params by their repr: a run's calls share a few sets of params. By repr, not by value: 0 and
+_PARAMS_JSON: dict[str, bytes] = {}
+"""`_canonical_utf8` of params by their repr: a run's calls share a few sets of params. By repr, not by value: 0 and
 0.0 (or 1 and True) are equal values written differently."""
 
 
-def _canonical_params(params: tuple[tuple[str, Any], ...]) -> str:
+def _canonical_params(params: tuple[tuple[str, Any], ...]) -> bytes:
     written = repr(params)
     canonical = _PARAMS_JSON.get(written)
     if canonical is None:
-        canonical = _canonical(dict(params))
+        canonical = _canonical_utf8(dict(params))
         if len(_PARAMS_JSON) < 1024:
             _PARAMS_JSON[written] = canonical
     return canonical
 
 
-def _json_string(text: str) -> str:
-    """`text` as a JSON string, as `_canonical` writes it."""
+def _json_utf8(text: str) -> bytes:
+    """`text` as a JSON string in UTF-8, as `_canonical_utf8` writes it."""
     try:
-        return orjson.dumps(text).decode()
+        return orjson.dumps(text)
     except TypeError:  # a lone surrogate, which orjson refuses: json.dumps writes it as it is
-        return _canonical(text)
+        return _canonical_utf8(text)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -83,7 +84,10 @@ def test_the_canonical_json_is_json_dumps_of_the_request_with_sorted_keys(
         "messages": [{"role": m.role, "content": m.content} for m in messages],
         **({} if revision is None else {"revision": revision}),
     }
-    assert key.canonical_json == json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert key.canonical_json == canonical
+    # Hashed as UTF-8; a lone surrogate, which UTF-8 cannot hold, as its three bytes rather than an error.
+    assert key.digest == hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @pytest.mark.parametrize("values", [(0, 0.0), (1, True), (0, False), (1.0, True)])

@@ -11,6 +11,7 @@ from judge_arena.fence import GameTexts, unfence
 from judge_arena.judge import JudgeTemplate, TemplateError, games, judge_game, parse_verdict, reask, render_game
 from judge_arena.labels import ARENA_HARD
 from judge_arena.records import Answer, Message, Prompt
+from judge_arena.store import CallKey
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "judge_arena" / "data" / "templates" / "pairwise.yaml"
 
@@ -79,6 +80,16 @@ def test_render_fences_each_text_with_a_stable_nonce() -> None:
     assert f"<<<ANSWER B {nonce}>>>\n**4**\n<<<END ANSWER B {nonce}>>>" in user.content
     other = render_game(template, _prompt("What is 2+2?"), ("4",), ("four",))[1].content
     assert nonce not in other
+
+
+def test_an_answer_with_a_lone_surrogate_is_rendered_and_keyed() -> None:
+    """A provider's JSON may hold half a surrogate pair (`"\\ud800"`): a game with that answer renders, and its call
+    has a cache key, rather than stopping the run with a UnicodeEncodeError."""
+    template = JudgeTemplate.load(TEMPLATE)
+    odd = render_game(template, _prompt("Q"), ("half a pair \ud800",), ("b",))
+    plain = render_game(template, _prompt("Q"), ("half a pair",), ("b",))
+    assert "half a pair \ud800" in odd[1].content
+    assert CallKey("openai/j", None, (), odd).digest != CallKey("openai/j", None, (), plain).digest
 
 
 def test_render_multi_turn_marks_turns() -> None:
