@@ -3,7 +3,8 @@
 The arena is bench/rerun.py's (8 simulated candidates, the simulated judge, raw and plain views, all pairs). The
 first run's calls are answered in-process by the simulated models, as in bench/rerun.py (100k real HTTP calls take
 longer than this machine has; `--http` makes them for real through the simulator, best with fewer `--items`).
-The rerun is `judge-arena run` on the filled cache. Each phase reports its own process's peak RSS.
+The rerun is `judge-arena run` on the filled cache. Each phase reports its own process's peak RSS, and beside it
+the peak RSS of the second process a large run prepares its answers in (`judge_arena/prepare.py`), if it had one.
 
     nice .venv/bin/python bench/memory.py                        # 100,000 items
     nice .venv/bin/python bench/memory.py --items 20000 --http   # a real first run through the simulator
@@ -23,7 +24,10 @@ from rerun import ITEMS_PER_PROMPT, write_arena
 TARGET_MB = 500
 BENCH = Path(__file__).resolve().parent
 
-_PEAK = "import resource; print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+_PEAK = (
+    "import resource; print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+    "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 _FILL = (
     f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; import rerun; "
     "rerun.fill_cache(Path(sys.argv[1]))"
@@ -31,15 +35,15 @@ _FILL = (
 _RUN = "import sys; from judge_arena.cli import main; code = main(['run', sys.argv[1]]); assert code == 0, code"
 
 
-def _phase(code: str, config_path: Path) -> tuple[float, float]:
-    """Run `code` in a fresh interpreter; its peak RSS in MB and its wall time."""
+def _phase(code: str, config_path: Path) -> tuple[float, float, float]:
+    """Run `code` in a fresh interpreter; its peak RSS in MB, its children's (the largest), and its wall time."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", f"{code}\n{_PEAK}", str(config_path)], capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the phase failed: {done.stderr[-2000:]}")
-    peak_kb = int(done.stdout.split("peak_kb")[-1].split()[0])
-    return peak_kb / 1024, wall
+    peak_kb, children_kb = (int(kb) for kb in done.stdout.split("peak_kb")[-1].split()[:2])
+    return peak_kb / 1024, children_kb / 1024, wall
 
 
 def main() -> None:
@@ -57,9 +61,12 @@ def main() -> None:
             (first, *_phase(_RUN if args.http else _FILL, config_path)),
             ("cached rerun (judge-arena run)", *_phase(_RUN, config_path)),
         ]
-    for name, peak_mb, wall in results:
+    for name, peak_mb, children_mb, wall in results:
         verdict = "met" if peak_mb <= TARGET_MB else "MISSED"
-        print(f"  {name:<40} peak RSS {peak_mb:5.0f} MB  ({wall:5.0f} s)  target ≤ {TARGET_MB} MB: {verdict}")
+        second = f"second process {children_mb:4.0f} MB" if children_mb else "no second process"
+        print(
+            f"  {name:<40} peak RSS {peak_mb:5.0f} MB  ({wall:5.0f} s)  target ≤ {TARGET_MB} MB: {verdict}  ({second})"
+        )
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def sim() -> Iterator[SimulatorServer]:
 
 
 def _config(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     config = {
         "name": "prepared",
         "suites": [{"path": "core", "limit": 8}],
@@ -184,3 +185,20 @@ def test_a_second_process_that_fails_leaves_the_work_to_the_run(
     run = _run(path, sim)
     assert run.battles == first.battles
     assert computed
+
+
+def test_a_first_run_with_its_answers_prepared_ahead_judges_as_one_without(
+    tmp_path: Path, sim: SimulatorServer, empty_memos: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that come one by one from the models, not all at once from the cache, are prepared as they come."""
+    without = _run(_config(tmp_path / "without"), sim)
+    for memo in MEMOS:
+        memo.cache_clear()
+    monkeypatch.setattr(arena, "AHEAD_FROM_ANSWERS", 0)
+    monkeypatch.setattr(arena, "spare_cores", lambda: 1)
+    computed = _counted(strip_markdown, monkeypatch)
+
+    prepared = _run(_config(tmp_path / "with"), sim)
+    assert prepared.stats.made == without.stats.made > 0
+    assert prepared.battles == without.battles
+    assert computed == []
