@@ -336,9 +336,6 @@ class Store:
             with attempt:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                # Reads through a memory map, not a system call per page: a cached rerun looks up every call of
-                # its run in a file of hundreds of MB.
-                self._db.execute("PRAGMA mmap_size=1073741824")
                 self._db.executescript(_SCHEMA)
                 self._add_columns()
         # Receipts are written from the client's I/O thread, on a connection of their own.
