@@ -11,7 +11,7 @@ import contextlib
 import functools
 import itertools
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,18 +289,33 @@ def served_changes(run: ArenaRun) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def model_servers(config: ArenaConfig, simulator_url: str | None = None) -> Iterator[tuple[str | None, dict[str, str]]]:
-    """The servers the config's models need, running for the block: the simulator (unless `simulator_url` points at
-    one already running) and each of `local_servers`; yields the simulator's URL and the local servers' by name."""
-    with ExitStack() as stack:
-        if config.uses_simulator and simulator_url is None:
-            from judge_arena.sim.server import SimulatorServer
+def model_servers(
+    config: ArenaConfig, simulator_url: str | None = None
+) -> Iterator[tuple[Callable[[], str] | None, dict[str, str]]]:
+    """The servers the config's models need, for the block: the simulator (unless `simulator_url` points at one
+    already running) and each of `local_servers`, running; yields what gives the simulator's URL and the local
+    servers' URLs by name.
 
-            simulator_url = stack.enter_context(SimulatorServer()).url
+    The simulator starts the first time its URL is asked for (a run served from the cache calls no model, and its
+    web server costs a tenth of a second to import); a local server loads its model at once, as its first answer
+    would wait for it anyway.
+    """
+    with ExitStack() as stack:
+        simulator: Callable[[], str] | None = None
+        if simulator_url is not None:
+            simulator = functools.partial(str, simulator_url)
+        elif config.uses_simulator:
+
+            @functools.cache
+            def simulator() -> str:
+                from judge_arena.sim.server import SimulatorServer
+
+                return stack.enter_context(SimulatorServer()).url
+
         local_urls = {
             name: stack.enter_context(LocalServer(name, server)).url for name, server in config.local_servers.items()
         }
-        yield simulator_url, local_urls
+        yield simulator, local_urls
 
 
 async def play_arena(
@@ -333,7 +348,7 @@ async def play_arena(
         where = f"{config.source}: field 'runner.output_dir'"
         raise ConfigError(f"{where}: cannot create {runner_config.output_dir}: {exc.strerror or exc}") from None
     with ExitStack() as stack:
-        simulator_url, local_urls = stack.enter_context(model_servers(config, simulator_url))
+        simulator, local_urls = stack.enter_context(model_servers(config, simulator_url))
         store = stack.enter_context(Store(runner_config.cache_dir / CACHE_FILE))
         runner = CallRunner(
             store,
@@ -349,7 +364,7 @@ async def play_arena(
                 output_estimate=runner_config.output_estimate,
                 on_retry=on_retry,
             ),
-            simulator_url,
+            simulator,
             on_change=progress.calls if progress else None,
             budget=Budget(config.budget.max_usd, runner_config.output_estimate) if config.budget else None,
             local_urls=local_urls,

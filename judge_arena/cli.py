@@ -190,8 +190,9 @@ def _ping(config: ArenaConfig, console: Console) -> int:
     from judge_arena.arena import model_servers
     from judge_arena.client import ping_models
 
-    with model_servers(config) as (simulator_url, local_urls):
+    with model_servers(config) as (simulator, local_urls):
         models = [*(c for c in config.candidates if c.called), *config.judges]
+        simulator_url = simulator() if simulator else None
         pings = asyncio.run(ping_models(models, simulator_url, local_urls, timeout_s=config.runner.timeout_s))
     for ping in pings:
         if ping.failure is None:

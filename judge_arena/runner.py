@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
-from judge_arena.config import CandidateConfig, ModelConfig
+from judge_arena.config import SIMULATOR, CandidateConfig, ModelConfig
 from judge_arena.records import Message
 from judge_arena.store import CallKey, Claim, Completion, Receipt, Served, Store
 
@@ -104,19 +104,20 @@ class CallRunner:
         self,
         store: Store,
         client_factory: Callable[[Callable[[str], None]], ModelClient],
-        simulator_url: str | None,
+        simulator: Callable[[], str] | None,
         on_change: Callable[[CallStats], None] | None = None,
         budget: Budget | None = None,
         local_urls: Mapping[str, str] | None = None,
         refresh: Collection[str] = (),
     ) -> None:
-        """`refresh` names the models whose calls are made anew, once in this run each, instead of served from the
-        cache (whose entries the new answers replace)."""
+        """`simulator` gives the simulator's URL (starting it the first time, see `arena.model_servers`) for the
+        models routed to it. `refresh` names the models whose calls are made anew, once in this run each, instead
+        of served from the cache (whose entries the new answers replace)."""
         self.stats = CallStats(max_usd=budget.max_usd if budget else None)
         self._budget = budget
         self._store = store
         self._client = client_factory(self._count_retry)
-        self._simulator_url = simulator_url
+        self._simulator = simulator
         self._local_urls = local_urls
         self._refresh = frozenset(refresh)
         self._on_change = on_change
@@ -245,7 +246,9 @@ class CallRunner:
                 self._changed()
                 return done
         try:
-            endpoint = Endpoint.of(model, self._simulator_url, self._local_urls)
+            # The simulator is started for the first call it answers: a run served from the cache starts none.
+            simulator_url = self._simulator() if self._simulator and model.api_base == SIMULATOR else None
+            endpoint = Endpoint.of(model, simulator_url, self._local_urls)
             recovered = await self._client.recover(endpoint, key.messages, model.params, receipt) if receipt else None
             if recovered is not None:
                 self._stored(key, recovered)

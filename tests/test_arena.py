@@ -275,3 +275,23 @@ def test_a_run_and_its_result_show_counts_not_records(tmp_path: Path, sim: Simul
     assert str(result.folder) in shown
     assert len(shown) < 400
     assert result.run.battles[0].replies[0] not in shown
+
+
+def test_the_simulator_starts_for_the_first_call_it_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run served from the cache calls no model: it starts no simulator (nor imports its web server)."""
+    started: list[SimulatorServer] = []
+    enter = SimulatorServer.__enter__
+
+    def counted(server: SimulatorServer) -> SimulatorServer:
+        started.append(server)
+        return enter(server)
+
+    monkeypatch.setattr(SimulatorServer, "__enter__", counted)
+    inputs = load_inputs(load_config(_config(tmp_path, ROOT / "judge_arena/data/suites/core.jsonl", limit=2)))
+    first = asyncio.run(play_arena(inputs))
+    assert first.stats.made > 0
+    assert len(started) == 1
+    again = asyncio.run(play_arena(inputs))
+    assert again.stats.made == 0
+    assert again.battles == first.battles
+    assert len(started) == 1

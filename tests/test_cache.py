@@ -157,7 +157,7 @@ MODEL = ModelConfig(name="m", model="openai/m", api_base="http://127.0.0.1:9/v1"
 
 
 def _runner(store: Store, client: _FakeClient) -> CallRunner:
-    return CallRunner(store, lambda _on_retry: client, simulator_url=None)
+    return CallRunner(store, lambda _on_retry: client, simulator=None)
 
 
 async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ async def test_cached_requests_are_served_without_awaiting_and_counted_as_comple
     other = (Message("user", "Not asked yet"),)
     with Store(tmp_path / "c.sqlite") as store:
         first = await _runner(store, client).complete(MODEL, MESSAGES)
-        runner = CallRunner(store, lambda _on_retry: client, simulator_url=None, refresh=["refreshed"])
+        runner = CallRunner(store, lambda _on_retry: client, simulator=None, refresh=["refreshed"])
         refreshed = MODEL.model_copy(update={"name": "refreshed"})
         served = runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
         # Found in the cache (twice: counted twice, as two calls of `complete` would be); not cached; and a model
@@ -451,7 +451,7 @@ async def test_an_answer_a_dead_process_received_is_recovered_not_paid_again(tmp
         await first.aclose()
         with Store(tmp_path / "c.sqlite") as store:
             store.put_receipt(key, receipts[0])  # left behind by a process killed before it stored the answer
-            runner = CallRunner(store, client, simulator_url=None)
+            runner = CallRunner(store, client, simulator=None)
             try:
                 recovered = await runner.complete(model, MESSAGES)
             finally:
