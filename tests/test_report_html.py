@@ -375,6 +375,21 @@ def test_health_and_heatmap_count_what_the_battles_say() -> None:
     assert f"<title>model-0 vs model-1: won {won / len(pair):.0%} of {len(pair)} games</title>" in html
 
 
+def test_health_shows_the_position_consistency_the_summary_records(run_folder: Path) -> None:
+    run = load_run(run_folder)
+    recorded = [row for quality in run.summary["judge_quality"].values() for row in quality["position_consistency"]]
+    assert recorded
+    assert all(row["pairs"] for row in recorded)
+    shown = [
+        f'<td>{100 * row["consistent"] / row["pairs"]:.0f} % <span class="muted">of {row["pairs"]} pairs</span></td>'
+        for row in recorded
+    ]
+    # Battles rated from a file record none in their summary: the page measures it from battles.csv, alike.
+    unrecorded = replace(run, summary={k: v for k, v in run.summary.items() if k != "judge_quality"})
+    for html in (render_run_report(run), render_run_report(unrecorded)):
+        assert all(text in html for text in shown)
+
+
 LONG = "meta-llama/Llama-3.1-405B-Instruct-Turbo-2024-07-23"
 """A model name as long as real ones get (51 characters)."""
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from judge_arena.agreement import position_consistency, reasks
 from judge_arena.arena import ArenaRun, served_changes
 from judge_arena.config import CandidateConfig
 from judge_arena.defence import enabled_canaries
 from judge_arena.records import Answer, Battle, Prompt
 from judge_arena.report.html import write_html_report
+from judge_arena.report.quality import judge_quality
 from judge_arena.runner import CallStats, ModelCalls
 from judge_arena.runs import (
     ANSWER_FIELDS,
@@ -109,7 +109,6 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     """The run's counts, call statistics and per-view notes, as written to summary.json."""
     config = run.inputs.config
     stats = run.stats
-    consistency = position_consistency(run.battles)
     flagged = Counter(
         kind for b in run.battles if b.flags for kind in {f.partition(":")[0] for f in b.flags if ":" in f}
     )
@@ -144,13 +143,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),
         "flagged_battles": {kind: flagged[kind] for kind in ("neutralized", "injection")},
-        "judge_quality": {
-            judge: {
-                **asdict(counts),
-                "position_consistency": [asdict(c) for c in consistency if c.judge == judge and c.category is None],
-            }
-            for judge, counts in reasks(run.battles).items()
-        },
+        "judge_quality": judge_quality(run.battles),
         "identical_candidates": identical_candidates(run.answers),
         "unanswered": {name: list(ids) for name, ids in run.inputs.unanswered.items()},
         "served_changes": served_changes(run),

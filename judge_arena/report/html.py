@@ -31,6 +31,7 @@ from judge_arena.agreement import Consistency, position_consistency
 from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift, view_order
 from judge_arena.records import Battle
 from judge_arena.report.diff import SHIFT_WORDS, change_text, diff_data, method_text, position_text, signed
+from judge_arena.report.quality import read_judge_quality
 from judge_arena.runs import NO_FLAGS, RunFolder, load_run
 from judge_arena.style import NORMALIZATIONS, normalize
 
@@ -414,14 +415,22 @@ def _battles_of(frame: pd.DataFrame) -> list[Battle]:
     ]
 
 
-def _health(run: RunFolder) -> list[HealthRow]:
+def _consistency(run: RunFolder) -> list[Consistency]:
+    """Each judge's position consistency per normalization over all categories: as a run's summary records it, else
+    (battles rated from a file record none) measured from battles.csv."""
+    recorded = read_judge_quality(run.summary)
+    if recorded is not None:
+        return recorded.consistency
     try:
-        measured = position_consistency(_battles_of(run.battles))
+        return [c for c in position_consistency(_battles_of(run.battles)) if c.category is None]
     except ValueError:
         # Votes rated from a file (`judge-arena rate`) may hold one game several times, one per voter: a position
         # consistency would mean nothing there.
-        measured = []
-    consistency = {(c.judge, c.normalization): c for c in measured if c.category is None}
+        return []
+
+
+def _health(run: RunFolder) -> list[HealthRow]:
+    consistency = {(c.judge, c.normalization): c for c in _consistency(run)}
     rows = []
     for (judge, normalization), games in run.battles.groupby(["judge", "normalization"], sort=False):
         flags: Counter[str] = Counter(
