@@ -77,8 +77,9 @@ def battles_table(battles: Sequence[Battle]) -> pd.DataFrame:
 _VERDICT_FLAGS = ("reasked", "unparsed")
 
 
-def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
-    """The battles as judgments.jsonl holds them: each game with the judge's replies and flags."""
+def judgments_table(battles: Sequence[Battle], games: pd.DataFrame) -> pd.DataFrame:
+    """The battles as judgments.jsonl holds them: each game (`games`, the battles as `battles_table` gives them)
+    with the judge's replies and flags."""
     verdicts: dict[str, list[Any]] = {
         "reasked": ["reasked" in b.flags for b in battles],
         "unparsed": [b.label is None for b in battles],
@@ -86,9 +87,9 @@ def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
         "reply": [b.replies[0] if b.replies else "" for b in battles],
         "reask_reply": [b.replies[1] if len(b.replies) > 1 else None for b in battles],
     }
-    frame = battles_frame(battles).assign(**verdicts)
     fields = JSONL_FIELDS["judgments.jsonl"]
-    return frame[list(fields)].astype(fields)
+    shown = [name for name in fields if name not in verdicts]
+    return games[shown].assign(**verdicts).astype(fields)
 
 
 def answers_table(answers: Sequence[Answer]) -> pd.DataFrame:
@@ -274,14 +275,15 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
     `config_path`, the config file, lets the manifest record its repository's git revision.
     """
     config = run.inputs.config
+    battles = battles_table(run.battles)
     folder = RunFolder(
         boards=leaderboard_frame(views),
         categories=category_frame(views),
-        battles=battles_table(run.battles),
+        battles=battles,
         answers=answers_table(run.answers),
         failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
         summary=summary(run, views),
-        judgments=judgments_table(run.battles),
+        judgments=judgments_table(run.battles, battles),
         prompts=prompts_table(run.inputs.prompts),
         manifest=manifest(run, config_path),
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
