@@ -362,14 +362,24 @@ def _heatmaps(run: RunFolder) -> list[tuple[str, Plot]]:
     order = list(dict.fromkeys(run.boards.sort_values("position")["model"].dropna()))
     decided = _decided(run.battles)
     for (judge, normalization), games in decided.groupby(["judge", "normalization"], sort=False):
-        scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for a, b, winner in _values(games, "model_a", "model_b", "winner"):
-            score = {"model_a": 1.0, "model_b": 0.0}.get(str(winner), 0.5)
-            scores[(a, b)].append(score)
-            scores[(b, a)].append(1 - score)
-        models = [m for m in order if any(m == k[0] for k in scores)]
-        models += sorted({k[0] for k in scores} - set(models))
-        rates = {key: (sum(v) / len(v), len(v)) for key, v in scores.items()}
+        score = games["winner"].map({"model_a": 1.0, "model_b": 0.0}).fillna(0.5)  # a tie counts half
+        # Each game from both sides: the row model's score against the column model.
+        sides = pd.DataFrame(
+            {
+                "row": pd.concat([games["model_a"], games["model_b"]]),
+                "column": pd.concat([games["model_b"], games["model_a"]]),
+                "score": pd.concat([score, 1 - score]),
+            }
+        )
+        won = sides.groupby(["row", "column"])["score"].agg(["sum", "size"])
+        # Scores are halves, so their sum is exact in any order.
+        rates = {
+            (str(row), str(column)): (float(total) / int(size), int(size))
+            for (row, column), total, size in zip(won.index, won["sum"], won["size"], strict=True)
+        }
+        rows = {row for row, _ in rates}
+        models = [m for m in order if m in rows]
+        models += sorted(rows - set(models))
         name = f"{judge} / {normalization}"
         plots.append((name, heatmap(models, rates, f"{name}: share of games the row model won against the column")))
     return plots
