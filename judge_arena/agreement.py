@@ -70,6 +70,8 @@ Confusion = tuple[tuple[float, float, float], tuple[float, float, float], tuple[
 VoteKey = tuple[str, str, str, int]
 """What two votes must share to be compared: (question_id, model first by name, the other model, turn)."""
 
+_POSITION: Mapping[Winner, int] = {"model_a": 1, "tie": 0, "model_b": -1}
+"""A verdict for the answer shown first counts +1, for the one shown second −1 (`position_consistency`)."""
 _WINNERS: dict[str, Winner] = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -435,18 +437,21 @@ def position_consistency(battles: Iterable[Battle]) -> list[Consistency]:
     Raises:
         ValueError: A judge judged the same pair in the same order twice.
     """
-    tallies: dict[tuple[str, str, str | None], Counter[str]] = defaultdict(Counter)
+    # One count per pair (tens of thousands in a large run), summed into the overall and category tallies after.
+    pairs: Counter[tuple[str, str, str, str]] = Counter()
     for (judge, normalization, _, _, _, _), (forward, reverse) in _pairs(battles).items():
-        category = next(b for b in (forward, reverse) if b is not None).category
         if forward is None or reverse is None:
-            kind = "unpaired"
+            category, kind = next(b for b in (forward, reverse) if b is not None).category, "unpaired"
         elif forward.winner is None or reverse.winner is None:
-            kind = "unparsed"
+            category, kind = forward.category, "unparsed"
         else:
-            lean = _position(forward.winner) + _position(reverse.winner)
-            kind = "consistent" if lean == 0 else "first" if lean > 0 else "second"
-        tallies[(judge, normalization, None)][kind] += 1
-        tallies[(judge, normalization, category)][kind] += 1
+            lean = _POSITION[forward.winner] + _POSITION[reverse.winner]
+            category, kind = forward.category, "consistent" if lean == 0 else "first" if lean > 0 else "second"
+        pairs[(judge, normalization, category, kind)] += 1
+    tallies: dict[tuple[str, str, str | None], Counter[str]] = defaultdict(Counter)
+    for (judge, normalization, category, kind), count in pairs.items():
+        tallies[(judge, normalization, None)][kind] += count
+        tallies[(judge, normalization, category)][kind] += count
     rows = []
     for key in sorted(tallies, key=lambda k: (k[0], k[1], k[2] is not None, k[2] or "")):
         tally = tallies[key]
@@ -479,10 +484,10 @@ class Reasks:
 
 def reasks(battles: Iterable[Battle]) -> dict[str, Reasks]:
     """Each judge's re-ask counts, by judge name in order of first appearance."""
-    tallies: dict[str, Counter[str]] = defaultdict(Counter)
-    for battle in battles:
-        tallies[battle.judge].update(["games", *(f for f in battle.flags if f in ("reasked", "unparsed"))])
-    return {judge: Reasks(t["games"], t["reasked"], t["unparsed"]) for judge, t in tallies.items()}
+    counted = {"games", "reasked", "unparsed"}
+    tallies = Counter((b.judge, kind) for b in battles for kind in ("games", *b.flags) if kind in counted)
+    judges = dict.fromkeys(judge for judge, _ in tallies)  # each judge's "games" is its first entry
+    return {j: Reasks(tallies[(j, "games")], tallies[(j, "reasked")], tallies[(j, "unparsed")]) for j in judges}
 
 
 # ------------------------------------------------------------------------------------------------------ loading
@@ -684,10 +689,6 @@ def _flip(winner: Winner) -> Winner:
     return "model_b" if winner == "model_a" else "model_a" if winner == "model_b" else "tie"
 
 
-def _position(winner: Winner) -> int:
-    return 1 if winner == "model_a" else -1 if winner == "model_b" else 0
-
-
 def _voter(battle: Battle) -> str:
     return f"{battle.judge}/{battle.normalization}"
 
@@ -697,10 +698,11 @@ def _pairs(battles: Iterable[Battle]) -> dict[tuple[str, str, str, str, str, int
     first-model-first, the other order)."""
     found: dict[tuple[str, str, str, str, str, int], tuple[Battle | None, Battle | None]] = {}
     for battle in battles:
-        first, second = sorted((battle.model_a, battle.model_b))
+        a, b = battle.model_a, battle.model_b
+        is_forward = a <= b
+        first, second = (a, b) if is_forward else (b, a)
         key = (battle.judge, battle.normalization, battle.prompt_id, first, second, battle.turn)
         forward, reverse = found.get(key, (None, None))
-        is_forward = battle.model_a == first
         if (forward if is_forward else reverse) is not None:
             raise ValueError(
                 f"judge '{battle.judge}' ({battle.normalization}) judged prompt '{battle.prompt_id}', "

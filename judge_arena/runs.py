@@ -245,7 +245,7 @@ def load_run(path: Path) -> RunFolder:
     """
     if not path.is_dir():
         raise RunFolderError(str(path), "not a run folder" if path.exists() else "no such folder")
-    summary = _json_object(path / "summary.json")
+    summary = read_summary(path)
     return RunFolder(
         boards=read_table(path / "leaderboard.csv"),
         categories=read_table(path / "categories.csv"),
@@ -266,6 +266,11 @@ def _json_object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RunFolderError(shown, "must be a JSON object")
     return value
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    """The run folder's ``summary.json`` alone."""
+    return _json_object(folder / "summary.json")
 
 
 def read_manifest(folder: Path) -> Mapping[str, Any]:
@@ -350,7 +355,7 @@ def resolve_run(spec: str | Path, root: Path) -> Path:
 
 
 def _entry(path: Path, match: re.Match[str]) -> RunEntry:
-    summary = _json_object(path / "summary.json")
+    summary = read_summary(path)
     manifest = read_manifest(path)
     budget = summary.get("budget") or {}
     status = "budget" if budget.get("reached") else "failures" if summary.get("failures") else "ok"

@@ -14,6 +14,7 @@ gpt4_pair.json (voters gpt-4/pair-v2 and gpt-4/pair-v2-multi-turn), normalised:
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,7 @@ from judge_arena.agreement import (
     load_votes,
     parse_group,
     position_consistency,
+    reasks,
     rename_models,
     run_votes,
     vote_key,
@@ -44,6 +46,7 @@ from judge_arena.agreement import (
 )
 from judge_arena.records import Battle
 from judge_arena.report.agreement import print_agreement
+from judge_arena.report.quality import judge_quality, read_judge_quality
 
 DATA = Path(__file__).parent / "data" / "votes"
 HUMAN = parse_group("human=expert_*")
@@ -304,6 +307,23 @@ def test_position_consistency() -> None:
         Consistency("judge-y", "raw", "writing", 2, 2, 0, 0, 0, 0),
     ]
     assert rows[2].value == pytest.approx(0.25)
+
+
+def test_judge_quality_reads_back_as_measured() -> None:
+    # judge-y's battles first: the summary lists judges as they appear, position consistency by name.
+    battles = sorted(load_battles(DATA / "run"), key=lambda b: b.judge != "judge-y")
+    summary = json.loads(json.dumps({"judge_quality": judge_quality(battles)}))
+    assert list(summary["judge_quality"]) == ["judge-y", "judge-x"]
+    quality = read_judge_quality(summary)
+    assert quality is not None
+    assert list(quality.reasks.items()) == list(reasks(battles).items())
+    assert quality.consistency == [c for c in position_consistency(battles) if c.category is None]
+    assert [(c.judge, c.normalization) for c in quality.consistency] == [
+        ("judge-x", "plain"),
+        ("judge-x", "raw"),
+        ("judge-y", "raw"),
+    ]
+    assert read_judge_quality({"name": "rated"}) is None
 
 
 def test_the_same_order_twice_is_refused() -> None:

@@ -31,6 +31,7 @@ from judge_arena.report.html import (
     _CHAR_WIDTH,
     REPORT_FILE,
     Plot,
+    browser_data,
     embed_json,
     forest_plot,
     heatmap,
@@ -373,6 +374,47 @@ def test_health_and_heatmap_count_what_the_battles_say() -> None:
         for a, w in zip(pair["model_a"], pair["winner"], strict=True)
     )
     assert f"<title>model-0 vs model-1: won {won / len(pair):.0%} of {len(pair)} games</title>" in html
+
+
+def test_health_shows_the_position_consistency_the_summary_records(run_folder: Path) -> None:
+    run = load_run(run_folder)
+    recorded = [row for quality in run.summary["judge_quality"].values() for row in quality["position_consistency"]]
+    assert recorded
+    assert all(row["pairs"] for row in recorded)
+    shown = [
+        f'<td>{100 * row["consistent"] / row["pairs"]:.0f} % <span class="muted">of {row["pairs"]} pairs</span></td>'
+        for row in recorded
+    ]
+    # Battles rated from a file record none in their summary: the page measures it from battles.csv, alike.
+    unrecorded = replace(run, summary={k: v for k, v in run.summary.items() if k != "judge_quality"})
+    for html in (render_run_report(run), render_run_report(unrecorded)):
+        assert all(text in html for text in shown)
+
+
+def test_the_browser_shows_each_game_with_its_last_judgment() -> None:
+    run = synthetic_run(6)
+    battles, judgments = run.battles.copy(), run.judgments
+    again = judgments.iloc[[0]].assign(reply="judged again", reask_reply="re-asked again")
+    # Game 0 judged twice (the later judgment is shown), game 1 not at all, game 5 on a normalization not browsed.
+    battles.loc[battles.index[5], "normalization"] = "odd"
+    data = browser_data(replace(run, battles=battles, judgments=pd.concat([judgments.drop(index=1), again])))
+    texts, games = data["texts"], [tuple(game) for game in data["games"]]
+    assert [texts[i] for i in games[0][7:]] == ["judged again", "re-asked again"]
+    assert [games[1][7:], games[5][7:]] == [(-1, -1), (-1, -1)]
+    assert (texts[games[2][7]], games[2][8]) == (judgments["reply"].iloc[2], -1)
+    # Texts are numbered in the judgments' order, the reply no longer shown included.
+    replies = [judgments["reply"].iloc[i] for i in (0, 2, 3, 4, 5)]
+    numbered = [text for text in texts if text in replies or "again" in text]
+    assert numbered == [*replies, "judged again", "re-asked again"]
+    assert data["battleNormalizations"] == ["raw", "odd"]
+    assert [game[2] for game in games] == [0] * 6
+    shown = [
+        (data["models"][game[3]], data["models"][game[4]], data["judges"][game[1]], data["prompts"][game[0]][0])
+        for game in games
+    ]
+    columns = (battles["model_a"], battles["model_b"], battles["judge"], battles["prompt_id"])
+    assert shown == list(zip(*columns, strict=True))
+    assert [game[5:7] for game in games] == [(label, "") for label in battles["label"]]
 
 
 LONG = "meta-llama/Llama-3.1-405B-Instruct-Turbo-2024-07-23"

@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from judge_arena.agreement import position_consistency, reasks
 from judge_arena.arena import ArenaRun, served_changes
 from judge_arena.config import CandidateConfig
 from judge_arena.defence import enabled_canaries
 from judge_arena.records import Answer, Battle, Prompt
 from judge_arena.report.html import write_html_report
+from judge_arena.report.quality import judge_quality
 from judge_arena.runner import CallStats, ModelCalls
 from judge_arena.runs import (
     ANSWER_FIELDS,
@@ -77,8 +77,9 @@ def battles_table(battles: Sequence[Battle]) -> pd.DataFrame:
 _VERDICT_FLAGS = ("reasked", "unparsed")
 
 
-def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
-    """The battles as judgments.jsonl holds them: each game with the judge's replies and flags."""
+def judgments_table(battles: Sequence[Battle], games: pd.DataFrame) -> pd.DataFrame:
+    """The battles as judgments.jsonl holds them: each game (`games`, the battles as `battles_table` gives them)
+    with the judge's replies and flags."""
     verdicts: dict[str, list[Any]] = {
         "reasked": ["reasked" in b.flags for b in battles],
         "unparsed": [b.label is None for b in battles],
@@ -86,9 +87,9 @@ def judgments_table(battles: Sequence[Battle]) -> pd.DataFrame:
         "reply": [b.replies[0] if b.replies else "" for b in battles],
         "reask_reply": [b.replies[1] if len(b.replies) > 1 else None for b in battles],
     }
-    frame = battles_frame(battles).assign(**verdicts)
     fields = JSONL_FIELDS["judgments.jsonl"]
-    return frame[list(fields)].astype(fields)
+    shown = [name for name in fields if name not in verdicts]
+    return games[shown].assign(**verdicts).astype(fields)
 
 
 def answers_table(answers: Sequence[Answer]) -> pd.DataFrame:
@@ -109,7 +110,6 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
     """The run's counts, call statistics and per-view notes, as written to summary.json."""
     config = run.inputs.config
     stats = run.stats
-    consistency = position_consistency(run.battles)
     flagged = Counter(
         kind for b in run.battles if b.flags for kind in {f.partition(":")[0] for f in b.flags if ":" in f}
     )
@@ -144,13 +144,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),
         "flagged_battles": {kind: flagged[kind] for kind in ("neutralized", "injection")},
-        "judge_quality": {
-            judge: {
-                **asdict(counts),
-                "position_consistency": [asdict(c) for c in consistency if c.judge == judge and c.category is None],
-            }
-            for judge, counts in reasks(run.battles).items()
-        },
+        "judge_quality": judge_quality(run.battles),
         "identical_candidates": identical_candidates(run.answers),
         "unanswered": {name: list(ids) for name, ids in run.inputs.unanswered.items()},
         "served_changes": served_changes(run),
@@ -281,14 +275,15 @@ def write_report(run: ArenaRun, views: list[View], config_path: Path | None = No
     `config_path`, the config file, lets the manifest record its repository's git revision.
     """
     config = run.inputs.config
+    battles = battles_table(run.battles)
     folder = RunFolder(
         boards=leaderboard_frame(views),
         categories=category_frame(views),
-        battles=battles_table(run.battles),
+        battles=battles,
         answers=answers_table(run.answers),
         failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
         summary=summary(run, views),
-        judgments=judgments_table(run.battles),
+        judgments=judgments_table(run.battles, battles),
         prompts=prompts_table(run.inputs.prompts),
         manifest=manifest(run, config_path),
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),

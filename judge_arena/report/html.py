@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
@@ -31,6 +32,7 @@ from judge_arena.agreement import Consistency, position_consistency
 from judge_arena.diff import ALL, DiffResult, GateResult, RatingChange, StyleShift, view_order
 from judge_arena.records import Battle
 from judge_arena.report.diff import SHIFT_WORDS, change_text, diff_data, method_text, position_text, signed
+from judge_arena.report.quality import read_judge_quality
 from judge_arena.runs import NO_FLAGS, RunFolder, load_run
 from judge_arena.style import NORMALIZATIONS, normalize
 
@@ -360,14 +362,24 @@ def _heatmaps(run: RunFolder) -> list[tuple[str, Plot]]:
     order = list(dict.fromkeys(run.boards.sort_values("position")["model"].dropna()))
     decided = _decided(run.battles)
     for (judge, normalization), games in decided.groupby(["judge", "normalization"], sort=False):
-        scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for a, b, winner in _values(games, "model_a", "model_b", "winner"):
-            score = {"model_a": 1.0, "model_b": 0.0}.get(str(winner), 0.5)
-            scores[(a, b)].append(score)
-            scores[(b, a)].append(1 - score)
-        models = [m for m in order if any(m == k[0] for k in scores)]
-        models += sorted({k[0] for k in scores} - set(models))
-        rates = {key: (sum(v) / len(v), len(v)) for key, v in scores.items()}
+        score = games["winner"].map({"model_a": 1.0, "model_b": 0.0}).fillna(0.5)  # a tie counts half
+        # Each game from both sides: the row model's score against the column model.
+        sides = pd.DataFrame(
+            {
+                "row": pd.concat([games["model_a"], games["model_b"]]),
+                "column": pd.concat([games["model_b"], games["model_a"]]),
+                "score": pd.concat([score, 1 - score]),
+            }
+        )
+        won = sides.groupby(["row", "column"])["score"].agg(["sum", "size"])
+        # Scores are halves, so their sum is exact in any order.
+        rates = {
+            (str(row), str(column)): (float(total) / int(size), int(size))
+            for (row, column), total, size in zip(won.index, won["sum"], won["size"], strict=True)
+        }
+        rows = {row for row, _ in rates}
+        models = [m for m in order if m in rows]
+        models += sorted(rows - set(models))
         name = f"{judge} / {normalization}"
         plots.append((name, heatmap(models, rates, f"{name}: share of games the row model won against the column")))
     return plots
@@ -399,10 +411,14 @@ def _categories(run: RunFolder, colors: Mapping[str, str]) -> dict[str, list[tup
     return out
 
 
+def _column(frame: pd.DataFrame, column: str) -> list[Any]:
+    """The column's values as plain Python objects, None where missing (fast on Arrow-backed text)."""
+    return frame[column].astype(object).where(frame[column].notna(), None).tolist()
+
+
 def _values(frame: pd.DataFrame, *columns: str) -> Iterable[tuple[Any, ...]]:
-    """The columns' values row by row as plain Python objects, None where missing (fast on Arrow-backed text)."""
-    lists = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns]
-    return zip(*lists, strict=True)
+    """The columns' values row by row as plain Python objects, None where missing."""
+    return zip(*(_column(frame, c) for c in columns), strict=True)
 
 
 def _battles_of(frame: pd.DataFrame) -> list[Battle]:
@@ -414,14 +430,22 @@ def _battles_of(frame: pd.DataFrame) -> list[Battle]:
     ]
 
 
-def _health(run: RunFolder) -> list[HealthRow]:
+def _consistency(run: RunFolder) -> list[Consistency]:
+    """Each judge's position consistency per normalization over all categories: as a run's summary records it, else
+    (battles rated from a file record none) measured from battles.csv."""
+    recorded = read_judge_quality(run.summary)
+    if recorded is not None:
+        return recorded.consistency
     try:
-        measured = position_consistency(_battles_of(run.battles))
+        return [c for c in position_consistency(_battles_of(run.battles)) if c.category is None]
     except ValueError:
         # Votes rated from a file (`judge-arena rate`) may hold one game several times, one per voter: a position
         # consistency would mean nothing there.
-        measured = []
-    consistency = {(c.judge, c.normalization): c for c in measured if c.category is None}
+        return []
+
+
+def _health(run: RunFolder) -> list[HealthRow]:
+    consistency = {(c.judge, c.normalization): c for c in _consistency(run)}
     rows = []
     for (judge, normalization), games in run.battles.groupby(["judge", "normalization"], sort=False):
         flags: Counter[str] = Counter(
@@ -495,46 +519,56 @@ def browser_data(run: RunFolder) -> dict[str, Any]:
     judges = distinct(battles["judge"])
     normalizations = ["raw", *(n for n in distinct(battles["normalization"]) if n in NORMALIZATIONS and n != "raw")]
     prompt_ids = distinct(run.prompts["prompt_id"], battles["prompt_id"])
-    model_of, judge_of, norm_of, prompt_of = index(models), index(judges), index(normalizations), index(prompt_ids)
+    model_of, prompt_of = index(models), index(prompt_ids)
     prompts: list[list[Any]] = [[p, "", []] for p in prompt_ids]
     for pid, category, turns in _values(run.prompts, "prompt_id", "category", "turns"):
         prompts[prompt_of[pid]] = [pid, category, [text(t) for t in turns]]
-    for pid, category in _values(run.battles, "prompt_id", "category"):
+    for pid, category in _values(battles.drop_duplicates("prompt_id", keep="last"), "prompt_id", "category"):
         prompts[prompt_of[pid]][1] = category
     answers = [
         [model_of[m], prompt_of[p], [[text(normalize(t, n)) for t in turns] for n in normalizations]]
         for m, p, turns in _values(run.answers, "model", "prompt_id", "turns")
         if p in prompt_of
     ]
-    replies: dict[tuple[str, ...], tuple[int, int]] = {}
-    keys = ("judge", "normalization", "prompt_id", "model_a", "model_b", "reply", "reask_reply")
-    for *game, reply, reask in _values(run.judgments, *keys):
-        replies[tuple(game)] = (text(reply), -1 if reask is None else text(reask))
-    games = []
-    columns = ("judge", "normalization", "prompt_id", "model_a", "model_b", "label", "defence_flags")
-    for judge, normalization, pid, a, b, label, flags in _values(run.battles, *columns):
-        reply, reask = replies.get((judge, normalization, pid, a, b), (-1, -1))
-        games.append(
-            [
-                prompt_of[pid],
-                judge_of[judge],
-                norm_of.get(normalization, 0),
-                model_of[a],
-                model_of[b],
-                label,
-                "" if flags == "none" else flags,
-                reply,
-                reask,
-            ]
-        )
+    # Every judgment's texts are numbered, in order, even those of a game judged again later.
+    replies = [
+        (text(reply), -1 if reask is None else text(reask))
+        for reply, reask in _values(run.judgments, "reply", "reask_reply")
+    ]
+    game = ["judge", "normalization", "prompt_id", "model_a", "model_b"]
+    judged = pd.MultiIndex.from_frame(run.judgments[game])
+    last = ~judged.duplicated(keep="last")  # a game judged twice shows its last judgment
+    found = judged[last].get_indexer(pd.MultiIndex.from_frame(battles[game]))
+    shown = np.array(replies, dtype=np.int64).reshape(-1, 2)[last]
+    # The row appended means "no reply recorded": a game without a judgment (found: -1) picks it.
+    reply_of = np.vstack([shown, (-1, -1)])[found]
+
+    def codes(column: str, values: list[str]) -> list[int]:
+        """Each battle's index of its `column` in `values`, -1 where it is not there."""
+        return pd.Index(values, dtype="string").get_indexer(pd.Index(battles[column])).tolist()
+
+    # A game as a tuple, which JSON writes as an array, as it does a list.
+    games = zip(
+        codes("prompt_id", prompt_ids),
+        codes("judge", judges),
+        # A normalization the page does not show is browsed as raw.
+        [max(code, 0) for code in codes("normalization", normalizations)],
+        codes("model_a", models),
+        codes("model_b", models),
+        _column(battles, "label"),
+        ["" if flags == NO_FLAGS else flags for flags in _column(battles, "defence_flags")],
+        reply_of[:, 0].tolist(),
+        reply_of[:, 1].tolist(),
+        strict=True,
+    )
     return {
         "models": models,
         "judges": judges,
         "normalizations": normalizations,
-        "battleNormalizations": list(dict.fromkeys(run.battles["normalization"])),
+        "battleNormalizations": distinct(battles["normalization"]),
         "prompts": prompts,
         "answers": answers,
-        "games": games,
+        "games": list(games),
         "texts": list(texts),
     }
 

@@ -25,13 +25,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from judge_arena.agreement import judge_agreement, position_consistency, reasks
+from judge_arena.agreement import judge_agreement
 from judge_arena.arena import ArenaRun, Inputs, planned_calls, planned_games, served_changes
 from judge_arena.config import SIMULATOR, ArenaConfig
 from judge_arena.metrics import kendall_tau
 from judge_arena.rating import MIN_PROMPTS, CategoryLeaderboard, LeaderboardRow, rank_changes
 from judge_arena.report.agreement import agreement_table
+from judge_arena.report.quality import read_judge_quality
 from judge_arena.runner import CallStats
+from judge_arena.runs import read_summary
 from judge_arena.style import ModelStyle, style_by_model
 from judge_arena.views import View, canary_warnings, identical_candidates
 
@@ -432,13 +434,16 @@ def _print_run(console: Console, run: ArenaRun, views: list[View], folder: Path)
     agreement = judge_agreement(run.battles, [j.name for j in config.judges], config.normalizations)
     if agreement:
         console.print(agreement_table(agreement))
-    consistency = [c for c in position_consistency(run.battles) if c.category is None and c.pairs]
+    # Measured once, for the run folder's summary, which always records a run's judges' quality.
+    quality = read_judge_quality(read_summary(folder))
+    assert quality is not None
+    consistency = [c for c in quality.consistency if c.pairs]
     if consistency:
         shares = ", ".join(
             f"{c.judge}/{c.normalization} {c.value:.2f} ({c.first} lean first, {c.second} second)" for c in consistency
         )
         console.print(f"Position consistency (same winner in both orders): {shares}")
-    for judge, counts in reasks(run.battles).items():
+    for judge, counts in quality.reasks.items():
         if counts.reasked:
             console.print(
                 f"{judge} was re-asked for a verdict in {counts.reasked} of {counts.games} games "
