@@ -19,11 +19,15 @@ import collections
 import contextlib
 import os
 import pickle
+import queue
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from judge_arena._memo import Memo
 from judge_arena.defence import screen_answer
@@ -141,7 +145,9 @@ class Preparer:
 
     The process is `python -m judge_arena.prepare`, not a `multiprocessing` child: those import the caller's main
     script again, which a library cannot ask of its users' scripts. Messages are pickles, each after its length, in
-    both directions; replies come in the order of the requests.
+    both directions; replies come in the order of the requests. Two threads of this process write the requests and
+    read the replies, blocking: on the event loop, a pipe was served once per turn of the loop (a turn judges hundreds
+    of games), and the second process spent most of its time waiting for its next request or for room to reply.
     """
 
     def __init__(self, plan: Plan) -> None:
@@ -153,9 +159,33 @@ class Preparer:
         """Answers asked for since the last batch was sent, in the order they were asked for."""
         self._sent: collections.deque[_Waiting] = collections.deque()
         """Batches sent, oldest first, their replies not yet read."""
-        self._process: asyncio.subprocess.Process | None = None
+        self._requests: queue.SimpleQueue[list[Work] | None] = queue.SimpleQueue()
+        """What the writing thread sends, in order; None ends it."""
+        self._threads: list[threading.Thread] = []
+        self._process: subprocess.Popen[bytes] | None = None
+        # The package as this process found it, installed or not.
+        paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))},
+            )
+        except OSError:
+            self._given_up = True
+            return
         self._given_up = False
-        self._serving = asyncio.ensure_future(self._serve())
+        for name, target, pipe in (
+            ("send", self._write, self._process.stdin),
+            ("receive", self._read, self._process.stdout),
+        ):
+            thread = threading.Thread(target=target, args=(pipe,), name=f"judge-arena-prepare-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._sent.append([])
+        self._requests.put([_WARM_UP])
 
     def ready(self, answer: Answer, judged_turns: tuple[int, ...]) -> asyncio.Future[None]:
         """Done once the answer's results are in this process's memos, or will not come from the second process."""
@@ -172,50 +202,41 @@ class Preparer:
         return asked
 
     def _send(self) -> None:
-        """Send the answers asked for, in batches, once the process has started (it sends them itself then)."""
-        process = self._process
-        if process is None or process.stdin is None or self._given_up:
-            return
+        """Hand the answers asked for to the writing thread, in batches."""
         waiting, self._waiting = self._waiting, []
+        if self._given_up:
+            _release(waiting)
+            return
         for start in range(0, len(waiting), _CHUNK):
             chunk = waiting[start : start + _CHUNK]
             self._sent.append(chunk)
-            process.stdin.write(_frame((self._plan, [work for work, _ in chunk])))
+            self._requests.put([work for work, _ in chunk])
 
-    async def _serve(self) -> None:
-        """Start the process, then remember its replies as they come; give up on any failure."""
+    def _write(self, requests: IO[bytes]) -> None:
+        """The writing thread: each request as it comes, until None or the pipe breaks."""
+        with contextlib.suppress(OSError, ValueError):  # the process ended, or its pipe was closed
+            while (works := self._requests.get()) is not None:
+                requests.write(_frame((self._plan, works)))
+                requests.flush()
+
+    def _read(self, replies: IO[bytes]) -> None:
+        """The reading thread: each reply as it comes, handed to the event loop; at the end, the loop gives up."""
         try:
-            package = Path(__file__).resolve().parents[1]
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                # The package as this process found it, installed or not.
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")])),
-                },
-            )
-            stdout = self._process.stdout
-            assert stdout is not None
-            self._sent.append([])
-            assert self._process.stdin is not None
-            self._process.stdin.write(_frame((self._plan, [_WARM_UP])))
-            self._send()
-            while True:
-                length = int.from_bytes(await stdout.readexactly(_LENGTH), "little")
-                prepared = pickle.loads(await stdout.readexactly(length))
-                chunk = self._sent.popleft()
-                if chunk:
-                    remember(self._plan, [work for work, _ in chunk], prepared)
-                _release(chunk)
+            while len(header := replies.read(_LENGTH)) == _LENGTH:
+                prepared = pickle.loads(replies.read(int.from_bytes(header, "little")))
+                self._loop.call_soon_threadsafe(self._received, prepared)
         except Exception:  # whatever went wrong, the results are computed where they are needed
             pass
-        finally:
-            self._give_up()
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self._loop.call_soon_threadsafe(self._give_up)
+
+    def _received(self, prepared: list[Prepared]) -> None:
+        if self._given_up:
+            return
+        chunk = self._sent.popleft()
+        if chunk:
+            remember(self._plan, [work for work, _ in chunk], prepared)
+        _release(chunk)
 
     def _give_up(self) -> None:
         """Leave the rest to be computed where needed."""
@@ -224,16 +245,21 @@ class Preparer:
             _release(chunk)
         self._sent.clear()
         self._waiting = []
-        if self._process is not None and self._process.returncode is None:
+        self._requests.put(None)
+        if self._process is not None and self._process.poll() is None:
             self._process.kill()
 
     async def aclose(self) -> None:
-        """End the second process; whatever waits for it is released."""
-        self._serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._serving
+        """End the second process and its threads; whatever waits for it is released."""
+        self._give_up()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
         if self._process is not None:
-            await self._process.wait()
+            await asyncio.to_thread(self._process.wait)
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):  # what the writer left in the buffer, to an ended process
+                        pipe.close()
 
 
 def _release(chunk: _Waiting) -> None:
