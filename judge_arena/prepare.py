@@ -177,6 +177,8 @@ class Preparer:
             self._given_up = True
             return
         self._given_up = False
+        for pipe in (self._process.stdin, self._process.stdout):
+            _widen(pipe)
         for name, target, pipe in (
             ("send", self._write, self._process.stdin),
             ("receive", self._read, self._process.stdout),
@@ -260,6 +262,21 @@ class Preparer:
                 if pipe is not None:
                     with contextlib.suppress(OSError):  # what the writer left in the buffer, to an ended process
                         pipe.close()
+
+
+_PIPE_BYTES = 1 << 20
+"""The pipes' capacity asked for (Linux's default is 64 KiB, and its most without privileges 1 MiB)."""
+
+
+def _widen(pipe: IO[bytes] | None) -> None:
+    """Ask for a pipe of `_PIPE_BYTES`: a batch of answers is a few hundred KB, and each time a full pipe blocks a
+    thread of this process, waking it takes the interpreter lock from the run's event loop. Where the system does not
+    allow it (not Linux, a lower limit), the pipe stays as it is."""
+    if pipe is not None and sys.platform == "linux":
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
 
 def _release(chunk: _Waiting) -> None:
