@@ -32,7 +32,7 @@ from judge_arena.config import (
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt, signals_wake
-from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, shown
+from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, show, shown_turns
 from judge_arena.labels import LabelSet
 from judge_arena.local_server import LocalServer
 from judge_arena.prepare import AHEAD_FROM_ANSWERS, Plan, Preparer, spare_cores
@@ -390,6 +390,8 @@ _ITEMS_PER_SLOT = 2
 """(Pair, prompt) items judged at once per request an endpoint admits (`runner.concurrency`): each item is two games
 or more per judge and view, so the endpoints stay busy while the rest wait their turn."""
 
+_Shown = tuple[tuple[Message, ...], tuple[str, ...]]
+"""What a game shows its judge: the messages, and the screen's flags."""
 _Slot = tuple[int, JudgeConfig, str]
 """Where an item's games go: the index of its judge, view and item in a run's order (their battles are kept in that
 order), the judge, and the view (normalization)."""
@@ -584,11 +586,18 @@ class _Play:
                 await preparing
         async with self._judging:
             planned = []
+            # Games that show the judge the same texts render once (and so are keyed once): the plain game of two
+            # answers without markdown is their raw game.
+            rendered: dict[tuple[str, int, tuple[str, ...], tuple[str, ...]], _Shown] = {}
             for index, judge, normalization in slots:
                 template = templates[judge.name]
                 for turn in template.judged_turns(prompt):
                     for order, game in enumerate(games(prompt, first, second, normalization, turn)):
-                        planned.append(((index, turn, order), judge, game, *shown(game, template, judge.defence)))
+                        texts = shown_turns(game)
+                        seen = (judge.name, turn, *texts)
+                        if (shown := rendered.get(seen)) is None:
+                            shown = rendered[seen] = show(prompt, turn, *texts, template, judge.defence)
+                        planned.append(((index, turn, order), judge, game, *shown))
             cached = self._runner.cached([(self._called[judge.name], messages) for _, judge, _, messages, _ in planned])
             left = []
             for (key, judge, game, messages, flags), completion in zip(planned, cached, strict=True):

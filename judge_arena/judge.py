@@ -290,14 +290,32 @@ def games(prompt: Prompt, first: Answer, second: Answer, normalization: str, tur
 def shown(game: Game, template: JudgeTemplate, defence: bool) -> tuple[tuple[Message, ...], tuple[str, ...]]:
     """The judge's messages for a game, its answers up to the judged turn normalized and, with `defence`, screened
     (for the template's labels); the screen's flags."""
+    return show(game.prompt, game.judged_turn, *shown_turns(game), template, defence)
+
+
+def shown_turns(game: Game) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Both answers up to the judged turn, normalized as the game shows them (before screening)."""
     turn = game.judged_turn
-    normalized_a = tuple(normalize(text, game.normalization) for text in game.answer_a.turns[:turn])
-    normalized_b = tuple(normalize(text, game.normalization) for text in game.answer_b.turns[:turn])
+    return (
+        tuple(normalize(text, game.normalization) for text in game.answer_a.turns[:turn]),
+        tuple(normalize(text, game.normalization) for text in game.answer_b.turns[:turn]),
+    )
+
+
+def show(
+    prompt: Prompt,
+    turn: int,
+    answer_a: tuple[str, ...],
+    answer_b: tuple[str, ...],
+    template: JudgeTemplate,
+    defence: bool,
+) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    """`shown` of a game whose answers are normalized already (`shown_turns`)."""
     flags: tuple[str, ...] = ()
     if defence:
-        screened = screen(normalized_a, normalized_b, template.labels)
-        normalized_a, normalized_b, flags = screened.answer_a, screened.answer_b, screened.flags
-    return render_game(template, game.prompt, normalized_a, normalized_b, turn), flags
+        screened = screen(answer_a, answer_b, template.labels)
+        answer_a, answer_b, flags = screened.answer_a, screened.answer_b, screened.flags
+    return render_game(template, prompt, answer_a, answer_b, turn), flags
 
 
 async def judge_game(

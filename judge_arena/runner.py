@@ -211,7 +211,17 @@ class CallRunner:
 
         What lets a rerun served from the cache decide its games on the spot, without a task and a query each.
         """
-        keys = [None if model.name in self._refresh else call_key(model, messages) for model, messages in requests]
+        keys: list[CallKey | None] = []
+        # A request asked twice in the batch (the same messages: a plain game that is its raw game) is keyed once.
+        keyed: dict[tuple[int, int], CallKey] = {}
+        for model, messages in requests:
+            if model.name in self._refresh:
+                keys.append(None)
+                continue
+            key = keyed.get((id(model), id(messages)))
+            if key is None:
+                key = keyed[(id(model), id(messages))] = call_key(model, messages)
+            keys.append(key)
         found = self._store.get_many([key for key in keys if key is not None])
         served: list[Completion | None] = []
         for (model, _), key in zip(requests, keys, strict=True):

@@ -7,6 +7,7 @@ import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -295,3 +296,43 @@ def test_the_simulator_starts_for_the_first_call_it_answers(tmp_path: Path, monk
     assert again.stats.made == 0
     assert again.battles == first.battles
     assert len(started) == 1
+
+
+def test_a_plain_game_of_answers_without_markdown_is_rendered_as_its_raw_game(
+    tmp_path: Path, sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its judge is shown the same texts, so the run renders and keys it once; it is still a battle of the plain
+    view, decided as the raw game is, and counted as a request served."""
+    from judge_arena import arena
+    from judge_arena.style import strip_markdown
+
+    candidates = [
+        {"name": "plain", "model": "openai/sim-strong-plain", "api_base": "simulator"},
+        {"name": "terse", "model": "openai/sim-weak-terse", "api_base": "simulator"},
+    ]
+    path = _config(
+        tmp_path,
+        ROOT / "judge_arena/data/suites/core.jsonl",
+        limit=4,
+        candidates=candidates,
+        pairing={"mode": "all-pairs", "baseline": "plain"},
+    )
+    first = _run(path, sim)
+    assert all(strip_markdown(turn) == turn for answer in first.answers for turn in answer.turns)
+    shown: list[object] = []
+    show = arena.show
+
+    def counted(*args: Any) -> Any:
+        shown.append(args)
+        return show(*args)
+
+    monkeypatch.setattr(arena, "show", counted)
+    again = _run(path, sim)
+    raw = [b for b in again.battles if b.normalization == "raw"]
+    plain = [b for b in again.battles if b.normalization == "plain"]
+    assert len(shown) == len(raw) == len(plain) > 0
+    assert [(b.model_a, b.model_b, b.label, b.replies) for b in plain] == [
+        (b.model_a, b.model_b, b.label, b.replies) for b in raw
+    ]
+    assert again.battles == first.battles
+    assert again.stats.cached == first.stats.made + first.stats.shared
