@@ -304,6 +304,7 @@ def test_a_plain_game_of_answers_without_markdown_is_rendered_as_its_raw_game(
     """Its judge is shown the same texts, so the run renders and keys it once; it is still a battle of the plain
     view, decided as the raw game is, and counted as a request served."""
     from judge_arena import arena
+    from judge_arena.judge import show
     from judge_arena.style import strip_markdown
 
     candidates = [
@@ -320,7 +321,6 @@ def test_a_plain_game_of_answers_without_markdown_is_rendered_as_its_raw_game(
     first = _run(path, sim)
     assert all(strip_markdown(turn) == turn for answer in first.answers for turn in answer.turns)
     shown: list[object] = []
-    show = arena.show
 
     def counted(*args: Any) -> Any:
         shown.append(args)
