@@ -35,11 +35,12 @@ from judge_arena.interrupt import Interrupt, signals_wake
 from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, show, shown_turns
 from judge_arena.labels import LabelSet
 from judge_arena.local_server import LocalServer
-from judge_arena.prepare import AHEAD_FROM_ANSWERS, Plan, Preparer, spare_cores
+from judge_arena.prepare import Plan, Preparer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
 from judge_arena.suites import SuiteError, SuiteOptionError, load_suite
+from judge_arena.worker import Worker
 
 CACHE_FILE = "arena.sqlite"
 
@@ -326,9 +327,13 @@ async def play_arena(
     interrupt: Interrupt | None = None,
     grace_s: float = GRACE_S,
     refresh: Collection[str] = (),
+    worker: Worker | None = None,
 ) -> ArenaRun:
     """Run the arena through the cache; start the simulator if the config uses it and no `simulator_url` is given,
     and the config's local servers (stopped when the run ends).
+
+    With a `worker` (a large run's second process), each answer's normalizations, screening and style features are
+    computed there, ahead of the games that need them (`prepare.py`).
 
     Once `interrupt` is stopped, no new call is made; calls in flight get `grace_s` seconds to finish (so that their
     answers are stored), and the run returns what it has done, with `interrupted` set.
@@ -371,7 +376,7 @@ async def play_arena(
             refresh=refresh,
         )
         try:
-            play = _Play(inputs, runner, progress)
+            play = _Play(inputs, runner, progress, worker)
             complete = await play.until_done_or_stopped(interrupt or Interrupt(), grace_s)
         finally:
             await runner.aclose()
@@ -403,7 +408,7 @@ class _Play:
     Results are kept as they come, so a run that stops part-way still has everything it did.
     """
 
-    def __init__(self, inputs: Inputs, runner: CallRunner, progress: Progress | None) -> None:
+    def __init__(self, inputs: Inputs, runner: CallRunner, progress: Progress | None, worker: Worker | None) -> None:
         self._inputs = inputs
         self._runner = runner
         self._progress = progress
@@ -420,8 +425,9 @@ class _Play:
         before the first could end: a 100k-item rerun held them all at once."""
         self._called = {judge.name: as_called(judge, inputs.templates[judge.name].labels) for judge in config.judges}
         """Each judge as its calls are made."""
+        self._worker = worker
         self._preparer: Preparer | None = None
-        """The second process preparing the answers of a large run ahead of their games (`prepare.py`)."""
+        """What sends the answers to `worker`, ahead of their games (`prepare.py`)."""
         self._screened_turns: dict[str, tuple[int, ...]] = {}
         """`_judged_turns` by prompt id."""
 
@@ -473,8 +479,8 @@ class _Play:
                 )
                 for i, (pair, prompt) in sorted(enumerate(items), key=lambda item: position[item[1][1].id])
             ]
-            if len(self._answers) >= AHEAD_FROM_ANSWERS and spare_cores() > 0:
-                self._preparer = Preparer(Plan(tuple(config.normalizations), self._screened_label_sets()))
+            if self._worker is not None:
+                self._preparer = Preparer(Plan(tuple(config.normalizations), self._screened_label_sets()), self._worker)
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())
@@ -489,8 +495,6 @@ class _Play:
                     await asyncio.wait([finished, idle], timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             unlisten()
-            if self._preparer is not None:
-                await self._preparer.aclose()
             for waiting in (finished, stop, idle, *tasks):
                 if waiting is not None:
                     waiting.cancel()

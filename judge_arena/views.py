@@ -199,6 +199,69 @@ def leaderboard_options(config: ArenaConfig) -> LeaderboardOptions:
 def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable[Answer]) -> list[View]:
     """Fit the views of every judge (and of the panel, with two or more judges): one per normalization, plus raw
     judging under style control, each with its per-category leaderboards."""
+    job = rating_job(config, battles, answers)
+    return job.finish(job.fit())
+
+
+Part = Literal["styled", "unstyled"]
+"""The views fitted with style control, or those without."""
+
+
+@dataclass(frozen=True)
+class RatingJob:
+    """What `rate_views` fits, ready to fit: in one go (`fit`), or in parts fitted apart (a large run fits its
+    style-controlled views, most of the rating's time, in its second process) and put back together (`merge`)."""
+
+    frame: pd.DataFrame
+    """The battles, the panel's included, with style features."""
+    config: ArenaConfig
+    judges: tuple[str, ...]
+    """The judges, then the panel when there is one."""
+    category_map: Mapping[str, str] | None
+    panel_without_self: pd.DataFrame
+    """The panel's battles without the votes of judges on their own model (empty when none were dropped)."""
+
+    def fit(self, part: Part | None = None) -> list[View]:
+        """`rate_frame` of the battles: every view, or one part."""
+        return rate_frame(
+            self.frame,
+            self.config.rating,
+            judges=self.judges,
+            normalizations=self.config.normalizations,
+            baseline=self.config.pairing.baseline,
+            category_map=self.category_map,
+            part=part,
+        )
+
+    def for_part(self, part: Part) -> RatingJob:
+        """The job with only what fitting `part` reads (the style-controlled views are of raw judging)."""
+        frame = self.frame[self.frame["normalization"] == "raw"] if part == "styled" else self.frame
+        return replace(self, frame=frame, panel_without_self=pd.DataFrame())
+
+    def merge(self, unstyled: Sequence[View], styled: Sequence[View]) -> list[View]:
+        """The views of both parts in `fit`'s order: each judge's views without style control, then its others."""
+        return [view for judge in self.judges for part in (unstyled, styled) for view in part if view.judge == judge]
+
+    def finish(self, views: list[View]) -> list[View]:
+        """The panel's boards without self-judged votes, and each board's self-judged models, added to `views`."""
+        config, panel_without_self = self.config, self.panel_without_self
+        options = leaderboard_options(config)
+        for i, view in enumerate(views):
+            if view.judge != PANEL or view.style is not None or view.board is None or panel_without_self.empty:
+                continue
+            others = panel_without_self[panel_without_self["normalization"] == view.normalization]
+            # Dropping self-judged votes can leave a model (the baseline, say) with no battle at all; the run has
+            # paid for its calls, so that board gets a note and every other one is still reported.
+            try:
+                views[i] = replace(view, board_without_self=leaderboard(others[others["winner"].notna()], **options))
+            except ValueError as exc:
+                views[i] = replace(view, note_without_self=f"without self-judged votes: {exc}")
+        return [replace(view, self_judged=_self_judged(config, view.judge)) if view.board else view for view in views]
+
+
+def rating_job(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable[Answer]) -> RatingJob:
+    """The views' fit of `rate_views`, made ready: the battles table (with the panel's, for two or more judges)
+    and its style features."""
     judged = list(battles)
     judges = [j.name for j in config.judges]
     answers = list(answers)
@@ -211,28 +274,13 @@ def rate_views(config: ArenaConfig, battles: Sequence[Battle], answers: Iterable
         if len(unbiased) < len(battles):
             combined = panel_battles(unbiased, config.panel.method, config.rating.strong_weight)
             panel_without_self = battles_frame(combined)
-    frame = with_style_features(battles_frame(judged), answers)
-    category_map = load_category_map(config.rating.category_map) if config.rating.category_map else None
-    views = rate_frame(
-        frame,
-        config.rating,
-        judges=judges,
-        normalizations=config.normalizations,
-        baseline=config.pairing.baseline,
-        category_map=category_map,
+    return RatingJob(
+        frame=with_style_features(battles_frame(judged), answers),
+        config=config,
+        judges=tuple(judges),
+        category_map=load_category_map(config.rating.category_map) if config.rating.category_map else None,
+        panel_without_self=panel_without_self,
     )
-    options = leaderboard_options(config)
-    for i, view in enumerate(views):
-        if view.judge != PANEL or view.style is not None or view.board is None or panel_without_self.empty:
-            continue
-        others = panel_without_self[panel_without_self["normalization"] == view.normalization]
-        # Dropping self-judged votes can leave a model (the baseline, say) with no battle at all; the run has
-        # paid for its calls, so that board gets a note and every other one is still reported.
-        try:
-            views[i] = replace(view, board_without_self=leaderboard(others[others["winner"].notna()], **options))
-        except ValueError as exc:
-            views[i] = replace(view, note_without_self=f"without self-judged votes: {exc}")
-    return [replace(view, self_judged=_self_judged(config, view.judge)) if view.board else view for view in views]
 
 
 def _options(rating: RatingConfig, baseline: str | None) -> LeaderboardOptions:
@@ -255,11 +303,13 @@ def rate_frame(
     normalizations: Sequence[str],
     baseline: str | None = None,
     category_map: Mapping[str, str] | None = None,
+    part: Part | None = None,
 ) -> list[View]:
     """Fit the views of a battles table (`battles_frame`'s columns, with style features for style control): one per
     judge and normalization, plus raw judging under `rating.style_control`, each with its per-category boards (and
     per-suite and per-turn boards when the battles have several). `category_map` groups categories (a category it
-    does not name keeps its own board). A view that cannot be fitted gets a note instead of a board."""
+    does not name keeps its own board). A view that cannot be fitted gets a note instead of a board. `part` fits
+    only the views with style control ('styled') or those without ('unstyled')."""
     options = _options(rating, baseline)
     min_prompts = rating.category_min_prompts or MIN_PROMPTS
     if category_map:
@@ -267,6 +317,8 @@ def rate_frame(
     specs: list[tuple[str, str | None]] = [(normalization, None) for normalization in normalizations]
     if rating.style_control != "none" and "raw" in normalizations:
         specs.append(("raw", rating.style_control))
+    if part is not None:
+        specs = [(normalization, style) for normalization, style in specs if (style is not None) == (part == "styled")]
     suites = frame["suite"].nunique()
     views = []
     for judge in judges:

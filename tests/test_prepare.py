@@ -4,6 +4,7 @@ own process, and a run that loses its second process still completes alike."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from judge_arena import arena, prepare
+from judge_arena import pipeline, prepare
+from judge_arena import views as views_module
 from judge_arena._memo import Memo
 from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.config import load_config
@@ -23,6 +25,7 @@ from judge_arena.prepare import Plan, Work
 from judge_arena.records import Answer
 from judge_arena.sim import SimulatorServer
 from judge_arena.style import answer_style, strip_markdown
+from judge_arena.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMOS: tuple[Memo[Any, Any], ...] = (strip_markdown, screen_answer, answer_style)
@@ -135,8 +138,18 @@ def _counted(memo: Memo[Any, Any], monkeypatch: pytest.MonkeyPatch) -> list[obje
     return computed
 
 
-def _run(path: Path, sim: SimulatorServer) -> ArenaRun:
-    return asyncio.run(play_arena(load_inputs(load_config(path)), simulator_url=sim.url))
+def _run(path: Path, sim: SimulatorServer, *, worker: bool = False) -> ArenaRun:
+    """`play_arena` of the config, with a second process when `worker`."""
+
+    async def play() -> ArenaRun:
+        second = Worker() if worker else None
+        try:
+            return await play_arena(load_inputs(load_config(path)), simulator_url=sim.url, worker=second)
+        finally:
+            if second is not None:
+                await second.aclose()
+
+    return asyncio.run(play())
 
 
 @pytest.fixture
@@ -153,11 +166,9 @@ def test_a_run_with_its_answers_prepared_ahead_judges_alike(
     assert any("injection" in flag for battle in first.battles for flag in battle.flags)
     for memo in MEMOS:
         memo.cache_clear()
-    monkeypatch.setattr(arena, "AHEAD_FROM_ANSWERS", 0)
-    monkeypatch.setattr(arena, "spare_cores", lambda: 1)
     computed = [_counted(memo, monkeypatch) for memo in MEMOS]
 
-    run = _run(path, sim)
+    run = _run(path, sim, worker=True)
     assert run.battles == first.battles
     assert run.answers == first.answers
     # Every answer's normalization, screening and style came from the second process.
@@ -177,12 +188,10 @@ def test_a_second_process_that_fails_leaves_the_work_to_the_run(
     path, first = cached_arena
     for memo in MEMOS:
         memo.cache_clear()
-    monkeypatch.setattr(arena, "AHEAD_FROM_ANSWERS", 0)
-    monkeypatch.setattr(arena, "spare_cores", lambda: 1)
     monkeypatch.setattr(sys, "executable", executable)
     computed = _counted(strip_markdown, monkeypatch)
 
-    run = _run(path, sim)
+    run = _run(path, sim, worker=True)
     assert run.battles == first.battles
     assert computed
 
@@ -194,11 +203,35 @@ def test_a_first_run_with_its_answers_prepared_ahead_judges_as_one_without(
     without = _run(_config(tmp_path / "without"), sim)
     for memo in MEMOS:
         memo.cache_clear()
-    monkeypatch.setattr(arena, "AHEAD_FROM_ANSWERS", 0)
-    monkeypatch.setattr(arena, "spare_cores", lambda: 1)
     computed = _counted(strip_markdown, monkeypatch)
 
-    prepared = _run(_config(tmp_path / "with"), sim)
+    prepared = _run(_config(tmp_path / "with"), sim, worker=True)
     assert prepared.stats.made == without.stats.made > 0
     assert prepared.battles == without.battles
     assert computed == []
+
+
+def test_a_large_run_reports_alike_with_its_second_process(
+    tmp_path: Path, sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its answers prepared there and its style-controlled boards fitted there: the run folder is the same."""
+    config = _config(tmp_path)
+    pipeline.run_arena(load_config(config), simulator_url=sim.url)  # fills the cache
+    folders, parts = [], []
+    rate_frame = views_module.rate_frame
+
+    def fitted_here(*args: Any, **kwargs: Any) -> Any:
+        parts.append(kwargs.get("part"))
+        return rate_frame(*args, **kwargs)
+
+    monkeypatch.setattr(views_module, "rate_frame", fitted_here)
+    monkeypatch.setattr(pipeline, "spare_cores", lambda: 1)
+    for answers_at_least in (10**9, 0):
+        monkeypatch.setattr(pipeline, "WORKER_FROM_ANSWERS", answers_at_least)
+        folders.append(pipeline.run_arena(load_config(config), simulator_url=sim.url).folder)
+    alone, with_worker = folders
+    assert parts == [None, "unstyled"]  # the styled part of the second run was fitted in its second process
+    for name in ("leaderboard.csv", "leaderboard.json", "categories.csv", "battles.csv", "style.csv"):
+        assert (with_worker / name).read_bytes() == (alone / name).read_bytes(), name
+    views = json.loads((with_worker / "leaderboard.json").read_text())
+    assert any("+sc" in json.dumps(view) for view in views)  # a style-controlled view was fitted
