@@ -23,7 +23,7 @@ from judge_arena.arena import ArenaRun, Inputs, Progress, Status, check_refresh,
 from judge_arena.battle_files import BattlesInputError, load_battle_file
 from judge_arena.config import ArenaConfig, RatingConfig, load_category_map
 from judge_arena.interrupt import Interrupt
-from judge_arena.report.files import write_rated_battles, write_report
+from judge_arena.report.files import RunTables, run_tables, write_rated_battles, write_report
 from judge_arena.runs import RunFolder, load_run
 from judge_arena.views import RatingJob, View, canary_warnings, rate_frame, rating_job
 from judge_arena.worker import Worker, WorkerFailed, spare_cores
@@ -81,8 +81,8 @@ async def run_arena_async(
         run = await play_arena(
             inputs, progress, simulator_url=simulator_url, interrupt=interrupt, refresh=refresh, worker=worker
         )
-        views = await _rated(run, worker)
-    return ArenaResult(run=run, views=views, folder=write_report(run, views, config.source))
+        views, tables = await _rated(run, worker)
+    return ArenaResult(run=run, views=views, folder=write_report(run, views, config.source, tables))
 
 
 WORKER_FROM_ANSWERS = 2_000
@@ -103,18 +103,24 @@ async def _worker_for(inputs: Inputs) -> AsyncIterator[Worker | None]:
         await worker.aclose()
 
 
-async def _rated(run: ArenaRun, worker: Worker | None) -> list[View]:
-    """`rate_views` of the run; with a second process, its style-controlled views are fitted there meanwhile."""
+async def _rated(run: ArenaRun, worker: Worker | None) -> tuple[list[View], RunTables | None]:
+    """`rate_views` of the run. With a second process, its style-controlled views (most of the rating's time) are
+    fitted there, while this process fits the others and builds the run folder's tables (returned, else None)."""
+    # Not when it is still busy with the answers of a stopped run.
+    helped = worker if worker is not None and worker.idle else None
+    if helped is not None:
+        helped.load("judge_arena.views")  # while the job is made ready here
     # The inputs' config: for a run of a votes file, it holds the candidates read from the file.
     job = rating_job(run.inputs.config, run.battles, run.answers)
-    if worker is None or not worker.idle:  # still busy with answers of a stopped run: one process does it all
-        return job.finish(job.fit())
-    styled = worker.call(RatingJob.fit, job.for_part("styled"), "styled")
+    if helped is None:
+        return job.finish(job.fit()), None
+    styled = helped.call(RatingJob.fit, job.for_part("styled"), "styled")
     unstyled = job.fit("unstyled")
+    tables = run_tables(run)
     try:
-        return job.finish(job.merge(unstyled, await styled))
+        return job.finish(job.merge(unstyled, await styled)), tables
     except WorkerFailed:
-        return job.finish(job.merge(unstyled, job.fit("styled")))
+        return job.finish(job.merge(unstyled, job.fit("styled"))), tables
 
 
 def run_arena(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib
 import os
 import pickle
 import queue
@@ -105,6 +106,10 @@ class Worker:
         """Whether every call sent has been answered."""
         return not self._pending
 
+    def load(self, module: str) -> None:
+        """Import `module` there, ahead of the calls that need it (whether it could is not said)."""
+        self.call(_import, module).add_done_callback(_seen)
+
     def call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
         """`function(*args, **kwargs)` computed in the second process (a module-level function: it is sent by name).
 
@@ -179,6 +184,15 @@ class Worker:
                         pipe.close()
 
 
+def _import(module: str) -> None:
+    importlib.import_module(module)
+
+
+def _seen(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved: nobody waits for it
+
+
 def _serve() -> None:
     """The second process: read each request from stdin, write its reply to stdout."""
     # Ctrl-C reaches every process of the terminal's group: the run's own process decides how to stop, and ends
@@ -191,10 +205,10 @@ def _serve() -> None:
     while header := requests.read(_LENGTH):
         function, args, kwargs = pickle.loads(requests.read(int.from_bytes(header, "little")))
         try:
-            reply: tuple[bool, Any] = (True, function(*args, **kwargs))
-        except Exception as exc:  # the caller computes it itself
-            reply = (False, f"{type(exc).__name__}: {exc}")
-        replies.write(_frame(reply))
+            sent = _frame((True, function(*args, **kwargs)))
+        except Exception as exc:  # raised, or its result cannot be sent: the caller computes it itself
+            sent = _frame((False, f"{type(exc).__name__}: {exc}"))
+        replies.write(sent)
         replies.flush()
 
 

@@ -11,7 +11,7 @@ import json
 import subprocess
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -106,8 +106,9 @@ def prompts_table(prompts: Sequence[Prompt]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(fields)).astype(fields)
 
 
-def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
-    """The run's counts, call statistics and per-view notes, as written to summary.json."""
+def summary(run: ArenaRun, views: list[View], quality: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's counts, call statistics and per-view notes, as written to summary.json (`quality`: the run's
+    `judge_quality`, when measured already)."""
     config = run.inputs.config
     stats = run.stats
     flagged = Counter(
@@ -144,7 +145,7 @@ def summary(run: ArenaRun, views: list[View]) -> dict[str, Any]:
         "canaries": list(enabled_canaries(config.canaries)),
         "canary_problems": canary_warnings(config, views),
         "flagged_battles": {kind: flagged[kind] for kind in ("neutralized", "injection")},
-        "judge_quality": judge_quality(run.battles),
+        "judge_quality": judge_quality(run.battles) if quality is None else quality,
         "identical_candidates": identical_candidates(run.answers),
         "unanswered": {name: list(ids) for name, ids in run.inputs.unanswered.items()},
         "served_changes": served_changes(run),
@@ -269,22 +270,50 @@ def _git_revision(folder: Path) -> str | None:
     return done.stdout.strip() or None
 
 
-def write_report(run: ArenaRun, views: list[View], config_path: Path | None = None) -> Path:
+@dataclass(frozen=True)
+class RunTables:
+    """What the run folder holds that the ratings do not change: a large run builds it while its style-controlled
+    views are fitted in its second process."""
+
+    battles: pd.DataFrame
+    judgments: pd.DataFrame
+    answers: pd.DataFrame
+    prompts: pd.DataFrame
+    quality: dict[str, Any]
+    """summary.json's `judge_quality`."""
+
+
+def run_tables(run: ArenaRun) -> RunTables:
+    """The run folder's tables that the ratings do not change."""
+    battles = battles_table(run.battles)
+    return RunTables(
+        battles=battles,
+        judgments=judgments_table(run.battles, battles),
+        answers=answers_table(run.answers),
+        prompts=prompts_table(run.inputs.prompts),
+        quality=judge_quality(run.battles),
+    )
+
+
+def write_report(
+    run: ArenaRun, views: list[View], config_path: Path | None = None, tables: RunTables | None = None
+) -> Path:
     """Write the run's report folder (`judge_arena.runs` describes it) and return its path.
 
-    `config_path`, the config file, lets the manifest record its repository's git revision.
+    `config_path`, the config file, lets the manifest record its repository's git revision; `tables`, when built
+    already (`run_tables`), are not built again.
     """
     config = run.inputs.config
-    battles = battles_table(run.battles)
+    tables = tables or run_tables(run)
     folder = RunFolder(
         boards=leaderboard_frame(views),
         categories=category_frame(views),
-        battles=battles,
-        answers=answers_table(run.answers),
+        battles=tables.battles,
+        answers=tables.answers,
         failures=table("failures.csv", [pd.DataFrame([asdict(f) for f in run.failures])]),
-        summary=summary(run, views),
-        judgments=judgments_table(run.battles, battles),
-        prompts=prompts_table(run.inputs.prompts),
+        summary=summary(run, views, tables.quality),
+        judgments=tables.judgments,
+        prompts=tables.prompts,
         manifest=manifest(run, config_path),
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
     )
