@@ -40,3 +40,16 @@ def test_a_run_imports_the_simulator_only_when_it_uses_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == []
+
+
+def test_the_simulator_s_ground_truth_comes_without_its_server() -> None:
+    """The report of a simulated run reads the ground truth (`sim.models`); only starting the server brings aiohttp."""
+    script = (
+        "import sys\n"
+        "from judge_arena.sim.models import CANDIDATES\n"
+        "print('aiohttp' in sys.modules)\n"
+        "from judge_arena.sim import SimulatorServer\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

@@ -316,7 +316,7 @@ def ground_truth(config: ArenaConfig, views: list[View]) -> dict[tuple[str, str]
     """
     if any(candidate.api_base != SIMULATOR for candidate in config.candidates):
         return None
-    from judge_arena.sim.models import CANDIDATES  # the simulator's server and its HTTP library: only when simulated
+    from judge_arena.sim.models import CANDIDATES  # the ground truth, not the server: only when simulated
 
     quality = {}
     for candidate in config.candidates:
