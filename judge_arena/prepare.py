@@ -18,7 +18,6 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from judge_arena._memo import Memo
 from judge_arena.defence import screen_answer
@@ -131,7 +130,7 @@ class Preparer:
         """Per answer (model, prompt id), done once its results are remembered (or will not come)."""
         self._waiting: _Waiting = []
         """Answers asked for since the last batch was sent, in the order they were asked for."""
-        worker.call(prepare, plan, [_WARM_UP]).add_done_callback(_retrieved)
+        worker.warm(prepare, plan, [_WARM_UP])
 
     def ready(self, answer: Answer, judged_turns: tuple[int, ...]) -> asyncio.Future[None]:
         """Done once the answer's results are in this process's memos, or will not come from the second process."""
@@ -161,9 +160,3 @@ class Preparer:
         for _, asked in chunk:
             if not asked.done():
                 asked.set_result(None)
-
-
-def _retrieved(done: asyncio.Future[Any]) -> None:
-    """Mark a result nobody waits for as seen (a failure of the warm-up shows in the calls that follow)."""
-    if not done.cancelled():
-        done.exception()

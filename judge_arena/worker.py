@@ -106,9 +106,14 @@ class Worker:
         """Whether every call sent has been answered."""
         return not self._pending
 
+    def warm(self, function: Callable[..., object], *args: Any) -> None:
+        """Call `function(*args)` there for what it loads ahead of the calls that need it (modules, tables); its
+        outcome is not said."""
+        self.call(function, *args).add_done_callback(_seen)
+
     def load(self, module: str) -> None:
-        """Import `module` there, ahead of the calls that need it (whether it could is not said)."""
-        self.call(_import, module).add_done_callback(_seen)
+        """Import `module` there, ahead of the calls that need it."""
+        self.warm(_import, module)
 
     def call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
         """`function(*args, **kwargs)` computed in the second process (a module-level function: it is sent by name).
