@@ -95,7 +95,7 @@ async def _project(url: str, calls: int, concurrency: int, tag: str) -> tuple[fl
             lambda on_retry: Client(
                 concurrency=concurrency, timeout_s=60.0, max_attempts=1, max_wait_s=0.0, on_retry=on_retry
             ),
-            url,
+            lambda: url,
         )
         try:
             await runner.complete(model, (Message("user", f"warm-up {tag}"),))

@@ -602,7 +602,8 @@ class _Play:
                         if (shown := rendered.get(seen)) is None:
                             shown = rendered[seen] = show(prompt, turn, *texts, template, judge.defence)
                         planned.append(((index, turn, order), judge, game, *shown))
-            cached = self._runner.cached([(self._called[judge.name], messages) for _, judge, _, messages, _ in planned])
+            requests = [(self._called[judge.name], messages) for _, judge, _, messages, _ in planned]
+            cached = await self._runner.cached(requests)
             left = []
             for (key, judge, game, messages, flags), completion in zip(planned, cached, strict=True):
                 reply = None if completion is None else completion.text

@@ -124,6 +124,8 @@ class CallRunner:
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._answered: set[str] = set()
         """Digests of the calls this run stored: a later identical request is shared, not from an earlier run."""
+        self._lookups: list[tuple[list[CallKey], asyncio.Future[dict[str, Completion]]]] = []
+        """The `cached` requests of this turn of the event loop, looked up together at its end."""
         self._stopping = False
         self._endpoints: dict[str, Endpoint] = {}
         """An endpoint of each limiter key this run has called, to close their gates when it stops."""
@@ -205,9 +207,10 @@ class CallRunner:
         future.set_result(completion)
         return completion
 
-    def cached(self, requests: Sequence[tuple[ModelConfig, tuple[Message, ...]]]) -> list[Completion | None]:
-        """The completion of each request that the cache holds (counted as `complete` counts it), found without
-        awaiting and in one query; None where `complete` must share or make it (a model named in `refresh` always).
+    async def cached(self, requests: Sequence[tuple[ModelConfig, tuple[Message, ...]]]) -> list[Completion | None]:
+        """The completion of each request that the cache holds (counted as `complete` counts it); None where
+        `complete` must share or make it (a model named in `refresh` always). Looked up at the end of this turn of
+        the event loop, with the requests of every other caller in it: one query for hundreds of items, not one each.
 
         What lets a rerun served from the cache decide its games on the spot, without a task and a query each.
         """
@@ -222,12 +225,34 @@ class CallRunner:
             if key is None:
                 key = keyed[(id(model), id(messages))] = call_key(model, messages)
             keys.append(key)
-        found = self._store.get_many([key for key in keys if key is not None])
+        found = await self._looked_up([key for key in keys if key is not None])
         served: list[Completion | None] = []
         for (model, _), key in zip(requests, keys, strict=True):
             cached = None if key is None else found.get(key.digest)
             served.append(None if key is None or cached is None else self._served(model, key.digest, cached))
         return served
+
+    def _looked_up(self, keys: list[CallKey]) -> asyncio.Future[dict[str, Completion]]:
+        """The store's completions of `keys` by digest, with those of every caller in this turn of the event loop."""
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[dict[str, Completion]] = loop.create_future()
+        if not self._lookups:
+            loop.call_soon(self._look_up)
+        self._lookups.append((keys, found))
+        return found
+
+    def _look_up(self) -> None:
+        lookups, self._lookups = self._lookups, []
+        try:
+            found = self._store.get_many([key for keys, _ in lookups for key in keys])
+        except BaseException as exc:
+            for _, waiting in lookups:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+            raise
+        for _, waiting in lookups:
+            if not waiting.done():
+                waiting.set_result(found)
 
     def _served(self, model: ModelConfig, digest: str, cached: Completion) -> Completion:
         """Count a completion served from the store: shared when this run stored it, else cached."""

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -177,14 +177,14 @@ async def test_second_call_is_served_from_cache(tmp_path: Path) -> None:
     assert client.calls == 1
 
 
-async def test_cached_requests_are_served_without_awaiting_and_counted_as_complete_counts_them(tmp_path: Path) -> None:
+async def test_cached_requests_are_served_without_a_call_and_counted_as_complete_counts_them(tmp_path: Path) -> None:
     client = _FakeClient()
     other = (Message("user", "Not asked yet"),)
     with Store(tmp_path / "c.sqlite") as store:
         first = await _runner(store, client).complete(MODEL, MESSAGES)
         runner = CallRunner(store, lambda _on_retry: client, simulator=None, refresh=["refreshed"])
         refreshed = MODEL.model_copy(update={"name": "refreshed"})
-        served = runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
+        served = await runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
         # Found in the cache (twice: counted twice, as two calls of `complete` would be); not cached; and a model
         # answering anew, whatever the cache holds, left to `complete`.
         assert served == [first, None, first, None]
@@ -193,9 +193,31 @@ async def test_cached_requests_are_served_without_awaiting_and_counted_as_comple
         assert sum(runner.stats.served_before["m"].values()) == 2
         assert await runner.complete(MODEL, other) == Completion("reply to Not asked yet", "stop", 5, 7, 0.01)
         # Stored by this run: served again, it is shared within the run.
-        assert runner.cached([(MODEL, other)]) == [await runner.complete(MODEL, other)]
+        assert await runner.cached([(MODEL, other)]) == [await runner.complete(MODEL, other)]
         assert (runner.stats.cached, runner.stats.shared, runner.stats.made) == (2, 2, 1)
     assert client.calls == 2
+
+
+async def test_the_cached_requests_of_one_turn_of_the_event_loop_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each judge item asks for its games' replies: asked in the same turn, they take one lookup, not one each."""
+    client = _FakeClient()
+    with Store(tmp_path / "c.sqlite") as store:
+        runner = _runner(store, client)
+        questions = [(Message("user", f"question {n}"),) for n in range(6)]
+        answered = [await runner.complete(MODEL, question) for question in questions]
+        lookups: list[int] = []
+        get_many = store.get_many
+
+        def counted(keys: Sequence[CallKey]) -> dict[str, Completion]:
+            lookups.append(len(keys))
+            return get_many(keys)
+
+        monkeypatch.setattr(store, "get_many", counted)
+        served = await asyncio.gather(*(runner.cached([(MODEL, question)]) for question in questions))
+        assert served == [[completion] for completion in answered]
+        assert lookups == [len(questions)]
 
 
 async def test_changed_params_miss_the_cache(tmp_path: Path) -> None:
