@@ -229,7 +229,11 @@ class CallRunner:
         served: list[Completion | None] = []
         for (model, _), key in zip(requests, keys, strict=True):
             cached = None if key is None else found.get(key.digest)
-            served.append(None if key is None or cached is None else self._served(model, key.digest, cached))
+            if key is not None and cached is not None:
+                self._count_served(model, key.digest, cached)
+            served.append(cached)
+        if any(completion is not None for completion in served):
+            self._changed()  # once for the batch: a progress display formats its counters each time
         return served
 
     def _looked_up(self, keys: list[CallKey]) -> asyncio.Future[dict[str, Completion]]:
@@ -255,15 +259,18 @@ class CallRunner:
                 waiting.set_result(found)
 
     def _served(self, model: ModelConfig, digest: str, cached: Completion) -> Completion:
-        """Count a completion served from the store: shared when this run stored it, else cached."""
+        """Count a completion served from the store (shared when this run stored it, else cached), and say so."""
+        self._count_served(model, digest, cached)
+        self._changed()
+        return cached
+
+    def _count_served(self, model: ModelConfig, digest: str, cached: Completion) -> None:
         if digest in self._answered:
             self.stats.shared += 1
         else:
             self._saw(self.stats.served_before, model, cached)
             self.stats.cached += 1
         self._of(model).cached += 1
-        self._changed()
-        return cached
 
     async def _claimed_or_made(self, model: ModelConfig, key: CallKey, again: bool) -> Completion:
         """Wait while another process makes this call; else claim it, make it (or recover the answer a dead process

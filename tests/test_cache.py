@@ -23,7 +23,7 @@ from judge_arena.client import CallFailed, Client, Endpoint, Gate
 from judge_arena.config import ModelConfig
 from judge_arena.limiter import AdaptiveConcurrency, RateLimiter
 from judge_arena.records import Message
-from judge_arena.runner import CallRunner
+from judge_arena.runner import CallRunner, CallStats
 from judge_arena.sim import SimulatorServer
 from judge_arena.store import CallKey, Completion, Receipt, Store
 
@@ -182,9 +182,13 @@ async def test_cached_requests_are_served_without_a_call_and_counted_as_complete
     other = (Message("user", "Not asked yet"),)
     with Store(tmp_path / "c.sqlite") as store:
         first = await _runner(store, client).complete(MODEL, MESSAGES)
-        runner = CallRunner(store, lambda _on_retry: client, simulator=None, refresh=["refreshed"])
+        changes: list[CallStats] = []
+        runner = CallRunner(
+            store, lambda _on_retry: client, simulator=None, refresh=["refreshed"], on_change=changes.append
+        )
         refreshed = MODEL.model_copy(update={"name": "refreshed"})
         served = await runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
+        assert len(changes) == 1  # the progress display is told once for the batch, not once per request served
         # Found in the cache (twice: counted twice, as two calls of `complete` would be); not cached; and a model
         # answering anew, whatever the cache holds, left to `complete`.
         assert served == [first, None, first, None]
