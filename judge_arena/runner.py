@@ -15,6 +15,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
@@ -93,6 +94,43 @@ def call_key(model: ModelConfig, messages: tuple[Message, ...]) -> CallKey:
     )
 
 
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+
+class _PerTurn(Generic[_A, _R]):
+    """Requests made in one turn of the event loop, answered together at its end: a stage starts its work at once
+    (every item of a rerun, every call of a first run), so one store operation serves hundreds of requests.
+
+    `answer` takes the requests in order and gives their results in order; what it raises, each request raises. A
+    request whose caller was cancelled before the turn ended is not made (a claim nobody would release).
+    """
+
+    def __init__(self, answer: Callable[[list[_A]], list[_R]]) -> None:
+        self._answer = answer
+        self._asked: list[tuple[_A, asyncio.Future[_R]]] = []
+
+    def __call__(self, request: _A) -> asyncio.Future[_R]:
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[_R] = loop.create_future()
+        if not self._asked:
+            loop.call_soon(self._answer_all)
+        self._asked.append((request, answered))
+        return answered
+
+    def _answer_all(self) -> None:
+        asked = [(request, answered) for request, answered in self._asked if not answered.done()]
+        self._asked.clear()
+        try:
+            results = self._answer([request for request, _ in asked])
+        except Exception as error:
+            for _, answered in asked:
+                answered.set_exception(error)
+            return
+        for (_, answered), result in zip(asked, results, strict=True):
+            answered.set_result(result)
+
+
 class Interrupted(Exception):
     """A call not made because the run is stopping (`CallRunner.stop`): neither failed nor refused."""
 
@@ -124,8 +162,8 @@ class CallRunner:
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._answered: set[str] = set()
         """Digests of the calls this run stored: a later identical request is shared, not from an earlier run."""
-        self._lookups: list[tuple[list[CallKey], asyncio.Future[dict[str, Completion]]]] = []
-        """The `cached` requests of this turn of the event loop, looked up together at its end."""
+        self._look_up: _PerTurn[list[CallKey], dict[str, Completion]] = _PerTurn(self._look_up_all)
+        """The store's completions of some keys, by digest: the `cached` requests of a turn looked up together."""
         self._stopping = False
         self._endpoints: dict[str, Endpoint] = {}
         """An endpoint of each limiter key this run has called, to close their gates when it stops."""
@@ -133,8 +171,10 @@ class CallRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._group_commit: asyncio.TimerHandle | None = None
-        self._claims: list[tuple[CallKey, bool, asyncio.Future[tuple[Claim, Receipt | None]]]] = []
-        """Claims asked for in this turn of the event loop, made together at its end (`_claim_all`)."""
+        self._claim_one: _PerTurn[tuple[CallKey, bool], tuple[Claim, Receipt | None]] = _PerTurn(
+            lambda calls: self._store.claim_all(calls)
+        )
+        """`Store.claim_all`: the claims of a turn (the key, and whether it is made again) made in one transaction."""
 
     def stop(self) -> None:
         """Make no new call from now on (each raises Interrupted): calls waiting for their endpoint are not sent;
@@ -225,7 +265,7 @@ class CallRunner:
             if key is None:
                 key = keyed[(id(model), id(messages))] = call_key(model, messages)
             keys.append(key)
-        found = await self._looked_up([key for key in keys if key is not None])
+        found = await self._look_up([key for key in keys if key is not None])
         served: list[Completion | None] = []
         for (model, _), key in zip(requests, keys, strict=True):
             cached = None if key is None else found.get(key.digest)
@@ -236,27 +276,9 @@ class CallRunner:
             self._changed()  # once for the batch: a progress display formats its counters each time
         return served
 
-    def _looked_up(self, keys: list[CallKey]) -> asyncio.Future[dict[str, Completion]]:
-        """The store's completions of `keys` by digest, with those of every caller in this turn of the event loop."""
-        loop = asyncio.get_running_loop()
-        found: asyncio.Future[dict[str, Completion]] = loop.create_future()
-        if not self._lookups:
-            loop.call_soon(self._look_up)
-        self._lookups.append((keys, found))
-        return found
-
-    def _look_up(self) -> None:
-        lookups, self._lookups = self._lookups, []
-        try:
-            found = self._store.get_many([key for keys, _ in lookups for key in keys])
-        except BaseException as exc:
-            for _, waiting in lookups:
-                if not waiting.done():
-                    waiting.set_exception(exc)
-            raise
-        for _, waiting in lookups:
-            if not waiting.done():
-                waiting.set_result(found)
+    def _look_up_all(self, lookups: list[list[CallKey]]) -> list[dict[str, Completion]]:
+        found = self._store.get_many([key for keys in lookups for key in keys])
+        return [found] * len(lookups)
 
     def _served(self, model: ModelConfig, digest: str, cached: Completion) -> Completion:
         """Count a completion served from the store (shared when this run stored it, else cached), and say so."""
@@ -355,11 +377,7 @@ class CallRunner:
     async def _claim(self, key: CallKey, again: bool) -> tuple[Claim, Receipt | None]:
         """`Store.claim_all` of this call with the others asked for in the same turn of the event loop (a stage starts
         its calls at once): the claim, and the receipt a dead process left for the call if it is claimed."""
-        loop = asyncio.get_running_loop()
-        claimed: asyncio.Future[tuple[Claim, Receipt | None]] = loop.create_future()
-        if not self._claims:
-            loop.call_soon(self._claim_all)
-        self._claims.append((key, again, claimed))
+        claimed = self._claim_one((key, again))
         try:
             return await claimed
         except asyncio.CancelledError:
@@ -367,18 +385,6 @@ class CallRunner:
             if made and claimed.result()[0] == "claimed":
                 self._store.release(key)  # claimed just as the call was cancelled: no one would release it
             raise
-
-    def _claim_all(self) -> None:
-        asked = [(key, again, claimed) for key, again, claimed in self._claims if not claimed.done()]
-        self._claims.clear()
-        try:
-            claims = self._store.claim_all([(key, again) for key, again, _ in asked])
-        except Exception as error:
-            for _, _, claimed in asked:
-                claimed.set_exception(error)
-            return
-        for (_, _, claimed), claim in zip(asked, claims, strict=True):
-            claimed.set_result(claim)
 
     def _stored(self, key: CallKey, completion: Completion) -> None:
         """Store a completion made in this run; one grouped for a later commit is committed within
