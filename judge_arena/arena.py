@@ -33,7 +33,6 @@ from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt, signals_wake
 from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, show, shown_turns
-from judge_arena.labels import LabelSet
 from judge_arena.local_server import LocalServer
 from judge_arena.prepare import Plan, Preparer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
@@ -425,11 +424,13 @@ class _Play:
         before the first could end: a 100k-item rerun held them all at once."""
         self._called = {judge.name: as_called(judge, inputs.templates[judge.name].labels) for judge in config.judges}
         """Each judge as its calls are made."""
-        self._worker = worker
-        self._preparer: Preparer | None = None
-        """What sends the answers to `worker`, ahead of their games (`prepare.py`)."""
+        self._screening = [judge for judge in config.judges if judge.defence]
+        """The judges that screen the answers they are shown."""
         self._screened_turns: dict[str, tuple[int, ...]] = {}
         """`_judged_turns` by prompt id."""
+        label_sets = tuple(dict.fromkeys(inputs.templates[judge.name].labels for judge in self._screening))
+        self._preparer = None if worker is None else Preparer(Plan(tuple(config.normalizations), label_sets), worker)
+        """What sends the answers to `worker` ahead of their games (`prepare.py`)."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -479,8 +480,6 @@ class _Play:
                 )
                 for i, (pair, prompt) in sorted(enumerate(items), key=lambda item: position[item[1][1].id])
             ]
-            if self._worker is not None:
-                self._preparer = Preparer(Plan(tuple(config.normalizations), self._screened_label_sets()), self._worker)
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())
@@ -615,19 +614,13 @@ class _Play:
                     self._advance("verdicts")
             await asyncio.gather(*left)
 
-    def _screened_label_sets(self) -> tuple[LabelSet, ...]:
-        """The label sets of the judges that screen what they are shown."""
-        judges = [judge for judge in self._inputs.config.judges if judge.defence]
-        return tuple(dict.fromkeys(self._inputs.templates[judge.name].labels for judge in judges))
-
     def _judged_turns(self, prompt: Prompt) -> tuple[int, ...]:
         """The turns of `prompt` the screening judges judge (found once per prompt: every pair's item asks)."""
         turns = self._screened_turns.get(prompt.id)
         if turns is None:
             templates = self._inputs.templates
-            judges = [judge for judge in self._inputs.config.judges if judge.defence]
-            turns = tuple(sorted({turn for judge in judges for turn in templates[judge.name].judged_turns(prompt)}))
-            self._screened_turns[prompt.id] = turns
+            judged = {turn for judge in self._screening for turn in templates[judge.name].judged_turns(prompt)}
+            turns = self._screened_turns[prompt.id] = tuple(sorted(judged))
         return turns
 
     def _decide(self, judge: JudgeConfig, game: Game, reply: str, flags: tuple[str, ...]) -> Battle | None:
