@@ -62,10 +62,13 @@ class Latency:
         self._lock = threading.Lock()
 
     async def __call__(self, request: SimRequest) -> web.StreamResponse | None:
+        # The sender is the process running when the request arrives: on a loaded machine the answer of a process
+        # just killed can be billed after the next one has started.
+        process = self.process
         await asyncio.sleep(LATENCY_S)
         key = (request.model, json.dumps([[m.role, m.content] for m in request.messages]))
         with self._lock:
-            self.log.append(Billing(key, time.monotonic(), self.process))
+            self.log.append(Billing(key, time.monotonic(), process))
         return None
 
     def billings(self) -> list[Billing]:
