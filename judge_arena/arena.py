@@ -32,14 +32,14 @@ from judge_arena.config import (
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.generate import generate_answer
 from judge_arena.interrupt import Interrupt, signals_wake
-from judge_arena.judge import Game, JudgeTemplate, as_called, decide, games, judge_shown, show, shown_turns
+from judge_arena.judge import Game, JudgeRequest, JudgeTemplate, as_called, decide, games, judge_shown, shown_requests
 from judge_arena.local_server import LocalServer
 from judge_arena.prepare import Plan, Preparer
 from judge_arena.records import Answer, Battle, Failure, Message, Prompt
 from judge_arena.runner import CallRunner, CallStats, Interrupted
 from judge_arena.store import Completion, Store
 from judge_arena.suites import SuiteError, SuiteOptionError, load_suite
-from judge_arena.worker import Worker
+from judge_arena.worker import Worker, WorkerFailed
 
 CACHE_FILE = "arena.sqlite"
 
@@ -394,11 +394,19 @@ _ITEMS_PER_SLOT = 2
 """(Pair, prompt) items judged at once per request an endpoint admits (`runner.concurrency`): each item is two games
 or more per judge and view, so the endpoints stay busy while the rest wait their turn."""
 
-_Shown = tuple[tuple[Message, ...], tuple[str, ...]]
-"""What a game shows its judge: the messages, and the screen's flags."""
+_KEYED_PER_JOB = 400
+"""Judge requests sent to the second process to key at once (a few prompts' items, whole): enough to make a message
+worth its cost."""
+
 _Slot = tuple[int, JudgeConfig, str]
 """Where an item's games go: the index of its judge, view and item in a run's order (their battles are kept in that
 order), the judge, and the view (normalization)."""
+_Item = tuple[Sequence[_Slot], tuple[str, str], Prompt]
+"""A judge item: its slots, the pair, and the prompt."""
+_Planned = tuple[tuple[int, int, int], JudgeConfig, Game]
+"""A game of an item: where its battle is kept (`_Play._battles`), its judge and the game."""
+_Keyed = tuple[asyncio.Future[list[tuple[str, tuple[str, ...]]]], int, int]
+"""The keys of an item's games computed in the second process: the job's future, and the item's slice of it."""
 
 
 class _Play:
@@ -429,8 +437,20 @@ class _Play:
         self._screened_turns: dict[str, tuple[int, ...]] = {}
         """`_judged_turns` by prompt id."""
         label_sets = tuple(dict.fromkeys(inputs.templates[judge.name].labels for judge in self._screening))
-        self._preparer = None if worker is None else Preparer(Plan(tuple(config.normalizations), label_sets), worker)
-        """What sends the answers to `worker` ahead of their games (`prepare.py`)."""
+        self._preparer = (
+            None
+            if worker is None
+            else Preparer(Plan(tuple(config.normalizations), label_sets), worker, on_room=self._give_keys)
+        )
+        """What sends the answers to `worker` ahead of their games (`prepare.py`), and items to key."""
+        self._items: list[_Item] = []
+        """The items of a run of fixed pairs, in the order they start; what `_judge_item` calls their positions."""
+        self._last_free = -1
+        """The position of the last item neither process has taken to key: the second takes from there back."""
+        self._keyed_there: dict[int, _Keyed] = {}
+        """The items, by position, whose games the second process keys."""
+        self._keyed_here: set[int] = set()
+        """The items, by position, whose games this process keys."""
 
     def _advance(self, stage: str) -> None:
         if self._progress:
@@ -467,19 +487,19 @@ class _Play:
             # Indexed as the items of every judge and view would be, one after the other; started prompt by prompt,
             # so that a run stopped part-way (or out of budget) has every pair on the prompts it reached, and the
             # answers a game needs are prepared in the order the games come.
-            judging = [
-                asyncio.create_task(
-                    self._judge_item(
-                        [
-                            (view * len(items) + i, judge, normalization)
-                            for view, (judge, normalization) in enumerate(views)
-                        ],
-                        pair,
-                        prompt,
-                    )
+            self._items = [
+                (
+                    [
+                        (view * len(items) + i, judge, normalization)
+                        for view, (judge, normalization) in enumerate(views)
+                    ],
+                    pair,
+                    prompt,
                 )
                 for i, (pair, prompt) in sorted(enumerate(items), key=lambda item: position[item[1][1].id])
             ]
+            self._last_free = len(self._items) - 1
+            judging = [asyncio.create_task(self._judge_item(*item, n)) for n, item in enumerate(self._items)]
         tasks = [*self._answers.values(), *judging]
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         stop = asyncio.ensure_future(stopped.wait())
@@ -502,6 +522,10 @@ class _Play:
             # The waiters cancelled above end on the loop's next turn; until then they hold every task and its
             # result, through the rating and the report that follow without awaiting anything.
             await asyncio.sleep(0)
+            # It calls back into the play (`_give_keys`): kept, the two would hold each other, and every task and
+            # battle of the run with them, until a collection of cycles found them (0.4 s at the end of a rerun of
+            # 100,000 items).
+            self._preparer = None
         cancelled = False
         for task in tasks:
             if task.cancelled():
@@ -570,15 +594,17 @@ class _Play:
             if len(self._battles) == before:
                 break
 
-    async def _judge_item(self, slots: Sequence[_Slot], pair: tuple[str, str], prompt: Prompt) -> None:
+    async def _judge_item(
+        self, slots: Sequence[_Slot], pair: tuple[str, str], prompt: Prompt, position: int | None = None
+    ) -> None:
         """The pair's games on the prompt for each slot's judge and view (both orders, on each judged turn), once both
         answers exist. Those whose judge reply is cached are decided on the spot, found in one query; the others are
-        asked together."""
+        asked together. `position`: the item's in `_items`, if it is one of them."""
         first = await self._answers[(pair[0], prompt.id)]
         second = await self._answers[(pair[1], prompt.id)]
-        templates = self._inputs.templates
         if first is None or second is None:
             if not self._cut:  # games that will not be played; a stopped run has not finished them
+                templates = self._inputs.templates
                 for _ in range(sum(2 * len(templates[judge.name].judged_turns(prompt)) for _, judge, _ in slots)):
                     self._advance("verdicts")
             return
@@ -588,23 +614,16 @@ class _Play:
             for preparing in [self._preparer.ready(answer, judged_turns) for answer in (first, second)]:
                 await preparing
         async with self._judging:
-            planned = []
-            # Games that show the judge the same texts render once (and so are keyed once): the plain game of two
-            # answers without markdown is their raw game.
-            rendered: dict[tuple[str, int, tuple[str, ...], tuple[str, ...]], _Shown] = {}
-            for index, judge, normalization in slots:
-                template = templates[judge.name]
-                for turn in template.judged_turns(prompt):
-                    for order, game in enumerate(games(prompt, first, second, normalization, turn)):
-                        texts = shown_turns(game)
-                        seen = (judge.name, turn, *texts)
-                        if (shown := rendered.get(seen)) is None:
-                            shown = rendered[seen] = show(prompt, turn, *texts, template, judge.defence)
-                        planned.append(((index, turn, order), judge, game, *shown))
-            requests = [(self._called[judge.name], messages) for _, judge, _, messages, _ in planned]
-            cached = await self._runner.cached(requests)
+            planned = self._planned(slots, prompt, first, second)
+            shown = await self._shown(planned, position)
+            cached = await self._runner.cached(
+                [
+                    (self._called[judge.name], digest)
+                    for (_, judge, _), (_, _, digest) in zip(planned, shown, strict=True)
+                ]
+            )
             left = []
-            for (key, judge, game, messages, flags), completion in zip(planned, cached, strict=True):
+            for (key, judge, game), (messages, flags, _), completion in zip(planned, shown, cached, strict=True):
                 reply = None if completion is None else completion.text
                 decided = None if reply is None else self._decide(judge, game, reply, flags)
                 if decided is None:
@@ -613,6 +632,64 @@ class _Play:
                     self._battles[key] = decided
                     self._advance("verdicts")
             await asyncio.gather(*left)
+
+    def _planned(self, slots: Sequence[_Slot], prompt: Prompt, first: Answer, second: Answer) -> list[_Planned]:
+        """The item's games: per slot, on each judged turn, in both orders."""
+        templates = self._inputs.templates
+        return [
+            ((index, turn, order), judge, game)
+            for index, judge, normalization in slots
+            for turn in templates[judge.name].judged_turns(prompt)
+            for order, game in enumerate(games(prompt, first, second, normalization, turn))
+        ]
+
+    def _requests(self, planned: Sequence[_Planned]) -> list[JudgeRequest]:
+        templates = self._inputs.templates
+        return [(self._called[judge.name], templates[judge.name], game) for _, judge, game in planned]
+
+    async def _shown(
+        self, planned: Sequence[_Planned], position: int | None
+    ) -> Sequence[tuple[tuple[Message, ...] | None, tuple[str, ...], str]]:
+        """What each game shows its judge (`judge.shown_requests`); from the second process when it took the item,
+        without the messages (rendered again if the call must be made)."""
+        keyed = None if position is None else self._keyed_there.pop(position, None)
+        if keyed is None:
+            if position is not None:
+                self._keyed_here.add(position)
+            return shown_requests(self._requests(planned))
+        job, start, stop = keyed
+        try:
+            return [(None, flags, digest) for digest, flags in (await job)[start:stop]]
+        except WorkerFailed:
+            return shown_requests(self._requests(planned))
+
+    def _give_keys(self) -> None:
+        """Give the second process items to key while it has room, from the last one no process has taken back,
+        until it meets those this process took or an item whose answers are not all there yet."""
+        preparer = self._preparer
+        while preparer is not None and preparer.room and self._last_free >= 0:
+            taken: list[tuple[int, int, int]] = []
+            requests: list[JudgeRequest] = []
+            while self._last_free >= 0 and len(requests) < _KEYED_PER_JOB:
+                position = self._last_free
+                if position in self._keyed_here:
+                    self._last_free = -1
+                    break
+                slots, pair, prompt = self._items[position]
+                answering = [self._answers[(model, prompt.id)] for model in pair]
+                if not all(task.done() and not task.cancelled() for task in answering):
+                    break
+                first, second = (task.result() for task in answering)
+                if first is not None and second is not None:
+                    planned = self._requests(self._planned(slots, prompt, first, second))
+                    taken.append((position, len(requests), len(requests) + len(planned)))
+                    requests.extend(planned)
+                self._last_free -= 1
+            if not requests:
+                return
+            job = preparer.keys(requests)
+            for position, start, stop in taken:
+                self._keyed_there[position] = (job, start, stop)
 
     def _judged_turns(self, prompt: Prompt) -> tuple[int, ...]:
         """The turns of `prompt` the screening judges judge (found once per prompt: every pair's item asks)."""
@@ -632,12 +709,12 @@ class _Play:
         key: tuple[int, int, int],
         judge: JudgeConfig,
         game: Game,
-        messages: tuple[Message, ...],
+        messages: tuple[Message, ...] | None,
         flags: tuple[str, ...],
         reply: str | None,
     ) -> None:
-        """One judge game shown as `messages` (`reply`: the judge's first reply, when cached); its battle is kept
-        under `key`, a failure is recorded."""
+        """One judge game shown as `messages` (None: rendered now), with the screen's `flags` (`reply`: the judge's
+        first reply, when cached); its battle is kept under `key`, a failure is recorded."""
         template = self._inputs.templates[judge.name]
         called = self._called[judge.name]
 
@@ -647,7 +724,7 @@ class _Play:
         try:
             self._battles[key] = await judge_shown(
                 game,
-                messages,
+                messages or shown_requests([(called, template, game)])[0][0],
                 flags,
                 judge=judge.name,
                 labels=template.labels,

@@ -1,6 +1,6 @@
 """What a run would cost before it is made: the calls it would make net of the cache, their tokens and their price.
 
-The calls are the run's own, built as the run builds them (`runner.call_key`, `judge.shown`), and looked up in the
+The calls are the run's own, built as the run builds them (`store.call_key`, `judge.shown`), and looked up in the
 cache without claiming or storing anything. Input tokens are counted with `tokens.message_tokens` on the rendered
 prompts and judge templates. Output tokens: a model whose replies the cache holds some of (a judge's verdicts on
 other games, a candidate's answers to other prompts or as the latest run called it) is expected to write as much as
@@ -33,9 +33,8 @@ from judge_arena.config import ArenaConfig, CandidateConfig, ModelConfig
 from judge_arena.defence import canary_answer, enabled_canaries
 from judge_arena.judge import as_called, games, render_game, shown
 from judge_arena.records import Answer, Message, Prompt
-from judge_arena.runner import call_key
 from judge_arena.runs import RunFolderError, list_runs, read_manifest
-from judge_arena.store import CallKey, Completion
+from judge_arena.store import CallKey, Completion, call_key
 from judge_arena.style import normalize
 from judge_arena.tokens import TOKENS_PER_MESSAGE, count_tokens, message_tokens, output_cap
 

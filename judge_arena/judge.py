@@ -22,6 +22,7 @@ from judge_arena.defence import screen
 from judge_arena.fence import TURN_PLACEHOLDERS, GameTexts, fence
 from judge_arena.labels import ARENA_HARD, LABEL_SETS, LabelSet, written
 from judge_arena.records import Answer, Battle, Message, Prompt
+from judge_arena.store import call_key
 from judge_arena.style import normalize
 
 _WHOLE = ("question", "answer_a", "answer_b", "reference")
@@ -316,6 +317,33 @@ def show(
         screened = screen(answer_a, answer_b, template.labels)
         answer_a, answer_b, flags = screened.answer_a, screened.answer_b, screened.flags
     return render_game(template, prompt, answer_a, answer_b, turn), flags
+
+
+JudgeRequest = tuple[JudgeConfig, JudgeTemplate, Game]
+"""A game to show its judge: the judge as called (`judge.as_called`), its template, and the game."""
+Shown = tuple[tuple[Message, ...], tuple[str, ...], str]
+"""What a game shows its judge: the messages, the screen's flags, and the call's cache key digest."""
+
+
+def shown_requests(requests: Sequence[JudgeRequest]) -> list[Shown]:
+    """What each game shows its judge (`judge.shown`) and its call's cache key. Games of one prompt that show one
+    judge the same texts are rendered and keyed once: the plain game of two answers without markdown is their raw
+    game."""
+    rendered: dict[tuple[str, str, int, tuple[str, ...], tuple[str, ...]], Shown] = {}
+    shown = []
+    for judge, template, game in requests:
+        texts = shown_turns(game)
+        seen = (game.prompt.id, judge.name, game.judged_turn, *texts)
+        if (request := rendered.get(seen)) is None:
+            messages, flags = show(game.prompt, game.judged_turn, *texts, template, judge.defence)
+            request = rendered[seen] = (messages, flags, call_key(judge, messages).digest)
+        shown.append(request)
+    return shown
+
+
+def request_keys(requests: Sequence[JudgeRequest]) -> list[tuple[str, tuple[str, ...]]]:
+    """`shown_requests` without the messages (run in the second process): each call's key digest and flags."""
+    return [(digest, flags) for _, flags, digest in shown_requests(requests)]
 
 
 async def judge_game(

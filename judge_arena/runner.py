@@ -19,9 +19,9 @@ from typing import Generic, TypeVar
 
 from judge_arena.budget import Budget, BudgetExceeded, Reservation
 from judge_arena.client import CallFailed, Endpoint, ModelClient
-from judge_arena.config import SIMULATOR, CandidateConfig, ModelConfig
+from judge_arena.config import SIMULATOR, ModelConfig
 from judge_arena.records import Message
-from judge_arena.store import CallKey, Claim, Completion, Receipt, Served, Store
+from judge_arena.store import CallKey, Claim, Completion, Receipt, Served, Store, call_key
 
 _CLAIM_POLL_S = 0.2
 """How often to look again at a call another process is making."""
@@ -81,17 +81,6 @@ class CallStats:
     def total_retries(self) -> int:
         """All retries of the run."""
         return sum(self.retries.values())
-
-
-def call_key(model: ModelConfig, messages: tuple[Message, ...]) -> CallKey:
-    """The cache key of a request of `model` (as called: a judge's `as_called`) with these messages."""
-    return CallKey(
-        model=model.model,
-        api_base=model.api_base,
-        params=tuple(sorted(model.params.items())),
-        messages=messages,
-        revision=model.revision if isinstance(model, CandidateConfig) else None,
-    )
 
 
 _A = TypeVar("_A")
@@ -162,8 +151,9 @@ class CallRunner:
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._answered: set[str] = set()
         """Digests of the calls this run stored: a later identical request is shared, not from an earlier run."""
-        self._look_up: _PerTurn[list[CallKey], dict[str, Completion]] = _PerTurn(self._look_up_all)
-        """The store's completions of some keys, by digest: the `cached` requests of a turn looked up together."""
+        self._look_up: _PerTurn[list[str], dict[str, Completion]] = _PerTurn(self._look_up_all)
+        """The store's completions of some key digests, by digest: the `cached` requests of a turn looked up
+        together."""
         self._stopping = False
         self._endpoints: dict[str, Endpoint] = {}
         """An endpoint of each limiter key this run has called, to close their gates when it stops."""
@@ -247,37 +237,27 @@ class CallRunner:
         future.set_result(completion)
         return completion
 
-    async def cached(self, requests: Sequence[tuple[ModelConfig, tuple[Message, ...]]]) -> list[Completion | None]:
-        """The completion of each request that the cache holds (counted as `complete` counts it); None where
-        `complete` must share or make it (a model named in `refresh` always). Looked up at the end of this turn of
-        the event loop, with the requests of every other caller in it: one query for hundreds of items, not one each.
+    async def cached(self, requests: Sequence[tuple[ModelConfig, str]]) -> list[Completion | None]:
+        """The completion of each request, a model and its call's key digest (`store.call_key`), that the cache holds
+        (counted as `complete` counts it); None where `complete` must share or make it (a model named in `refresh`
+        always). Looked up at the end of this turn of the event loop, with the requests of every other caller in it:
+        one query for hundreds of items, not one each.
 
         What lets a rerun served from the cache decide its games on the spot, without a task and a query each.
         """
-        keys: list[CallKey | None] = []
-        # A request asked twice in the batch (the same messages: a plain game that is its raw game) is keyed once.
-        keyed: dict[tuple[int, int], CallKey] = {}
-        for model, messages in requests:
-            if model.name in self._refresh:
-                keys.append(None)
-                continue
-            key = keyed.get((id(model), id(messages)))
-            if key is None:
-                key = keyed[(id(model), id(messages))] = call_key(model, messages)
-            keys.append(key)
-        found = await self._look_up([key for key in keys if key is not None])
+        found = await self._look_up([digest for model, digest in requests if model.name not in self._refresh])
         served: list[Completion | None] = []
-        for (model, _), key in zip(requests, keys, strict=True):
-            cached = None if key is None else found.get(key.digest)
-            if key is not None and cached is not None:
-                self._count_served(model, key.digest, cached)
+        for model, digest in requests:
+            cached = None if model.name in self._refresh else found.get(digest)
+            if cached is not None:
+                self._count_served(model, digest, cached)
             served.append(cached)
         if any(completion is not None for completion in served):
             self._changed()  # once for the batch: a progress display formats its counters each time
         return served
 
-    def _look_up_all(self, lookups: list[list[CallKey]]) -> list[dict[str, Completion]]:
-        found = self._store.get_many([key for keys in lookups for key in keys])
+    def _look_up_all(self, lookups: list[list[str]]) -> list[dict[str, Completion]]:
+        found = self._store.get_many([digest for digests in lookups for digest in digests])
         return [found] * len(lookups)
 
     def _served(self, model: ModelConfig, digest: str, cached: Completion) -> Completion:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from judge_arena.config import CandidateConfig, ModelConfig
 from judge_arena.records import Message
 
 _SCHEMA = """
@@ -146,6 +147,17 @@ class CallKey:
             _canonical_params(self.params),
             revision,
         )
+
+
+def call_key(model: ModelConfig, messages: tuple[Message, ...]) -> CallKey:
+    """The cache key of a request of `model` (as called: a judge's `as_called`) with these messages."""
+    return CallKey(
+        model=model.model,
+        api_base=model.api_base,
+        params=tuple(sorted(model.params.items())),
+        messages=messages,
+        revision=model.revision if isinstance(model, CandidateConfig) else None,
+    )
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -371,13 +383,13 @@ class Store:
 
     def get(self, key: CallKey) -> Completion | None:
         """The cached completion for this call (committed, or grouped for the next commit), or None."""
-        return self.get_many([key]).get(key.digest)
+        return self.get_many([key.digest]).get(key.digest)
 
-    def get_many(self, keys: Sequence[CallKey]) -> dict[str, Completion]:
-        """The cached completions of these calls (committed, or grouped for the next commit) by digest, in one query
-        for every few hundred; a call not cached is left out."""
-        found = {key.digest: grouped[1] for key in keys if (grouped := self._grouped.get(key.digest)) is not None}
-        wanted = list(dict.fromkeys(key.digest for key in keys if key.digest not in found))
+    def get_many(self, digests: Sequence[str]) -> dict[str, Completion]:
+        """The cached completions of the calls with these key digests (`CallKey.digest`; committed, or grouped for
+        the next commit) by digest, in one query for every few hundred; a call not cached is left out."""
+        found = {digest: grouped[1] for digest in digests if (grouped := self._grouped.get(digest)) is not None}
+        wanted = list(dict.fromkeys(digest for digest in digests if digest not in found))
         return found | _completions(self._db, wanted) if wanted else found
 
     @property

@@ -49,9 +49,10 @@ def spare_cores() -> int:
         return (os.cpu_count() or 1) - 1
 
 
-def _frame(message: object) -> bytes:
+def _frame(message: object) -> tuple[bytes, bytes]:
+    """The message's pickle and, first, its length (apart: joined, a message of tens of MB would be copied)."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(_LENGTH, "little") + body
+    return len(body).to_bytes(_LENGTH, "little"), body
 
 
 def _widen(pipe: IO[bytes] | None) -> None:
@@ -72,7 +73,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         """The calls sent, oldest first, their replies not yet read."""
-        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[bytes, bytes] | None] = queue.SimpleQueue()
         """What the writing thread sends, in order; None ends it."""
         self._threads: list[threading.Thread] = []
         self._process: subprocess.Popen[bytes] | None = None
@@ -138,7 +139,7 @@ class Worker:
         """The writing thread: each request as it comes, until None or the pipe breaks."""
         with contextlib.suppress(OSError, ValueError):  # the process ended, or its pipe was closed
             while (request := self._requests.get()) is not None:
-                requests.write(request)
+                requests.writelines(request)
                 requests.flush()
 
     def _read(self, replies: IO[bytes]) -> None:
@@ -213,7 +214,7 @@ def _serve() -> None:
             sent = _frame((True, function(*args, **kwargs)))
         except Exception as exc:  # raised, or its result cannot be sent: the caller computes it itself
             sent = _frame((False, f"{type(exc).__name__}: {exc}"))
-        replies.write(sent)
+        replies.writelines(sent)
         replies.flush()
 
 

@@ -112,3 +112,15 @@ def test_a_run_collects_garbage_less_often_and_sets_the_collector_back() -> None
     with pytest.raises(RuntimeError):
         pipeline._blocking(fails())
     assert gc.get_threshold() == before
+
+
+def test_what_a_run_made_is_in_the_oldest_generation_after_it() -> None:
+    """So that the first collection after it, with the caller's thresholds, does not walk all of it again."""
+    from judge_arena import pipeline
+
+    async def make() -> list[list[int]]:
+        return [[n] for n in range(1_000)]
+
+    made = pipeline._blocking(make())
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(record) in oldest for record in made)

@@ -303,8 +303,7 @@ def test_a_plain_game_of_answers_without_markdown_is_rendered_as_its_raw_game(
 ) -> None:
     """Its judge is shown the same texts, so the run renders and keys it once; it is still a battle of the plain
     view, decided as the raw game is, and counted as a request served."""
-    from judge_arena import arena
-    from judge_arena.judge import show
+    from judge_arena import judge
     from judge_arena.style import strip_markdown
 
     candidates = [
@@ -322,11 +321,13 @@ def test_a_plain_game_of_answers_without_markdown_is_rendered_as_its_raw_game(
     assert all(strip_markdown(turn) == turn for answer in first.answers for turn in answer.turns)
     shown: list[object] = []
 
+    show = judge.show
+
     def counted(*args: Any) -> Any:
         shown.append(args)
         return show(*args)
 
-    monkeypatch.setattr(arena, "show", counted)
+    monkeypatch.setattr(judge, "show", counted)
     again = _run(path, sim)
     raw = [b for b in again.battles if b.normalization == "raw"]
     plain = [b for b in again.battles if b.normalization == "plain"]

@@ -25,7 +25,7 @@ from judge_arena.limiter import AdaptiveConcurrency, RateLimiter
 from judge_arena.records import Message
 from judge_arena.runner import CallRunner, CallStats
 from judge_arena.sim import SimulatorServer
-from judge_arena.store import CallKey, Completion, Receipt, Store
+from judge_arena.store import CallKey, Completion, Receipt, Store, call_key
 
 MESSAGES = (Message("system", "You judge."), Message("user", "Which is better?"))
 BASE_KEY = CallKey(model="openai/m", api_base=None, params=(("temperature", 0.0),), messages=MESSAGES)
@@ -110,7 +110,7 @@ def test_get_many_finds_committed_and_grouped_completions_in_one_call(tmp_path: 
                 store.put_receipt(key, Receipt("application/json", b"{}", 0.1))  # held for the group commit
             store.put(key, Completion(f"answer {n}", "stop", 1, 1, 0.1))
         assert store.grouped > 0
-        found = store.get_many([*keys, keys[1]])
+        found = store.get_many([key.digest for key in [*keys, keys[1]]])
         assert found == {
             key.digest: Completion(f"answer {n}", "stop", 1, 1, 0.1) for n, key in enumerate(keys) if n % 3
         }
@@ -187,7 +187,8 @@ async def test_cached_requests_are_served_without_a_call_and_counted_as_complete
             store, lambda _on_retry: client, simulator=None, refresh=["refreshed"], on_change=changes.append
         )
         refreshed = MODEL.model_copy(update={"name": "refreshed"})
-        served = await runner.cached([(MODEL, MESSAGES), (MODEL, other), (MODEL, MESSAGES), (refreshed, MESSAGES)])
+        digest, other_digest = call_key(MODEL, MESSAGES).digest, call_key(MODEL, other).digest
+        served = await runner.cached([(MODEL, digest), (MODEL, other_digest), (MODEL, digest), (refreshed, digest)])
         assert len(changes) == 1  # the progress display is told once for the batch, not once per request served
         # Found in the cache (twice: counted twice, as two calls of `complete` would be); not cached; and a model
         # answering anew, whatever the cache holds, left to `complete`.
@@ -197,7 +198,7 @@ async def test_cached_requests_are_served_without_a_call_and_counted_as_complete
         assert sum(runner.stats.served_before["m"].values()) == 2
         assert await runner.complete(MODEL, other) == Completion("reply to Not asked yet", "stop", 5, 7, 0.01)
         # Stored by this run: served again, it is shared within the run.
-        assert await runner.cached([(MODEL, other)]) == [await runner.complete(MODEL, other)]
+        assert await runner.cached([(MODEL, other_digest)]) == [await runner.complete(MODEL, other)]
         assert (runner.stats.cached, runner.stats.shared, runner.stats.made) == (2, 2, 1)
     assert client.calls == 2
 
@@ -214,12 +215,14 @@ async def test_the_cached_requests_of_one_turn_of_the_event_loop_are_looked_up_t
         lookups: list[int] = []
         get_many = store.get_many
 
-        def counted(keys: Sequence[CallKey]) -> dict[str, Completion]:
-            lookups.append(len(keys))
-            return get_many(keys)
+        def counted(digests: Sequence[str]) -> dict[str, Completion]:
+            lookups.append(len(digests))
+            return get_many(digests)
 
         monkeypatch.setattr(store, "get_many", counted)
-        served = await asyncio.gather(*(runner.cached([(MODEL, question)]) for question in questions))
+        served = await asyncio.gather(
+            *(runner.cached([(MODEL, call_key(MODEL, question).digest)]) for question in questions)
+        )
         assert served == [[completion] for completion in answered]
         assert lookups == [len(questions)]
 

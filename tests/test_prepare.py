@@ -4,8 +4,11 @@ own process, and a run that loses its second process still completes alike."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import re
 import shutil
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,12 +23,15 @@ from judge_arena._memo import Memo
 from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.config import load_config
 from judge_arena.defence import screen_answer
+from judge_arena.judge import JudgeRequest
 from judge_arena.labels import ARENA_HARD, LABEL_SETS
 from judge_arena.prepare import Plan, Work
-from judge_arena.records import Answer
+from judge_arena.records import Answer, Battle
+from judge_arena.report import files, html
+from judge_arena.runs import load_run
 from judge_arena.sim import SimulatorServer
 from judge_arena.style import answer_style, strip_markdown
-from judge_arena.worker import Worker
+from judge_arena.worker import Worker, WorkerFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMOS: tuple[Memo[Any, Any], ...] = (strip_markdown, screen_answer, answer_style)
@@ -168,12 +174,99 @@ def test_a_run_with_its_answers_prepared_ahead_judges_alike(
         memo.cache_clear()
     computed = [_counted(memo, monkeypatch) for memo in MEMOS]
 
+    keyed = _keyed_there(monkeypatch)
+
     run = _run(path, sim, worker=True)
     assert run.battles == first.battles
     assert run.answers == first.answers
     # Every answer's normalization, screening and style came from the second process.
     assert computed == [[], [], []]
     assert answer_style(run.answers[0]) == answer_style.__wrapped__(run.answers[0])
+    # Once it had prepared them, it rendered and keyed judge games, from those of the last item back.
+    assert keyed
+    games_of_last_item = [game for _, _, game in keyed[0][:2]]
+    last = (first.battles[-1].model_a, first.battles[-1].model_b, first.battles[-1].prompt_id)
+    assert {(game.answer_a.model, game.answer_b.model, game.prompt.id) for game in games_of_last_item} <= {
+        last,
+        (last[1], last[0], last[2]),
+    }
+
+
+def _keyed_there(monkeypatch: pytest.MonkeyPatch) -> list[list[JudgeRequest]]:
+    """The requests of every job given to the second process to key, from now on."""
+    jobs: list[list[JudgeRequest]] = []
+    keys = prepare.Preparer.keys
+
+    def recorded(self: prepare.Preparer, requests: list[JudgeRequest]) -> Any:
+        jobs.append(list(requests))
+        return keys(self, requests)
+
+    monkeypatch.setattr(prepare.Preparer, "keys", recorded)
+    return jobs
+
+
+def test_games_keyed_in_the_second_process_and_not_cached_are_rendered_and_called(
+    cached_arena: tuple[Path, ArenaRun], sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second process sends back keys, not messages: a game it keyed whose reply is not cached is rendered by
+    the run, and called as it would have been."""
+    path, first = cached_arena
+    keyed = _keyed_there(monkeypatch)
+    last = load_inputs(load_config(path)).prompts[-1]
+    with sqlite3.connect(path.parent / "cache" / "arena.sqlite") as db:
+        # The judge calls of the last prompt's games (and their re-asks): the last items, which the second
+        # process takes first.
+        forgotten = db.execute(
+            "DELETE FROM completions WHERE model = 'openai/sim-judge' AND instr(request, ?) > 0",
+            (json.dumps(last.turns[0])[1:-1],),
+        ).rowcount
+
+    run = _run(path, sim, worker=True)
+    assert last.id in {game.prompt.id for job in keyed for _, _, game in job}
+    assert run.stats.made == forgotten > 0
+    assert run.battles == first.battles
+
+
+def test_a_run_with_a_second_process_leaves_no_cycle_holding_its_records(
+    cached_arena: tuple[Path, ArenaRun], sim: SimulatorServer
+) -> None:
+    """Its records are freed once dropped, not kept until a collection of cycles finds them (which walks every
+    object alive: 0.4 s at the end of a large run)."""
+    path, _ = cached_arena
+    gc.collect()
+    gc.disable()
+    try:
+        run = _run(path, sim, worker=True)
+        battles = len(run.battles)
+        del run
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        held = [found for found in gc.garbage if isinstance(found, (Battle, asyncio.Task))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert battles > 0
+    assert held == []
+
+
+def test_a_job_the_second_process_cannot_key_is_keyed_by_the_run(
+    cached_arena: tuple[Path, ArenaRun], sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, first = cached_arena
+    failed: list[int] = []
+
+    def failing(self: prepare.Preparer, requests: list[JudgeRequest]) -> asyncio.Future[Any]:
+        failed.append(len(requests))
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(WorkerFailed("the second process has ended"))
+        return refused
+
+    monkeypatch.setattr(prepare.Preparer, "keys", failing)
+    run = _run(path, sim, worker=True)
+    assert failed
+    assert run.battles == first.battles
+    assert run.stats.made == 0
 
 
 @pytest.mark.parametrize("executable", ["/nonexistent/python", shutil.which("false") or "/bin/false"])
@@ -225,13 +318,32 @@ def test_a_large_run_reports_alike_with_its_second_process(
         return rate_frame(*args, **kwargs)
 
     monkeypatch.setattr(views_module, "rate_frame", fitted_here)
+    rendered: list[Path] = []
+    write_html_report = html.write_html_report
+
+    def written(folder: Path, run: Any = None, page: str | None = None) -> Path:
+        if page is None:
+            rendered.append(folder)
+        return write_html_report(folder, run, page)
+
+    monkeypatch.setattr(pipeline, "write_html_report", written)
+    monkeypatch.setattr(files, "write_html_report", written)
     monkeypatch.setattr(pipeline, "spare_cores", lambda: 1)
     for answers_at_least in (10**9, 0):
         monkeypatch.setattr(pipeline, "WORKER_FROM_ANSWERS", answers_at_least)
         folders.append(pipeline.run_arena(load_config(config), simulator_url=sim.url).folder)
     alone, with_worker = folders
     assert parts == [None, "unstyled"]  # the styled part of the second run was fitted in its second process
+    assert rendered == [alone]  # the second run's report.html was rendered in its second process
     for name in ("leaderboard.csv", "leaderboard.json", "categories.csv", "battles.csv", "style.csv"):
         assert (with_worker / name).read_bytes() == (alone / name).read_bytes(), name
+    # The page rendered there is the page of its folder.
+    page = _without_nonces((with_worker / "report.html").read_text())
+    assert page == _without_nonces(html.render_run_report(load_run(with_worker)))
     views = json.loads((with_worker / "leaderboard.json").read_text())
     assert any("+sc" in json.dumps(view) for view in views)  # a style-controlled view was fitted
+
+
+def _without_nonces(page: str) -> str:
+    """The page without its script nonces, drawn afresh for each page."""
+    return re.sub(r"nonce(-|=\")[A-Za-z0-9_-]+", "nonce", page)

@@ -295,17 +295,16 @@ def run_tables(run: ArenaRun) -> RunTables:
     )
 
 
-def write_report(
+def run_folder(
     run: ArenaRun, views: list[View], config_path: Path | None = None, tables: RunTables | None = None
-) -> Path:
-    """Write the run's report folder (`judge_arena.runs` describes it) and return its path.
+) -> RunFolder:
+    """The run's report folder, as `write_report` writes it.
 
     `config_path`, the config file, lets the manifest record its repository's git revision; `tables`, when built
     already (`run_tables`), are not built again.
     """
-    config = run.inputs.config
     tables = tables or run_tables(run)
-    folder = RunFolder(
+    return RunFolder(
         boards=leaderboard_frame(views),
         categories=category_frame(views),
         battles=tables.battles,
@@ -317,6 +316,15 @@ def write_report(
         manifest=manifest(run, config_path),
         style=table("style.csv", [pd.DataFrame([asdict(row) for row in style_by_model(run.answers)])]),
     )
+
+
+def write_report(
+    run: ArenaRun, views: list[View], config_path: Path | None = None, tables: RunTables | None = None
+) -> Path:
+    """Write the run's report folder (`run_folder`; `judge_arena.runs` describes it) and its report.html; return
+    its path."""
+    config = run.inputs.config
+    folder = run_folder(run, views, config_path, tables)
     written = write_run(folder, config.runner.output_dir, config.name)
     write_html_report(written, folder)
     return written

@@ -749,15 +749,18 @@ def _run_report(run: RunFolder) -> Iterator[str]:
     return _environment().get_template("run.html.j2").generate(page=page, nonce=nonce)
 
 
-def write_html_report(folder: Path, run: RunFolder | None = None) -> Path:
+def write_html_report(folder: Path, run: RunFolder | None = None, page: str | None = None) -> Path:
     """Render the run folder's report.html, replacing any earlier one atomically; return its path.
 
     `run` is the folder's content when the caller has just written it (`runs.write_run`): the report is rendered
     from it instead of reading the folder back with `load_run` (a second copy of every table, at the run's peak of
-    memory).
+    memory). `page` is the report rendered already (`render_run_report`), written as it is.
     """
     target = folder / REPORT_FILE
-    _write_atomically(target, _run_report(run if run is not None else load_run(folder)))
+    if page is not None:
+        _write_atomically(target, [page])
+    else:
+        _write_atomically(target, _run_report(run if run is not None else load_run(folder)))
     return target
 
 
