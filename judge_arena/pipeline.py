@@ -24,7 +24,7 @@ from judge_arena.battle_files import BattlesInputError, load_battle_file
 from judge_arena.config import ArenaConfig, RatingConfig, load_category_map
 from judge_arena.interrupt import Interrupt
 from judge_arena.report.files import RunTables, run_folder, run_tables, write_rated_battles, write_report
-from judge_arena.report.html import render_run_report, write_html_report
+from judge_arena.report.html import encoded_run_report, write_html_report
 from judge_arena.runs import RunFolder, load_run, write_run
 from judge_arena.views import RatingJob, View, canary_warnings, rate_frame, rating_job
 from judge_arena.worker import Worker, WorkerFailed, spare_cores
@@ -133,7 +133,7 @@ async def _reported(run: ArenaRun, views: list[View], tables: RunTables | None, 
         return write_report(run, views, run.inputs.config.source, tables)
     config = run.inputs.config
     folder = run_folder(run, views, config.source, tables)
-    rendering = worker.call(render_run_report, folder)
+    rendering = worker.call(encoded_run_report, folder)
     written = write_run(folder, config.runner.output_dir, config.name)
     try:
         page = await rendering

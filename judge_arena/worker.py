@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import importlib
+import io
 import os
 import pickle
 import queue
@@ -27,7 +28,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 R = TypeVar("R")
 
@@ -49,10 +50,40 @@ def spare_cores() -> int:
         return (os.cpu_count() or 1) - 1
 
 
-def _frame(message: object) -> tuple[bytes, bytes]:
-    """The message's pickle and, first, its length (apart: joined, a message of tens of MB would be copied)."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(_LENGTH, "little"), body
+def _length(size: int) -> bytes:
+    return size.to_bytes(_LENGTH, "little")
+
+
+def _frame(message: object) -> list[bytes | memoryview]:
+    """The message as written: its pickle, then the arrays' buffers the pickle refers to (pickle protocol 5's
+    out-of-band buffers), each after its length, and the number of buffers between them.
+
+    The buffers are written from the arrays themselves, not copied into the pickle: a run folder's tables sent to be
+    rendered are tens of MB, which a copy added to the peak memory of the run's process.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    frame: list[bytes | memoryview] = [_length(len(body)), body, _length(len(buffers))]
+    for buffer in buffers:
+        view = buffer.raw()
+        frame += [_length(view.nbytes), view]
+    return frame
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    """A message written by `_frame`; raises EOFError at the end of the stream."""
+    header = stream.read(_LENGTH)
+    if len(header) < _LENGTH:
+        raise EOFError
+    body = stream.read(int.from_bytes(header, "little"))
+    buffers = []
+    for _ in range(int.from_bytes(stream.read(_LENGTH), "little")):
+        # Writable, as the arrays were: read-only ones would refuse what their code may do to them.
+        buffer = bytearray(int.from_bytes(stream.read(_LENGTH), "little"))
+        if cast(io.BufferedIOBase, stream).readinto(buffer) < len(buffer):
+            raise EOFError
+        buffers.append(buffer)
+    return pickle.loads(body, buffers=buffers)
 
 
 def _widen(pipe: IO[bytes] | None) -> None:
@@ -73,7 +104,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
         """The calls sent, oldest first, their replies not yet read."""
-        self._requests: queue.SimpleQueue[tuple[bytes, bytes] | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[list[bytes | memoryview] | None] = queue.SimpleQueue()
         """What the writing thread sends, in order; None ends it."""
         self._threads: list[threading.Thread] = []
         self._process: subprocess.Popen[bytes] | None = None
@@ -119,14 +150,17 @@ class Worker:
     def call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
         """`function(*args, **kwargs)` computed in the second process (a module-level function: it is sent by name).
 
-        The future fails with WorkerFailed when the function raised there or the process ended.
+        The future fails with WorkerFailed when the function raised there or the process ended. A result in bytes
+        comes as a bytearray (sent as it is, not copied into a pickle).
         """
         done: asyncio.Future[R] = self._loop.create_future()
         if self.failed:
             done.set_exception(WorkerFailed("the second process has ended"))
             return done
         try:
-            # Pickled here, on the caller's thread: the arguments may change once the call returns.
+            # Pickled here, on the caller's thread: the arguments may change once the call returns. Only arrays'
+            # buffers are read later, as the writing thread sends them (see `_frame`): a caller does not change an
+            # array it has sent.
             request = _frame((function, args, kwargs))
         except Exception as exc:  # a function or argument that cannot be sent: the caller computes it
             done.set_exception(WorkerFailed(f"cannot send the call: {exc}"))
@@ -145,9 +179,8 @@ class Worker:
     def _read(self, replies: IO[bytes]) -> None:
         """The reading thread: each reply as it comes, handed to the event loop; at the end, the loop fails the rest."""
         try:
-            while len(header := replies.read(_LENGTH)) == _LENGTH:
-                reply = pickle.loads(replies.read(int.from_bytes(header, "little")))
-                self._loop.call_soon_threadsafe(self._received, reply)
+            while True:
+                self._loop.call_soon_threadsafe(self._received, _receive(replies))
         except Exception:  # whatever went wrong, the callers compute the results themselves
             pass
         with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
@@ -208,10 +241,15 @@ def _serve() -> None:
     # Replies go to a descriptor of their own: whatever else writes to stdout (a library's warning) goes to stderr.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    while header := requests.read(_LENGTH):
-        function, args, kwargs = pickle.loads(requests.read(int.from_bytes(header, "little")))
+    while True:
         try:
-            sent = _frame((True, function(*args, **kwargs)))
+            function, args, kwargs = _receive(requests)
+        except EOFError:
+            return
+        try:
+            result = function(*args, **kwargs)
+            # Sent out of band, as arrays are (see `_frame`): a page of tens of MB, not copied into the pickle.
+            sent = _frame((True, pickle.PickleBuffer(result) if isinstance(result, bytes) else result))
         except Exception as exc:  # raised, or its result cannot be sent: the caller computes it itself
             sent = _frame((False, f"{type(exc).__name__}: {exc}"))
         replies.writelines(sent)

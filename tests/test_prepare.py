@@ -19,6 +19,7 @@ import yaml
 
 from judge_arena import pipeline, prepare
 from judge_arena import views as views_module
+from judge_arena import worker as worker_module
 from judge_arena._memo import Memo
 from judge_arena.arena import ArenaRun, load_inputs, play_arena
 from judge_arena.config import load_config
@@ -321,7 +322,7 @@ def test_a_large_run_reports_alike_with_its_second_process(
     rendered: list[Path] = []
     write_html_report = html.write_html_report
 
-    def written(folder: Path, run: Any = None, page: str | None = None) -> Path:
+    def written(folder: Path, run: Any = None, page: bytes | None = None) -> Path:
         if page is None:
             rendered.append(folder)
         return write_html_report(folder, run, page)
@@ -347,3 +348,36 @@ def test_a_large_run_reports_alike_with_its_second_process(
 def _without_nonces(page: str) -> str:
     """The page without its script nonces, drawn afresh for each page."""
     return re.sub(r"nonce(-|=\")[A-Za-z0-9_-]+", "nonce", page)
+
+
+def test_arrays_and_bytes_cross_to_the_second_process_whole_and_writable() -> None:
+    """Their buffers travel beside the pickle, not in it (see `worker._frame`): what arrives is what was sent, and
+    may be changed there and here as the original could."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"n": np.arange(200_000), "x": np.linspace(0.0, 1.0, 200_000), "s": ["a", "b"] * 100_000})
+    values = np.linspace(0.0, 1.0, 300_000)
+
+    async def round_trip() -> tuple[Any, ...]:
+        worker = Worker()
+        try:
+            return (
+                await worker.call(pd.DataFrame.copy, frame),
+                # Negated in place there: an array that arrived read-only would refuse.
+                await worker.call(np.negative, values, out=values),
+                await worker.call(str.encode, "é" * 3_000_000),
+            )
+        finally:
+            await worker.aclose()
+
+    copied, negated, encoded = asyncio.run(round_trip())
+    pd.testing.assert_frame_equal(copied, frame)
+    copied.loc[0, "n"] = -1
+    assert copied.loc[0, "n"] == -1 != frame.loc[0, "n"]
+    np.testing.assert_array_equal(negated, -values)
+    assert bytes(encoded) == ("é" * 3_000_000).encode()
+    # Sent from the array's own memory, beside a pickle that holds none of it.
+    body, *buffers = worker_module._frame(values)[1:]
+    assert len(body) < 1_000
+    assert any(isinstance(part, memoryview) and part.nbytes == values.nbytes for part in buffers)

@@ -695,7 +695,7 @@ def render_diff_report(diff: DiffResult, gates: Sequence[GateResult] = ()) -> st
 
 def write_diff_report(path: Path, diff: DiffResult, gates: Sequence[GateResult] = ()) -> Path:
     """Write the diff's page to `path`, replacing any earlier file atomically; return the path."""
-    _write_atomically(path, [render_diff_report(diff, gates)])
+    _write_atomically(path, _encoded([render_diff_report(diff, gates)]))
     return path
 
 
@@ -749,25 +749,34 @@ def _run_report(run: RunFolder) -> Iterator[str]:
     return _environment().get_template("run.html.j2").generate(page=page, nonce=nonce)
 
 
-def write_html_report(folder: Path, run: RunFolder | None = None, page: str | None = None) -> Path:
+def encoded_run_report(run: RunFolder) -> bytes:
+    """`render_run_report` as report.html holds it (`write_html_report(…, page=…)` writes it as it is)."""
+    return b"".join(_encoded(_run_report(run)))
+
+
+def write_html_report(folder: Path, run: RunFolder | None = None, page: bytes | bytearray | None = None) -> Path:
     """Render the run folder's report.html, replacing any earlier one atomically; return its path.
 
     `run` is the folder's content when the caller has just written it (`runs.write_run`): the report is rendered
     from it instead of reading the folder back with `load_run` (a second copy of every table, at the run's peak of
-    memory). `page` is the report rendered already (`render_run_report`), written as it is.
+    memory). `page` is the report rendered already (`encoded_run_report`), written as it is.
     """
     target = folder / REPORT_FILE
     if page is not None:
         _write_atomically(target, [page])
     else:
-        _write_atomically(target, _run_report(run if run is not None else load_run(folder)))
+        _write_atomically(target, _encoded(_run_report(run if run is not None else load_run(folder))))
     return target
 
 
-def _write_atomically(target: Path, html: Iterable[str]) -> None:
-    staging = target.with_name(f".{target.name}.partial")
+def _encoded(html: Iterable[str]) -> Iterator[bytes]:
     # A lone surrogate (a provider may send one) has no UTF-8 form: written as its JSON escape, which the page's
     # embedded data reads back as the same character.
-    with staging.open("w", encoding="utf-8", errors="backslashreplace") as out:
+    return (piece.encode("utf-8", "backslashreplace") for piece in html)
+
+
+def _write_atomically(target: Path, html: Iterable[bytes | bytearray]) -> None:
+    staging = target.with_name(f".{target.name}.partial")
+    with staging.open("wb") as out:
         out.writelines(html)
     os.replace(staging, target)
