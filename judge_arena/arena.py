@@ -332,7 +332,8 @@ async def play_arena(
     and the config's local servers (stopped when the run ends).
 
     With a `worker` (a large run's second process), each answer's normalizations, screening and style features are
-    computed there, ahead of the games that need them (`prepare.py`).
+    computed there, ahead of the games that need them, and then the judge items are rendered and keyed there from
+    the last one back while this process takes them from the first (`prepare.py`).
 
     Once `interrupt` is stopped, no new call is made; calls in flight get `grace_s` seconds to finish (so that their
     answers are stored), and the run returns what it has done, with `interrupted` set.
@@ -659,7 +660,8 @@ class _Play:
             return shown_requests(self._requests(planned))
         job, start, stop = keyed
         try:
-            return [(None, flags, digest) for digest, flags in (await job)[start:stop]]
+            # Shielded: the job is other items' too, and a task cancelled while awaiting a future cancels it.
+            return [(None, flags, digest) for digest, flags in (await asyncio.shield(job))[start:stop]]
         except WorkerFailed:
             return shown_requests(self._requests(planned))
 
@@ -677,7 +679,7 @@ class _Play:
                     break
                 slots, pair, prompt = self._items[position]
                 answering = [self._answers[(model, prompt.id)] for model in pair]
-                if not all(task.done() and not task.cancelled() for task in answering):
+                if not all(task.done() and not task.cancelled() and task.exception() is None for task in answering):
                     break
                 first, second = (task.result() for task in answering)
                 if first is not None and second is not None:

@@ -207,14 +207,16 @@ def _fewer_collections() -> Iterator[None]:
     At the end, what the block left in the younger generations is moved to the oldest (`gc.freeze` then
     `gc.unfreeze`): with the default thresholds back, the next collection would otherwise walk every object the run
     made since its last one, millions of them (0.2 to 0.3 s at the end of that rerun), only to find them still alive.
+    Not when the caller keeps objects frozen itself (a server about to fork): unfreezing would release them.
     """
     thresholds = gc.get_threshold()
     gc.set_threshold(*_RUN_GC_THRESHOLDS)
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         gc.set_threshold(*thresholds)
 
 

@@ -10,7 +10,7 @@ ask for them (`Preparer.ready`), and the run's process adds the results to the m
 then finds them done.
 
 Once every answer asked for is prepared, the second process has room for more: the run gives it whole judge items
-to render and key (`request_keys`), from the last item back, while its own process goes on from the first
+to render and key (`judge.request_keys`), from the last item back, while its own process goes on from the first
 (`arena._Play`). It sends back each game's cache key and the screen's flags, not the messages, which a cached game
 does not need: a rerun served from the cache spends about a third of its CPU rendering and keying its games.
 

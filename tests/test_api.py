@@ -124,3 +124,12 @@ def test_what_a_run_made_is_in_the_oldest_generation_after_it() -> None:
     made = pipeline._blocking(make())
     oldest = {id(o) for o in gc.get_objects(generation=2)}
     assert all(id(record) in oldest for record in made)
+
+    kept = [[n] for n in range(10)]  # a caller's own frozen objects stay frozen
+    gc.freeze()
+    try:
+        pipeline._blocking(make())
+        assert gc.get_freeze_count() >= len(kept)
+        assert not any(record is kept[0] for record in gc.get_objects())
+    finally:
+        gc.unfreeze()
