@@ -118,7 +118,13 @@ class Worker:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))},
+                # Arrow's memory (pandas' strings) from the system's allocator unless the user chose: pyarrow's
+                # default keeps much of what is freed, and this process builds and frees the run folder's tables.
+                env={
+                    "ARROW_DEFAULT_MEMORY_POOL": "system",
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, paths)),
+                },
             )
         except OSError:
             self.failed = True

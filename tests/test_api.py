@@ -114,6 +114,19 @@ def test_a_run_collects_garbage_less_often_and_sets_the_collector_back() -> None
     assert gc.get_threshold() == before
 
 
+def test_a_run_takes_arrow_memory_from_the_system_and_sets_the_pool_back() -> None:
+    """pyarrow's own pool keeps what is freed; the caller's pool is the default again after the run."""
+    pyarrow = pytest.importorskip("pyarrow")
+    from judge_arena import pipeline
+
+    async def pool_during() -> str:
+        return str(pyarrow.default_memory_pool().backend_name)
+
+    before = pyarrow.default_memory_pool()
+    assert pipeline._blocking(pool_during()) == "system"
+    assert pyarrow.default_memory_pool().backend_name == before.backend_name
+
+
 def test_what_a_run_made_is_in_the_oldest_generation_after_it() -> None:
     """So that the first collection after it, with the caller's thresholds, does not walk all of it again."""
     from judge_arena import pipeline

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -367,11 +368,14 @@ def test_arrays_and_bytes_cross_to_the_second_process_whole_and_writable() -> No
                 # Negated in place there: an array that arrived read-only would refuse.
                 await worker.call(np.negative, values, out=values),
                 await worker.call(str.encode, "é" * 3_000_000),
+                # Unless the user chose otherwise: pyarrow's own pool keeps what is freed.
+                await worker.call(os.getenv, "ARROW_DEFAULT_MEMORY_POOL"),
             )
         finally:
             await worker.aclose()
 
-    copied, negated, encoded = asyncio.run(round_trip())
+    copied, negated, encoded, pool = asyncio.run(round_trip())
+    assert pool == os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system")
     pd.testing.assert_frame_equal(copied, frame)
     copied.loc[0, "n"] = -1
     assert copied.loc[0, "n"] == -1 != frame.loc[0, "n"]
